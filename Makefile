@@ -1,0 +1,36 @@
+# Two commands for a fresh machine:
+#   make demo   - install, build the embedded database, run the nightly job offline, serve http://localhost:8000
+#   make test   - install, lint, check migrations, run the whole test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The test suite runs in production mode when DATABASE_URL is set, which needs a secret key.
+TEST_SECRET_KEY ?= test-only-secret-key-4f0c9b1e8d2a7c6b5a4f3e2d1c0b9a8f7e6d5c4b
+
+.PHONY: demo test install lint serve clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
+	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$(TEST_SECRET_KEY)} $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$(TEST_SECRET_KEY)} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DigestConfig(AppConfig):
+    name = "digest"
+    verbose_name = "Papers and digests"
+
+    def ready(self):
+        from digest import checks  # noqa: F401  (registers system checks)

@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.core.checks import Warning, register
+
+OUTBOX_BACKEND = "digest.email_backends.OutboxEmailBackend"
+
+
+@register("paperboy", deploy=True)
+def check_production_email_backend(app_configs, **kwargs):
+    """Production mode must hand mail to an ESP, not to the local outbox folder."""
+    if settings.EMBEDDED or settings.EMAIL_BACKEND != OUTBOX_BACKEND:
+        return []
+    return [
+        Warning(
+            "Production mode is writing every email to OUTBOX_DIR instead of sending it.",
+            hint="Set EMAIL_BACKEND to an anymail backend, e.g. anymail.backends.postmark.EmailBackend, "
+            "and its ANYMAIL_* credentials.",
+            id="paperboy.W001",
+        )
+    ]

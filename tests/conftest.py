@@ -1,0 +1,127 @@
+"""Shared fixtures: real services, a real Celery worker, isolated outbox."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.support import BASE_DIR, WorkerProcess, app_env, test_database_url
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def service_missing(reason: str):
+    """Skip locally, but fail loudly when the run promised real services."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SERVICES:
+        from django.conf import settings
+
+        engine = settings.DATABASES["default"]["ENGINE"]
+        if "postgresql" not in engine or not settings.REDIS_URL:
+            raise pytest.UsageError(
+                f"REQUIRE_SERVICES=1 but the suite is not on PostgreSQL and Redis "
+                f"(engine={engine}, REDIS_URL={settings.REDIS_URL!r}); set DATABASE_URL and REDIS_URL."
+            )
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        service_missing("REDIS_URL is not set")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {url} is configured but unreachable: {exc}", pytrace=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_required():
+    from django.conf import settings
+
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        service_missing("DATABASE_URL does not point at PostgreSQL")
+
+
+@pytest.fixture(autouse=True)
+def isolated_outbox(settings, tmp_path):
+    """Each test gets its own outbox folder, so tests never see each other's mail."""
+    settings.OUTBOX_DIR = tmp_path / "outbox"
+    return settings.OUTBOX_DIR
+
+
+@pytest.fixture(autouse=True)
+def eager_celery():
+    """Tasks run in-process in tests unless a test starts a real worker."""
+    from config.celery_app import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def celery_worker_factory(redis_url, tmp_path, eager_celery):
+    """Start real `celery worker` processes on the real Redis broker.
+
+    The worker talks to the same database as the test (the test_ copy), so use it
+    with `transactional_db` when the worker must see rows the test wrote.
+    Each worker listens on its own queue unless one is given, so stray workers
+    elsewhere on the machine never steal the test's tasks.
+    """
+    eager_celery.conf.task_always_eager = False
+    started: list[WorkerProcess] = []
+
+    def start(
+        *, queue: str | None = None, concurrency: int = 1, extra_env: dict | None = None
+    ) -> WorkerProcess:
+        from django.conf import settings
+
+        queue = queue or f"test-{uuid.uuid4().hex[:10]}"
+        overrides = {"REDIS_URL": redis_url, "OUTBOX_DIR": settings.OUTBOX_DIR}
+        if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+            overrides["DATABASE_URL"] = test_database_url()
+        overrides.update(extra_env or {})
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "prefork" if concurrency > 1 else "solo",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            queue,
+            "--hostname",
+            f"{queue}-{len(started)}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command, cwd=BASE_DIR, env=app_env(**overrides), stdout=log, stderr=subprocess.STDOUT
+            )
+        worker = WorkerProcess(process, queue, log_path)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
