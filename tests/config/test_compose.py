@@ -37,7 +37,9 @@ def test_commands_run_the_right_programs():
 
 
 def test_exactly_one_beat_runs():
-    beat_services = [name for name, spec in SERVICES.items() if "command" in spec and " beat" in command_of(name)]
+    beat_services = [
+        name for name, spec in SERVICES.items() if "command" in spec and " beat" in command_of(name)
+    ]
     assert beat_services == ["beat"]
     assert SERVICES["beat"].get("deploy", {}).get("replicas", 1) == 1
 
