@@ -1,0 +1,313 @@
+"""A Postmark-compatible fake ESP on loopback, for tests and benchmarks.
+
+anymail's Postmark backend talks to it over real HTTP when
+ANYMAIL["POSTMARK_API_URL"] points here. It checks every message the way a
+strict ESP (and Gmail's bulk-sender rules) would: one distinct recipient, both
+parts, the RFC 8058 unsubscribe headers, a List-Id, and HTML no larger than
+Gmail's 102 KB clipping limit. It counts accepted messages per recipient, so a
+test can prove there were no duplicates and nothing went missing.
+
+Faults can be injected: a share of calls failing with 500, 429 with
+Retry-After, calls that hang past the client's timeout, and recipients that
+are permanently rejected.
+
+Run standalone with `python -m tests.fake_esp --port 8025`; GET /_stats returns
+the counters as JSON, POST /_faults sets faults, POST /_reset clears everything.
+"""
+
+import argparse
+import json
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_HTML_BYTES = 102 * 1024
+
+
+@dataclass
+class Faults:
+    fail_rate: float = 0.0  # share of calls answered 500
+    rate_limit_first: int = 0  # this many calls answered 429 first
+    retry_after: int = 1
+    hang_first: int = 0  # this many calls hang for hang_seconds, then fail
+    hang_seconds: float = 5.0
+    reject: set[str] = field(default_factory=set)  # recipients refused with 422/406
+    seed: int = 1234
+
+
+@dataclass
+class Accepted:
+    message_id: str
+    to: str
+    subject: str
+    headers: dict[str, str]
+    html_bytes: int
+    text: str
+    html: str
+
+
+class FakeESPState:
+    def __init__(self, *, keep_bodies: bool = True):
+        self.lock = threading.Lock()
+        self.keep_bodies = keep_bodies
+        self.reset()
+
+    def reset(self, faults: Faults | None = None):
+        with self.lock:
+            self.faults = faults or Faults()
+            self.random = random.Random(self.faults.seed)
+            self.calls = 0
+            self.accepted: list[Accepted] = []
+            self.per_recipient: Counter[str] = Counter()
+            self.invalid: list[dict] = []
+            self.faulted: Counter[str] = Counter()
+            self.max_html_bytes = 0
+
+    def stats(self) -> dict:
+        with self.lock:
+            duplicates = sum(count - 1 for count in self.per_recipient.values() if count > 1)
+            return {
+                "calls": self.calls,
+                "accepted": len(self.accepted) if self.keep_bodies else sum(self.per_recipient.values()),
+                "recipients": len(self.per_recipient),
+                "duplicates": duplicates,
+                "invalid": len(self.invalid),
+                "invalid_examples": self.invalid[:5],
+                "faulted": dict(self.faulted),
+                "max_html_bytes": self.max_html_bytes,
+            }
+
+    def recipients(self) -> Counter:
+        with self.lock:
+            return Counter(self.per_recipient)
+
+
+def validate(message: dict) -> list[str]:
+    problems = []
+    to = message.get("To") or ""
+    if not to or "," in to:
+        problems.append(f"To must be exactly one recipient, got {to!r}")
+    if not message.get("From"):
+        problems.append("From is missing")
+    if not message.get("Subject"):
+        problems.append("Subject is missing")
+    html = message.get("HtmlBody") or ""
+    if not html:
+        problems.append("HtmlBody is missing")
+    if not message.get("TextBody"):
+        problems.append("TextBody is missing")
+    size = len(html.encode())
+    if size > MAX_HTML_BYTES:
+        problems.append(f"HtmlBody is {size} bytes, over {MAX_HTML_BYTES}")
+    headers = {h.get("Name", "").lower(): h.get("Value", "") for h in message.get("Headers") or []}
+    unsubscribe = headers.get("list-unsubscribe", "")
+    if not (unsubscribe.startswith("<http") and unsubscribe.endswith(">")):
+        problems.append(f"List-Unsubscribe must be <https://...>, got {unsubscribe!r}")
+    if headers.get("list-unsubscribe-post") != "List-Unsubscribe=One-Click":
+        problems.append("List-Unsubscribe-Post must be List-Unsubscribe=One-Click")
+    if not headers.get("list-id"):
+        problems.append("List-Id is missing")
+    return problems
+
+
+def make_handler(state: FakeESPState):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real ESP API offers
+
+        def setup(self):
+            super().setup()
+            # Headers and body go out in separate writes; without this, Nagle's
+            # algorithm and delayed ACKs add 40 ms to every call.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, format, *args):  # quiet
+            pass
+
+        def _reply(self, status: int, body, headers: dict | None = None):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_GET(self):
+            if self.path.startswith("/_stats"):
+                self._reply(200, state.stats())
+            else:
+                self._reply(404, {"ErrorCode": 404, "Message": "not found"})
+
+        def do_POST(self):
+            raw = self._body()
+            if self.path.startswith("/_reset"):
+                state.reset()
+                self._reply(200, {"ok": True})
+                return
+            if self.path.startswith("/_faults"):
+                spec = json.loads(raw or b"{}")
+                spec["reject"] = set(spec.get("reject", []))
+                state.reset(Faults(**spec))
+                self._reply(200, {"ok": True})
+                return
+            path = self.path.rstrip("/")
+            if path not in ("/email", "/email/batch"):
+                self._reply(404, {"ErrorCode": 404, "Message": f"unknown endpoint {self.path}"})
+                return
+            if not self.headers.get("X-Postmark-Server-Token"):
+                self._reply(401, {"ErrorCode": 10, "Message": "No Account or Server API tokens were supplied"})
+                return
+
+            fault = self._fault()
+            if fault == "hang":
+                time.sleep(state.faults.hang_seconds)
+                self._reply(500, {"ErrorCode": 500, "Message": "timed out upstream"})
+                return
+            if fault == "429":
+                self._reply(
+                    429,
+                    {"ErrorCode": 429, "Message": "Rate limit exceeded"},
+                    {"Retry-After": str(state.faults.retry_after)},
+                )
+                return
+            if fault == "500":
+                self._reply(500, {"ErrorCode": 500, "Message": "Internal server error"})
+                return
+
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                self._reply(400, {"ErrorCode": 402, "Message": "Received invalid JSON input."})
+                return
+            if path == "/email":
+                status, body = self._accept(payload)
+                self._reply(status, body)
+            else:
+                results = [self._accept(one)[1] for one in payload]
+                self._reply(200, results)
+
+        def _fault(self) -> str | None:
+            with state.lock:
+                state.calls += 1
+                faults = state.faults
+                if state.faulted["hang"] < faults.hang_first:
+                    state.faulted["hang"] += 1
+                    return "hang"
+                if state.faulted["429"] < faults.rate_limit_first:
+                    state.faulted["429"] += 1
+                    return "429"
+                if faults.fail_rate and state.random.random() < faults.fail_rate:
+                    state.faulted["500"] += 1
+                    return "500"
+            return None
+
+        def _accept(self, message: dict) -> tuple[int, dict]:
+            to = message.get("To") or ""
+            if to.lower() in state.faults.reject:
+                return 422, {
+                    "ErrorCode": 406,
+                    "Message": f"You tried to send to recipient(s) that have been marked as inactive. "
+                    f"Found inactive addresses: {to}.",
+                    "To": to,
+                }
+            problems = validate(message)
+            if problems:
+                with state.lock:
+                    state.invalid.append({"to": to, "problems": problems})
+                return 422, {"ErrorCode": 300, "Message": "; ".join(problems), "To": to}
+            message_id = str(uuid.uuid4())
+            html = message.get("HtmlBody") or ""
+            size = len(html.encode())
+            headers = {h["Name"]: h["Value"] for h in message.get("Headers") or []}
+            with state.lock:
+                state.per_recipient[to.lower()] += 1
+                state.max_html_bytes = max(state.max_html_bytes, size)
+                if state.keep_bodies:
+                    state.accepted.append(
+                        Accepted(
+                            message_id=message_id,
+                            to=to,
+                            subject=message.get("Subject", ""),
+                            headers=headers,
+                            html_bytes=size,
+                            text=message.get("TextBody", ""),
+                            html=html,
+                        )
+                    )
+            return 200, {
+                "To": to,
+                "SubmittedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "MessageID": message_id,
+                "ErrorCode": 0,
+                "Message": "OK",
+            }
+
+    return Handler
+
+
+class FakeESP:
+    """Start with `with FakeESP() as esp:`; point anymail at `esp.url`."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, keep_bodies: bool = True):
+        self.state = FakeESPState(keep_bodies=keep_bodies)
+        self.server = ThreadingHTTPServer((host, port), make_handler(self.state))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def start(self) -> "FakeESP":
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def set_faults(self, **spec):
+        spec["reject"] = {address.lower() for address in spec.get("reject", ())}
+        self.state.reset(Faults(**spec))
+
+    @property
+    def accepted(self) -> list[Accepted]:
+        return list(self.state.accepted)
+
+    def stats(self) -> dict:
+        return self.state.stats()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-bodies", action="store_true", help="count messages without keeping them")
+    args = parser.parse_args()
+    esp = FakeESP(host=args.host, port=args.port, keep_bodies=not args.no_bodies)
+    print(esp.url, flush=True)
+    try:
+        esp.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
