@@ -1,5 +1,6 @@
 # Two commands for a fresh machine:
-#   make demo   - install, build the embedded database, run the nightly job offline, serve http://localhost:8000
+#   make demo   - install, build the embedded database, run one night offline on the bundled sample papers
+#                 (emails land in var/outbox/), then serve http://localhost:8000
 #   make test   - install, lint, check migrations, run the whole test suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -22,6 +23,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: install

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -190,6 +191,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Security --------------------------------------------------------------------
@@ -225,6 +227,60 @@ PRODUCT_NAME = env.str("PRODUCT_NAME", default="Paperboy")
 SCRAPER_USER_AGENT = env.str(
     "SCRAPER_USER_AGENT", default=f"{PRODUCT_NAME}/1.0 (+{SITE_URL}; personalised ML paper digest)"
 )
+# arXiv categories the arXiv source asks for, comma-separated.
+ARXIV_CATEGORIES = env.list("ARXIV_CATEGORIES", default=["cs.CL", "cs.LG", "cs.CV", "cs.AI"])
+
+# --- Subscribers -----------------------------------------------------------------
+
+# Signups per client IP, in django-ratelimit's "count/period" form (s, m, h, d),
+# counted in the Django cache. Empty turns the limit off, e.g. for a load test.
+SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="20/h")
+# Behind a reverse proxy, the header holding the client IP (e.g. HTTP_X_REAL_IP);
+# unset means REMOTE_ADDR.
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+# If the cache is down, let signups through rather than turn every reader away.
+RATELIMIT_FAIL_OPEN = True
+
+# --- Digest ------------------------------------------------------------------------
+
+# When the nightly run starts, "HH:MM" in UTC.
+DIGEST_SEND_TIME = env.str("DIGEST_SEND_TIME", default="06:00")
+DIGEST_MAX_ITEMS = env.int("DIGEST_MAX_ITEMS", default=8)
+DIGEST_MAX_ITEMS_LIMIT = 15
+DIGEST_RELEVANCE_GATE = env.float("DIGEST_RELEVANCE_GATE", default=0.3)
+DIGEST_TREND_WEIGHT = env.float("DIGEST_TREND_WEIGHT", default=0.35)
+# When nothing passes a reader's relevance gate: send no email (true), or send the
+# day's most upvoted papers instead (false).
+DIGEST_SKIP_EMPTY = env.bool("DIGEST_SKIP_EMPTY", default=True)
+DIGEST_IMAGES = env.bool("DIGEST_IMAGES", default=True)
+DIGEST_CHUNK_SIZE = env.int("DIGEST_CHUNK_SIZE", default=500)
+DIGEST_SEND_ATTEMPTS = env.int("DIGEST_SEND_ATTEMPTS", default=3)
+DIGEST_SEND_BACKOFF = env.float("DIGEST_SEND_BACKOFF", default=1.0)
+DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=5)
+DIGEST_CLAIM_TIMEOUT = env.int("DIGEST_CLAIM_TIMEOUT", default=300)
+DIGEST_RUN_MAX_SECONDS = env.int("DIGEST_RUN_MAX_SECONDS", default=6 * 3600)
+DIGEST_RECOVER_EVERY = env.int("DIGEST_RECOVER_EVERY", default=120)
+SENDER_POSTAL_ADDRESS = env.str("SENDER_POSTAL_ADDRESS", default="")
+
+# --- Periodic tasks (Celery beat) --------------------------------------------------
+
+_send_hour, _send_minute = (int(part) for part in DIGEST_SEND_TIME.split(":"))
+CELERY_BEAT_SCHEDULE = {
+    "nightly-digest": {
+        "task": "digest.nightly_run",
+        "schedule": crontab(hour=_send_hour, minute=_send_minute),
+    },
+    # Re-queues the chunks of a run whose tasks were lost (a restarted broker, a killed worker).
+    "recover-stalled-runs": {
+        "task": "digest.recover_runs",
+        "schedule": DIGEST_RECOVER_EVERY,
+    },
+    # Signups never confirmed within 14 days are deleted, nightly.
+    "purge-unconfirmed-signups": {
+        "task": "subscribers.purge_pending_subscribers",
+        "schedule": crontab(hour=3, minute=15),
+    },
+}
 
 # --- Logging ---------------------------------------------------------------------
 

@@ -414,6 +414,24 @@ class Ranker:
         return chosen + diversify(scored, limit - len(chosen))
 
 
+def trending(ranker: "Ranker", limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:
+    """The day's most upvoted papers regardless of preferences, for readers who
+    asked to get an email even when nothing matched."""
+    pool = [c for c in ranker.candidates if c.paper_id not in exclude and c.featured_on is not None]
+    pool.sort(key=lambda c: (-ranker.trend.get(c.paper_id, 0.0), -c.upvotes, c.paper_id))
+    return [
+        RankedItem(
+            paper_id=c.paper_id,
+            score=round(ranker.trend.get(c.paper_id, 0.0), 6),
+            relevance=0.0,
+            trend=round(ranker.trend.get(c.paper_id, 0.0), 6),
+            reasons=("Trending: nothing matched your interests today",),
+            pinned=c.pinned,
+        )
+        for c in pool[:limit]
+    ]
+
+
 def diversify(scored: list[tuple[RankedItem, str]], limit: int) -> list[RankedItem]:
     """Greedy pick by score, where each item already chosen for the same primary
     match multiplies the next one's score by DIVERSITY_DECAY."""

@@ -10,3 +10,117 @@ def healthcheck() -> dict:
     """Prove a worker is alive and can reach the database; returns who answered."""
     check_database()
     return {"worker": socket.gethostname(), "database": "ok"}
+
+
+@shared_task(name="digest.fetch_papers")
+def fetch_papers_task(day_iso: str, source: str = "hf") -> dict:
+    """Fetch and ingest one day's papers; a source failure is mailed to admins and re-raised.
+
+    Nothing is written when the source fails (the ingest is one transaction).
+    """
+    import logging
+    from datetime import date
+
+    from django.core.mail import mail_admins
+
+    from digest.services import papers_fetch
+    from digest.sources import SourceError
+
+    day = date.fromisoformat(day_iso)
+    try:
+        result = papers_fetch(day=day, source=source)
+    except SourceError as exc:
+        logging.getLogger(__name__).error("Fetching papers for %s failed: %s", day_iso, exc)
+        mail_admins(
+            f"Paper fetch for {day_iso} failed ({exc.source})",
+            f"Nothing was stored for {day_iso}.\n\n"
+            f"Source: {exc.source}\nURL: {exc.url}\nProblem: {exc.detail}\n",
+            fail_silently=True,
+        )
+        raise
+    return {
+        "day": day_iso,
+        "source": result.source,
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+    }
+
+
+# --- The nightly digest ---------------------------------------------------------------
+#
+# Tasks take ids and ISO dates, never model objects, and are safe to run twice:
+# planning is guarded by a unique constraint and sending by atomic row claims.
+
+
+@shared_task(name="digest.nightly_run")
+def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str = "hf") -> int:
+    """Fetch, plan and fan out one edition. Returns the DigestRun id."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    from digest.models import DigestRun
+    from digest.services.runs import digest_run_start
+
+    edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
+    run = digest_run_start(edition=edition, fetch=fetch, source=source)
+    if run.status != DigestRun.Status.FAILED:
+        dispatch_run(run.pk)
+    return run.pk
+
+
+def dispatch_run(run_id: int) -> int:
+    """Queue one send_chunk task per range of unsent deliveries."""
+    from digest.models import DigestRun
+    from digest.services.delivery import pending_ranges
+    from digest.services.runs import digest_run_finish_if_done
+
+    ranges = pending_ranges(run=DigestRun.objects.get(id=run_id))
+    for first, last in ranges:
+        send_chunk.delay(run_id, first, last)
+    if not ranges:
+        digest_run_finish_if_done(run_id=run_id)
+    return len(ranges)
+
+
+@shared_task(name="digest.send_chunk", bind=True, acks_late=True, max_retries=None)
+def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
+    """Send the deliveries of one id range; retried with backoff while the ESP is unwell."""
+    import uuid
+
+    from digest.services.delivery import (
+        deliveries_send_chunk,
+        deliveries_send_chunk_blocking,
+        retry_countdown,
+    )
+    from digest.services.runs import digest_run_finish_if_done
+
+    # The task id survives redelivery, so a task whose worker died reclaims its own rows at once.
+    claim_token = self.request.id or uuid.uuid4().hex
+    if self.request.is_eager:
+        # In-process there is no broker to hold a retry: wait in place.
+        result = deliveries_send_chunk_blocking(
+            run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
+        )
+    else:
+        result = deliveries_send_chunk(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
+        if result.deferred:
+            raise self.retry(
+                countdown=retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+            )
+    digest_run_finish_if_done(run_id=run_id)
+    return {"claimed": result.claimed, "sent": result.sent, "empty": result.empty, "failed": result.failed}
+
+
+@shared_task(name="digest.recover_runs")
+def recover_runs() -> int:
+    """Periodic: queue again the chunks of runs that stopped making progress."""
+    from digest.services.runs import digest_runs_to_recover
+
+    queued = 0
+    for run_id, ranges in digest_runs_to_recover():
+        for first, last in ranges:
+            send_chunk.delay(run_id, first, last)
+            queued += 1
+    return queued

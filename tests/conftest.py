@@ -89,7 +89,12 @@ def celery_worker_factory(redis_url, tmp_path, eager_celery):
         from django.conf import settings
 
         queue = queue or f"test-{uuid.uuid4().hex[:10]}"
-        overrides = {"REDIS_URL": redis_url, "OUTBOX_DIR": settings.OUTBOX_DIR}
+        overrides = {
+            "REDIS_URL": redis_url,
+            "OUTBOX_DIR": settings.OUTBOX_DIR,
+            # Tasks the worker queues itself stay on its own queue.
+            "CELERY_TASK_DEFAULT_QUEUE": queue,
+        }
         if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
             overrides["DATABASE_URL"] = test_database_url()
         overrides.update(extra_env or {})
@@ -125,3 +130,23 @@ def celery_worker_factory(redis_url, tmp_path, eager_celery):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_send_journal():
+    """The send journal lives in Redis and outlives a test's database rollback."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter("paperboy:sent:*"))
+    except redis.RedisError:
+        keys = []
+    if keys:
+        client.delete(*keys)
+    yield
+    client.close()

@@ -16,9 +16,11 @@ the counters as JSON, POST /_faults sets faults, POST /_reset clears everything.
 """
 
 import argparse
+import contextlib
 import json
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -165,7 +167,7 @@ def make_handler(state: FakeESPState):
                 self._reply(404, {"ErrorCode": 404, "Message": f"unknown endpoint {self.path}"})
                 return
             if not self.headers.get("X-Postmark-Server-Token"):
-                self._reply(401, {"ErrorCode": 10, "Message": "No Account or Server API tokens were supplied"})
+                self._reply(401, {"ErrorCode": 10, "Message": "No Server API token was supplied"})
                 return
 
             fault = self._fault()
@@ -216,9 +218,9 @@ def make_handler(state: FakeESPState):
             if to.lower() in state.faults.reject:
                 return 422, {
                     "ErrorCode": 406,
-                    "Message": f"You tried to send to recipient(s) that have been marked as inactive. "
-                    f"Found inactive addresses: {to}.",
-                    "To": to,
+                    "Message": "You tried to send to a recipient that has been marked as inactive.\n "
+                    f"Found inactive addresses: {to.lower()}.\n Inactive recipients are ones that have "
+                    "generated a hard bounce or a spam complaint. ",
                 }
             problems = validate(message)
             if problems:
@@ -255,13 +257,21 @@ def make_handler(state: FakeESPState):
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that gave up on a hanging call closes the socket; that is expected.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeESP:
     """Start with `with FakeESP() as esp:`; point anymail at `esp.url`."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, keep_bodies: bool = True):
         self.state = FakeESPState(keep_bodies=keep_bodies)
-        self.server = ThreadingHTTPServer((host, port), make_handler(self.state))
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), make_handler(self.state))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -303,10 +313,8 @@ def main():
     args = parser.parse_args()
     esp = FakeESP(host=args.host, port=args.port, keep_bodies=not args.no_bodies)
     print(esp.url, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         esp.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

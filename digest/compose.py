@@ -1,0 +1,420 @@
+"""Compose digests: rank once per group of readers, render once per list, then
+personalise each copy by substituting a handful of placeholders.
+
+Rendering MJML and signing links are the expensive steps, so the work is split:
+
+* `DigestComposer` loads the night's candidate papers once, ranks once per
+  distinct preference set, and renders once per distinct final list. The
+  rendered HTML and text hold placeholders (PBX…PBX) where the reader's own
+  links go.
+* `CompiledDigest.personalise()` fills those placeholders for one reader with
+  string joins, which costs microseconds.
+
+Scraped text is always escaped by the templates; URLs from scraped data are
+kept only when they are plain http(s) links.
+"""
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.text import Truncator
+
+from digest.emails import render_email
+from digest.feedback import make_feedback_token
+from digest.models import Feedback, Paper, PaperTopic, Topic
+from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
+from subscribers.services import email_links, list_headers
+
+MAX_HTML_BYTES = 102 * 1024
+# Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES.
+ABSTRACT_STEPS = (700, 400, 200, 0)
+SENT_LOOKBACK_DAYS = 14
+PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
+# The longest value any placeholder expands to, with room to spare; used to
+# keep the personalised HTML under the size cap.
+MAX_PLACEHOLDER_EXPANSION = 260
+_SAFE_URL = re.compile(r"^https?://[^\s\"'<>\\]+$", re.IGNORECASE)
+
+
+def safe_url(url: str | None) -> str:
+    """A scraped URL, only if it is a plain http(s) link (never javascript: or data:)."""
+    url = (url or "").strip()
+    return url if _SAFE_URL.match(url) else ""
+
+
+def inert(text: str) -> str:
+    """Scraped text can never smuggle in a placeholder of ours."""
+    return PLACEHOLDER.sub(lambda m: m.group(0).replace("PBX", "PB\u200bX"), text or "")
+
+
+@dataclass(frozen=True)
+class PaperView:
+    id: int
+    arxiv_id: str
+    title: str
+    authors: tuple[str, ...]
+    abstract: str
+    upvotes: int
+    num_comments: int
+    github_repo: str
+    project_page: str
+    thumbnail_url: str
+    featured_on: date | None
+    pinned: bool
+    keywords: tuple[str, ...]
+    topic_scores: dict[str, float]
+
+    @property
+    def hf_url(self) -> str:
+        return f"https://huggingface.co/papers/{self.arxiv_id}"
+
+    @property
+    def abs_url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv_id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.arxiv_id}"
+
+    def candidate(self) -> Candidate:
+        return Candidate(
+            paper_id=self.id,
+            title=self.title,
+            abstract=self.abstract,
+            keywords=self.keywords,
+            topic_scores=self.topic_scores,
+            upvotes=self.upvotes,
+            featured_on=self.featured_on,
+            pinned=self.pinned,
+        )
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What composing needs to know about one subscriber, from one bulk query."""
+
+    subscriber_id: int
+    email: str
+    token_version: int
+    preferences: Preferences
+    window_start: date
+    already_sent: frozenset[int] = frozenset()
+
+
+@dataclass
+class CompiledDigest:
+    subject: str
+    paper_ids: tuple[int, ...]
+    html_parts: list[str]
+    text_parts: list[str]
+    html_bytes: int
+
+    def personalise(self, values: dict[str, str]) -> tuple[str, str]:
+        return _fill(self.html_parts, values), _fill(self.text_parts, values)
+
+
+def _compile(rendered: str) -> list[str]:
+    # Even positions are literal text, odd positions placeholder names.
+    return PLACEHOLDER.split(rendered)
+
+
+def _fill(parts: list[str], values: dict[str, str]) -> str:
+    out = parts[:]
+    for index in range(1, len(out), 2):
+        out[index] = values[out[index]]
+    return "".join(out)
+
+
+def window_start(*, edition: date, frequency: str, last_digest_on: date | None) -> date:
+    """First featured day a reader's next digest covers.
+
+    Edition D covers papers featured up to D-1 (the nightly run starts after
+    the day closes). A daily reader gets the day since their last digest, a
+    weekly one the last 7 days; a reader whose last digest was longer ago than
+    that does not get a backlog.
+    """
+    lookback = 7 if frequency == "weekly" else 1
+    start = edition - timedelta(days=lookback)
+    if last_digest_on and last_digest_on > start:
+        start = last_digest_on
+    return start
+
+
+def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
+    """Visible papers featured (or, for arXiv-only papers, published) in [since, until]."""
+    rows = Paper.objects.filter(hidden=False).filter(
+        Q(featured_on__gte=since, featured_on__lte=until)
+        | Q(featured_on__isnull=True, published_at__date__gte=since, published_at__date__lte=until)
+    )
+    fields = (
+        "id",
+        "arxiv_id",
+        "title",
+        "authors",
+        "abstract",
+        "upvotes",
+        "num_comments",
+        "github_repo",
+        "project_page",
+        "thumbnail_url",
+        "featured_on",
+        "pinned",
+        "ai_keywords",
+    )
+    scores: dict[int, dict[str, float]] = defaultdict(dict)
+    papers = list(rows.values_list(*fields))
+    ids = [row[0] for row in papers]
+    for paper_id, slug, score in PaperTopic.objects.filter(
+        paper_id__in=ids, score__gt=0, topic__is_active=True
+    ).values_list("paper_id", "topic__slug", "score"):
+        scores[paper_id][slug] = score
+    views = {}
+    for row in papers:
+        data = dict(zip(fields, row, strict=True))
+        views[data["id"]] = PaperView(
+            id=data["id"],
+            arxiv_id=data["arxiv_id"],
+            title=inert(data["title"]),
+            authors=tuple(inert(str(name)) for name in (data["authors"] or [])),
+            abstract=inert(data["abstract"]),
+            upvotes=data["upvotes"],
+            num_comments=data["num_comments"],
+            github_repo=safe_url(data["github_repo"]),
+            project_page=safe_url(data["project_page"]),
+            thumbnail_url=safe_url(data["thumbnail_url"]),
+            featured_on=data["featured_on"],
+            pinned=data["pinned"],
+            keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
+            topic_scores=scores.get(data["id"], {}),
+        )
+    return views
+
+
+def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
+    """Each reader's learned topic weights from their 👍/👎 votes (two queries)."""
+    votes = list(
+        Feedback.objects.filter(subscriber_id__in=subscriber_ids).values_list(
+            "subscriber_id", "paper_id", "vote"
+        )
+    )
+    if not votes:
+        return {}
+    topic_scores: dict[int, dict[str, float]] = defaultdict(dict)
+    for paper_id, slug, score in PaperTopic.objects.filter(
+        paper_id__in={paper_id for _, paper_id, _ in votes}, score__gt=0
+    ).values_list("paper_id", "topic__slug", "score"):
+        topic_scores[paper_id][slug] = score
+    per_reader: dict[int, list] = defaultdict(list)
+    for subscriber_id, paper_id, vote in votes:
+        per_reader[subscriber_id].append((vote, topic_scores.get(paper_id, {})))
+    return {sid: Affinity.from_votes(reader_votes) for sid, reader_votes in per_reader.items()}
+
+
+def topic_names() -> dict[str, str]:
+    return dict(Topic.objects.values_list("slug", "name"))
+
+
+def interests_summary(preferences: Preferences, names: dict[str, str]) -> str:
+    parts = [names.get(slug, slug) for slug in sorted(preferences.topics)]
+    parts += [f"“{text}”" for text in preferences.interests]
+    if not parts:
+        return "the day's trending papers"
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def build_preferences(*, topics, interests: str, digest_size: int, affinity: Affinity | None) -> Preferences:
+    size = max(1, min(int(digest_size or settings.DIGEST_MAX_ITEMS), settings.DIGEST_MAX_ITEMS_LIMIT))
+    return Preferences(
+        topics=frozenset(topics),
+        interests=split_interests(interests),
+        max_items=size,
+        affinity=affinity or Affinity(),
+    )
+
+
+@dataclass
+class DigestComposer:
+    """Ranks and renders for one edition. Reuse it across a chunk of readers."""
+
+    edition: date
+    papers: dict[int, PaperView]
+    names: dict[str, str]
+    _rankers: dict[date, Ranker] = field(default_factory=dict)
+    _rankings: dict[tuple, list[RankedItem]] = field(default_factory=dict)
+    _rendered: dict[tuple, CompiledDigest | None] = field(default_factory=dict)
+
+    @classmethod
+    def for_edition(cls, edition: date) -> "DigestComposer":
+        since = edition - timedelta(days=7)
+        return cls(
+            edition=edition,
+            papers=load_papers(since=since, until=edition - timedelta(days=1)),
+            names=topic_names(),
+        )
+
+    def ranker(self, start: date) -> Ranker:
+        ranker = self._rankers.get(start)
+        if ranker is None:
+            last = self.edition - timedelta(days=1)
+            candidates = [
+                view.candidate()
+                for view in self.papers.values()
+                if view.featured_on is None or start <= view.featured_on <= last
+            ]
+            ranker = self._rankers[start] = Ranker(
+                candidates,
+                topic_names=self.names,
+                gate=settings.DIGEST_RELEVANCE_GATE,
+                trend_weight=settings.DIGEST_TREND_WEIGHT,
+            )
+        return ranker
+
+    def ranked_for(self, reader: Reader) -> list[RankedItem]:
+        prefs = reader.preferences
+        key = (prefs.key(), reader.window_start)
+        ranked = self._rankings.get(key)
+        if ranked is None:
+            # A few spare items, so readers who already got some papers still get a full list.
+            ranked = self._rankings[key] = self.ranker(reader.window_start).rank(prefs, extra=4)
+        if reader.already_sent:
+            ranked = [item for item in ranked if item.paper_id not in reader.already_sent]
+        if not ranked and not settings.DIGEST_SKIP_EMPTY:
+            ranked = trending(self.ranker(reader.window_start), prefs.max_items, exclude=reader.already_sent)
+        return ranked[: prefs.max_items]
+
+    def compiled_for(self, reader: Reader) -> CompiledDigest | None:
+        """The rendered digest with placeholders, or None when nothing passed the gate."""
+        ranked = self.ranked_for(reader)
+        if not ranked:
+            return None
+        key = (
+            tuple((item.paper_id, item.reasons) for item in ranked),
+            interests_summary(reader.preferences, self.names),
+        )
+        if key not in self._rendered:
+            self._rendered[key] = self.render(ranked, reader.preferences)
+        return self._rendered[key]
+
+    def render(self, ranked: list[RankedItem], preferences: Preferences) -> CompiledDigest:
+        summary = interests_summary(preferences, self.names)
+        items = list(ranked)
+        for abstract_chars in ABSTRACT_STEPS:
+            compiled = self._render_once(items, summary, abstract_chars)
+            if fits(compiled):
+                return compiled
+        # Even without abstracts it is too long: drop papers from the end.
+        while len(items) > 1 and not fits(compiled):
+            items = items[:-1]
+            compiled = self._render_once(items, summary, 0)
+        return compiled
+
+    def _render_once(self, ranked: list[RankedItem], summary: str, abstract_chars: int) -> CompiledDigest:
+        site = settings.SITE_URL
+        items = []
+        for index, item in enumerate(ranked):
+            paper = self.papers[item.paper_id]
+            token = f"PBXFB{index}PBX"
+            items.append(
+                {
+                    "title": paper.title,
+                    "authors_line": authors_line(paper.authors),
+                    "abstract": Truncator(paper.abstract).chars(abstract_chars) if abstract_chars else "",
+                    "reasons": item.reasons,
+                    "pinned": item.pinned,
+                    "upvotes": paper.upvotes,
+                    "num_comments": paper.num_comments,
+                    "hf_url": paper.hf_url,
+                    "abs_url": paper.abs_url,
+                    "pdf_url": paper.pdf_url,
+                    "code_url": paper.github_repo,
+                    "project_url": paper.project_page,
+                    "image_url": paper.thumbnail_url if settings.DIGEST_IMAGES else "",
+                    "feedback_up_url": f"{site}{reverse('digest:feedback', args=[token, 'up'])}",
+                    "feedback_down_url": f"{site}{reverse('digest:feedback', args=[token, 'down'])}",
+                }
+            )
+        subject = digest_subject(self.edition, [self.papers[item.paper_id].title for item in ranked])
+        context = {
+            "subject": subject,
+            "preheader": preheader(items),
+            "edition_label": self.edition.strftime("%A %-d %B %Y"),
+            "items": items,
+            "interests_summary": summary,
+            "manage_url": "PBXMANAGEPBX",
+            "unsubscribe_url": "PBXUNSUBPBX",
+            "postal_address": settings.SENDER_POSTAL_ADDRESS,
+        }
+        rendered = render_email("digest", context)
+        return CompiledDigest(
+            subject=subject,
+            paper_ids=tuple(item.paper_id for item in ranked),
+            html_parts=_compile(rendered.html),
+            text_parts=_compile(rendered.text),
+            html_bytes=len(rendered.html.encode()),
+        )
+
+    def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
+        links = email_links(subscriber_id=reader.subscriber_id, token_version=reader.token_version)
+        values = {"UNSUB": links["unsubscribe_url"], "MANAGE": links["manage_url"]}
+        for index, paper_id in enumerate(compiled.paper_ids):
+            values[f"FB{index}"] = make_feedback_token(reader.subscriber_id, paper_id, reader.token_version)
+        return values
+
+    def message_parts(self, reader: Reader) -> "PersonalDigest | None":
+        compiled = self.compiled_for(reader)
+        if compiled is None:
+            return None
+        values = self.personal_values(reader, compiled)
+        html, text = compiled.personalise(values)
+        return PersonalDigest(
+            subject=compiled.subject,
+            html=html,
+            text=text,
+            paper_ids=compiled.paper_ids,
+            headers=list_headers(unsubscribe_url=values["UNSUB"]),
+        )
+
+
+@dataclass(frozen=True)
+class PersonalDigest:
+    subject: str
+    html: str
+    text: str
+    paper_ids: tuple[int, ...]
+    headers: dict[str, str]
+
+
+def fits(compiled: CompiledDigest) -> bool:
+    placeholders = (len(compiled.html_parts) - 1) // 2
+    return compiled.html_bytes + placeholders * MAX_PLACEHOLDER_EXPANSION <= MAX_HTML_BYTES
+
+
+def authors_line(authors: tuple[str, ...]) -> str:
+    if not authors:
+        return "Unknown authors"
+    if len(authors) <= 3:
+        return ", ".join(authors)
+    return f"{', '.join(authors[:3])} et al."
+
+
+def digest_subject(edition: date, titles: list[str]) -> str:
+    count = len(titles)
+    head = f"{count} paper{'s' if count != 1 else ''} for {edition.strftime('%a %-d %b')}: "
+    top = " ".join(titles[0].split()) if titles else ""
+    return head + Truncator(top).chars(max(20, 110 - len(head)))
+
+
+def preheader(items: list[dict]) -> str:
+    reasons = items[0]["reasons"][0] if items and items[0]["reasons"] else ""
+    others = [item["title"] for item in items[1:3]]
+    text = reasons
+    if others:
+        text += (" · Also: " if text else "Also: ") + " · ".join(others)
+    return Truncator(text).chars(140)

@@ -1,0 +1,39 @@
+"""Print the digest one subscriber would get, without sending or storing anything."""
+
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from digest.services.preview import digest_preview
+from subscribers.models import Subscriber
+
+
+class Command(BaseCommand):
+    help = "Print the digest a subscriber would get for an edition: HTML, text or a whole .eml message."
+
+    def add_arguments(self, parser):
+        parser.add_argument("email")
+        parser.add_argument("--format", choices=("html", "text", "eml"), default="text")
+        parser.add_argument("--date", help="Edition date, YYYY-MM-DD (default: today, UTC).")
+
+    def handle(self, *args, **options):
+        subscriber = Subscriber.objects.filter(email__iexact=options["email"].strip()).first()
+        if subscriber is None:
+            raise CommandError(f"No subscriber with the address {options['email']!r}.")
+        try:
+            edition = date.fromisoformat(options["date"]) if options["date"] else timezone.now().date()
+        except ValueError:
+            raise CommandError(f"not a date (YYYY-MM-DD): {options['date']!r}") from None
+        preview = digest_preview(subscriber=subscriber, edition=edition)
+        if preview.digest is None:
+            self.stderr.write(
+                f"Nothing passes {subscriber.email}'s relevance gate on {edition}: no email would be sent."
+            )
+            return
+        if options["format"] == "html":
+            self.stdout.write(preview.digest.html)
+        elif options["format"] == "text":
+            self.stdout.write(f"Subject: {preview.digest.subject}\n\n{preview.digest.text}")
+        else:
+            self.stdout.write(preview.message().message().as_string())

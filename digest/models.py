@@ -1,0 +1,199 @@
+"""Papers scraped from Hugging Face and arXiv, the topics they are tagged with, and curator state."""
+
+from django.db import models
+
+PHRASES_HELP = (
+    "One phrase per line, matched against title, abstract and Hugging Face keywords; case, hyphens and "
+    "plurals do not matter. Prefix ~ for a weak phrase (supporting evidence only), - for counter-evidence, "
+    "use * at the start or end as a wildcard (e.g. quantiz*), and # for a comment."
+)
+
+
+class Topic(models.Model):
+    slug = models.SlugField(max_length=64, unique=True, help_text="Fixed identifier used in preferences.")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    phrases = models.TextField(blank=True, help_text=PHRASES_HELP)
+    is_active = models.BooleanField(default=True, help_text="Inactive topics are neither tagged nor offered.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def phrase_list(self) -> list[str]:
+        return [line.strip() for line in self.phrases.splitlines() if line.strip()]
+
+
+class Paper(models.Model):
+    """One arXiv paper. Text fields hold scraped plain text and are always escaped on output."""
+
+    arxiv_id = models.CharField("arXiv id", max_length=32, unique=True, help_text="Without version suffix.")
+    title = models.TextField()
+    abstract = models.TextField(blank=True)
+    authors = models.JSONField(default=list, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="First published on arXiv.")
+    featured_on = models.DateField(
+        null=True, blank=True, db_index=True, help_text="Day it was featured on Hugging Face Daily Papers."
+    )
+    upvotes = models.PositiveIntegerField(default=0)
+    num_comments = models.PositiveIntegerField(default=0)
+    github_repo = models.URLField("GitHub repo", max_length=500, blank=True)
+    github_stars = models.PositiveIntegerField(null=True, blank=True)
+    project_page = models.URLField(max_length=500, blank=True)
+    thumbnail_url = models.URLField(max_length=500, blank=True)
+    ai_keywords = models.JSONField("HF keywords", default=list, blank=True)
+    ai_summary = models.TextField("HF summary", blank=True)
+    sources = models.JSONField(
+        default=list, blank=True, help_text='Where it was seen: "hf", "hf-page", "arxiv".'
+    )
+    categories = models.JSONField(default=list, blank=True, help_text="arXiv categories, primary first.")
+
+    # Curator fields: never touched by a re-scrape.
+    hidden = models.BooleanField(default=False, help_text="Hidden papers never appear in a digest.")
+    pinned = models.BooleanField(default=False, help_text="Pinned papers lead the digests they qualify for.")
+    note = models.TextField(blank=True, help_text="Curator's note.")
+
+    topics = models.ManyToManyField(Topic, through="PaperTopic", related_name="papers", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-featured_on", "-upvotes", "arxiv_id"]
+        indexes = [models.Index(fields=["featured_on", "upvotes"], name="paper_day_upvotes")]
+
+    def __str__(self) -> str:
+        return f"{self.arxiv_id}: {self.title[:80]}"
+
+    @property
+    def hf_url(self) -> str:
+        return f"https://huggingface.co/papers/{self.arxiv_id}"
+
+    @property
+    def abs_url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv_id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.arxiv_id}"
+
+
+class PaperTopic(models.Model):
+    """A paper's tag. Rows a curator set are never changed by automatic tagging.
+
+    A curator row with score 0 records that the curator removed the topic, so
+    retagging does not bring it back; readers only count rows with score > 0.
+    """
+
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="paper_topics")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="paper_topics")
+    score = models.FloatField(default=1.0, help_text="0 to 1; 0 on a curator row means 'not this topic'.")
+    set_by_curator = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-score"]
+        constraints = [models.UniqueConstraint(fields=["paper", "topic"], name="unique_paper_topic")]
+        verbose_name = "paper topic"
+
+    def __str__(self) -> str:
+        return f"{self.paper_id} → {self.topic_id} ({self.score:.2f})"
+
+
+class DigestRun(models.Model):
+    """One night's run: what it found, whom it was for, and how sending went."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SENDING = "sending", "Sending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    edition = models.DateField(db_index=True, help_text="The day the digest is for.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    papers_count = models.PositiveIntegerField(default=0, help_text="Papers fetched or updated by this run.")
+    due_count = models.PositiveIntegerField(default=0)
+    sent_count = models.PositiveIntegerField(default=0)
+    empty_count = models.PositiveIntegerField(
+        default=0, help_text="Skipped: nothing passed the relevance gate."
+    )
+    failed_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    # Unfinished deliveries when recovery last looked; no change since means stalled.
+    remaining_at_check = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} for {self.edition} ({self.status})"
+
+
+class Delivery(models.Model):
+    """One digest for one subscriber and edition; the unique constraint is what
+    makes a second or concurrent run unable to send twice."""
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        EMPTY = "empty", "Skipped (nothing matched)"
+        CANCELLED = "cancelled", "Cancelled (no longer subscribed)"
+        FAILED = "failed", "Failed"
+
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    edition = models.DateField()
+    run = models.ForeignKey(
+        DigestRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLANNED)
+    claim_token = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    esp_message_id = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    paper_ids = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-edition", "id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "edition"], name="one_delivery_per_subscriber_edition"
+            )
+        ]
+        indexes = [models.Index(fields=["edition", "status"], name="delivery_edition_status")]
+
+    def __str__(self) -> str:
+        return f"{self.edition} → subscriber {self.subscriber_id} ({self.status})"
+
+
+class Feedback(models.Model):
+    """A reader's 👍 (+1) or 👎 (-1) on a paper; it shapes their future ranking."""
+
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="feedback"
+    )
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="feedback")
+    vote = models.SmallIntegerField(choices=[(1, "👍"), (-1, "👎")])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subscriber", "paper"], name="one_vote_per_paper")]
+        verbose_name_plural = "feedback"
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} {'👍' if self.vote > 0 else '👎'} {self.paper_id}"

@@ -1,0 +1,98 @@
+"""Reads for papers and topics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from django.db.models import Count, Q, QuerySet
+
+from digest.models import Paper, PaperTopic, Topic
+
+
+def topics_active() -> QuerySet[Topic]:
+    return Topic.objects.filter(is_active=True).order_by("name")
+
+
+def topics_with_paper_counts() -> QuerySet[Topic]:
+    """Topics annotated with ``paper_count``: papers tagged with a positive score."""
+    return Topic.objects.annotate(
+        paper_count=Count("paper_topics", filter=Q(paper_topics__score__gt=0), distinct=True)
+    )
+
+
+def papers_for_day(*, day: date, include_hidden: bool = False) -> QuerySet[Paper]:
+    """Papers featured on Hugging Face that day, most upvoted first."""
+    queryset = Paper.objects.filter(featured_on=day)
+    if not include_hidden:
+        queryset = queryset.filter(hidden=False)
+    return queryset.order_by("-upvotes", "arxiv_id")
+
+
+def paper_topic_scores(*, paper_ids: Iterable[int]) -> dict[int, dict[str, float]]:
+    """Paper id -> {topic slug: score}, active topics with score > 0 only.
+
+    Curator rows with score 0 (a topic the curator removed) are left out.
+    """
+    scores: dict[int, dict[str, float]] = {}
+    rows = PaperTopic.objects.filter(
+        paper_id__in=list(paper_ids), score__gt=0, topic__is_active=True
+    ).values_list("paper_id", "topic__slug", "score")
+    for paper_id, slug, score in rows:
+        scores.setdefault(paper_id, {})[slug] = score
+    return scores
+
+
+def ranked_slugs(scores: dict[str, float]) -> list[str]:
+    """Slugs strongest first, ties by name."""
+    return [slug for slug, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def papers_export(*, day: date | None = None) -> list[dict]:
+    """Plain dicts for ``export_papers``: one per paper, topics strongest first."""
+    queryset = Paper.objects.all() if day is None else Paper.objects.filter(featured_on=day)
+    papers = list(queryset.order_by("-featured_on", "-upvotes", "arxiv_id"))
+    topic_scores = paper_topic_scores(paper_ids=[paper.pk for paper in papers])
+    return [
+        {
+            "arxiv_id": paper.arxiv_id,
+            "title": paper.title,
+            "upvotes": paper.upvotes,
+            "num_comments": paper.num_comments,
+            "featured_on": paper.featured_on.isoformat() if paper.featured_on else None,
+            "topics": ranked_slugs(topic_scores.get(paper.pk, {})),
+            "hidden": paper.hidden,
+            "pinned": paper.pinned,
+            "sources": paper.sources,
+            "github_repo": paper.github_repo,
+            "project_page": paper.project_page,
+            "hf_url": paper.hf_url,
+            "abs_url": paper.abs_url,
+        }
+        for paper in papers
+    ]
+
+
+def candidates_for_day(*, day: date):
+    """The day's visible papers as ranking candidates, for ``digest.ranking``."""
+    from digest.ranking import Candidate
+
+    papers = list(
+        papers_for_day(day=day).only(
+            "pk", "title", "abstract", "ai_keywords", "upvotes", "featured_on", "pinned"
+        )
+    )
+    topic_scores = paper_topic_scores(paper_ids=[paper.pk for paper in papers])
+    return [
+        Candidate(
+            paper_id=paper.pk,
+            title=paper.title,
+            abstract=paper.abstract,
+            keywords=tuple(paper.ai_keywords or ()),
+            topic_scores=topic_scores.get(paper.pk, {}),
+            upvotes=paper.upvotes,
+            featured_on=paper.featured_on,
+            pinned=paper.pinned,
+        )
+        for paper in papers
+    ]

@@ -1,0 +1,405 @@
+"""Plan, claim, compose and send deliveries.
+
+The database is touched in bulk: one query plans a batch of rows, a chunk
+claims its rows with one conditional UPDATE, loads what composing needs in a
+handful of queries, and writes every outcome back in one bulk UPDATE.
+"""
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from digest.compose import SENT_LOOKBACK_DAYS, DigestComposer, Reader, build_preferences, window_start
+from digest.emails import build_message, message_domain
+from digest.models import Delivery, DigestRun
+from digest.sending import PermanentSendError, TransientSendError, send_one
+from digest.services.journal import journal_for
+from subscribers.models import Subscriber
+
+logger = logging.getLogger(__name__)
+Status = Delivery.Status
+
+
+# --- Planning -------------------------------------------------------------------------
+
+
+def due_subscribers(*, edition: date, only_email: str | None = None):
+    """Active subscribers whose digest is due on this edition."""
+    due = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).filter(
+        Q(frequency=Subscriber.Frequency.DAILY)
+        | Q(frequency=Subscriber.Frequency.WEEKLY, weekday=edition.weekday())
+    )
+    if only_email:
+        due = due.filter(email__iexact=only_email)
+    return due
+
+
+def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
+    """One Delivery row per due subscriber; rows that already exist for this
+    edition (an earlier or concurrent run) are left alone. Returns rows created."""
+    ids = due_subscribers(edition=run.edition, only_email=only_email).values_list("id", flat=True)
+    batch: list[Delivery] = []
+    for subscriber_id in ids.iterator(chunk_size=10000):
+        batch.append(Delivery(subscriber_id=subscriber_id, edition=run.edition, run=run))
+        if len(batch) >= 10000:
+            Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+            batch = []
+    if batch:
+        Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+    return Delivery.objects.filter(run=run).count()
+
+
+def chunk_ranges(ids: Iterable[int], size: int) -> list[tuple[int, int]]:
+    """Split sorted ids into (first, last) ranges of at most `size` ids."""
+    ranges = []
+    first = last = None
+    count = 0
+    for delivery_id in ids:
+        if first is None:
+            first = delivery_id
+        last = delivery_id
+        count += 1
+        if count == size:
+            ranges.append((first, last))
+            first, count = None, 0
+    if first is not None:
+        ranges.append((first, last))
+    return ranges
+
+
+def pending_ranges(*, run: DigestRun, stale_only: bool = False) -> list[tuple[int, int]]:
+    """Ranges of this run's rows still to send: planned, or claimed by a worker
+    that has gone quiet for longer than DIGEST_CLAIM_TIMEOUT."""
+    stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
+    pending = Q(status=Status.SENDING, claimed_at__lt=stale)
+    if not stale_only:
+        pending |= Q(status=Status.PLANNED)
+    ids = Delivery.objects.filter(run=run).filter(pending).order_by("id").values_list("id", flat=True)
+    return chunk_ranges(ids.iterator(chunk_size=10000), settings.DIGEST_CHUNK_SIZE)
+
+
+# --- Sending a chunk ------------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    claimed: int = 0
+    sent: int = 0
+    empty: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    deferred: int = 0
+    retry_after: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+_composer_cache: dict[tuple, DigestComposer] = {}
+
+
+def composer_for(run: DigestRun) -> DigestComposer:
+    """One composer per run and worker process: papers are loaded once, not per chunk."""
+    key = (run.pk, run.edition, run.started_at)
+    composer = _composer_cache.get(key)
+    if composer is None:
+        _composer_cache.clear()
+        composer = _composer_cache[key] = DigestComposer.for_edition(run.edition)
+    return composer
+
+
+def claim(*, run_id: int, id_from: int, id_to: int, claim_token: str) -> int:
+    """Claim unsent rows in the range with one conditional UPDATE.
+
+    A row is free when planned, when its claim has gone stale, or when it was
+    claimed under this same token (the same task redelivered after its worker
+    died). Under PostgreSQL's row locks two workers can never both win a row.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
+    return (
+        Delivery.objects.filter(run_id=run_id, id__gte=id_from, id__lte=id_to)
+        .filter(
+            Q(status=Status.PLANNED)
+            | Q(status=Status.SENDING, claim_token=claim_token)
+            | Q(status=Status.SENDING, claimed_at__lt=stale)
+        )
+        .update(status=Status.SENDING, claim_token=claim_token, claimed_at=now, attempts=F("attempts") + 1)
+    )
+
+
+def load_readers(
+    *, edition: date, rows: list[tuple[int, int, int]], require_active: bool = True
+) -> tuple[dict[int, Reader], dict[int, str]]:
+    """Readers for claimed rows (delivery id, subscriber id, attempts), in bulk.
+
+    Returns readers by delivery id, and the status of subscribers who are no
+    longer active (they unsubscribed after planning)."""
+    from digest.compose import load_affinities
+
+    subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
+    subscribers = {
+        row[0]: row
+        for row in Subscriber.objects.filter(id__in=subscriber_ids).values_list(
+            "id",
+            "email",
+            "status",
+            "token_version",
+            "frequency",
+            "interests",
+            "digest_size",
+            "last_digest_at",
+        )
+    }
+    topics: dict[int, list[str]] = defaultdict(list)
+    for subscriber_id, slug in Subscriber.topics.through.objects.filter(
+        subscriber_id__in=subscriber_ids, topic__is_active=True
+    ).values_list("subscriber_id", "topic__slug"):
+        topics[subscriber_id].append(slug)
+    sent_before: dict[int, set[int]] = defaultdict(set)
+    for subscriber_id, paper_ids in Delivery.objects.filter(
+        subscriber_id__in=subscriber_ids,
+        status=Status.SENT,
+        edition__gte=edition - timedelta(days=SENT_LOOKBACK_DAYS),
+        edition__lt=edition,
+    ).values_list("subscriber_id", "paper_ids"):
+        sent_before[subscriber_id].update(paper_ids or [])
+    affinities = load_affinities(subscriber_ids)
+
+    readers: dict[int, Reader] = {}
+    inactive: dict[int, str] = {}
+    for delivery_id, subscriber_id, _ in rows:
+        row = subscribers.get(subscriber_id)
+        if row is None or (require_active and row[2] != Subscriber.Status.ACTIVE):
+            inactive[delivery_id] = row[2] if row else "deleted"
+            continue
+        _, email, _, token_version, frequency, interests, digest_size, last_digest_at = row
+        readers[delivery_id] = Reader(
+            subscriber_id=subscriber_id,
+            email=email,
+            token_version=token_version,
+            preferences=build_preferences(
+                topics=topics.get(subscriber_id, ()),
+                interests=interests,
+                digest_size=digest_size,
+                affinity=affinities.get(subscriber_id),
+            ),
+            window_start=window_start(
+                edition=edition,
+                frequency=frequency,
+                last_digest_on=last_digest_at.date() if last_digest_at else None,
+            ),
+            already_sent=frozenset(sent_before.get(subscriber_id, ())),
+        )
+    return readers, inactive
+
+
+def deliveries_send_chunk(
+    *,
+    run_id: int,
+    id_from: int,
+    id_to: int,
+    claim_token: str,
+    connection=None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ChunkResult:
+    """Claim, compose and send one chunk; every claimed row ends sent, empty,
+    cancelled, failed, or back to planned for a later retry."""
+    result = ChunkResult()
+    run = DigestRun.objects.get(id=run_id)
+    result.claimed = claim(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
+    if not result.claimed:
+        return result
+    rows = list(
+        Delivery.objects.filter(run_id=run_id, claim_token=claim_token, status=Status.SENDING)
+        .order_by("id")
+        .values_list("id", "subscriber_id", "attempts")
+    )
+    journal = journal_for(run.edition)
+    already = journal.recorded([row[0] for row in rows])
+    readers, inactive = load_readers(edition=run.edition, rows=[row for row in rows if row[0] not in already])
+    composer = composer_for(run)
+    attempts = {row[0]: row[2] for row in rows}
+
+    now = timezone.now()
+    updates: dict[int, dict] = {}
+    sent_subscribers: list[int] = []
+    subscriber_of = {row[0]: row[1] for row in rows}
+    for delivery_id, entry in already.items():
+        sent_subscribers.append(subscriber_of[delivery_id])
+        updates[delivery_id] = {
+            "status": Status.SENT,
+            "esp_message_id": entry.message_id,
+            "sent_at": now,
+            "subject": entry.subject,
+            "paper_ids": entry.paper_ids,
+        }
+    for delivery_id, status in inactive.items():
+        updates[delivery_id] = {"status": Status.CANCELLED, "error": f"subscriber is {status}"}
+
+    own_connection = connection is None
+    connection = connection or get_connection()
+    stop_error: TransientSendError | None = None
+    try:
+        connection.open()
+        for delivery_id, subscriber_id, _ in rows:
+            if delivery_id in updates:
+                continue
+            if stop_error is not None:
+                break
+            reader = readers[delivery_id]
+            try:
+                digest = composer.message_parts(reader)
+            except Exception as exc:
+                logger.exception("could not compose delivery %s", delivery_id)
+                updates[delivery_id] = {"status": Status.FAILED, "error": f"compose error: {exc}"[:500]}
+                continue
+            if digest is None:
+                updates[delivery_id] = {"status": Status.EMPTY}
+                continue
+            message = build_message(
+                to=reader.email,
+                subject=digest.subject,
+                text=digest.text,
+                html=digest.html,
+                headers={
+                    **digest.headers,
+                    # Stable per delivery, so a receiving server can drop a duplicate.
+                    "Message-ID": f"<digest.{run.edition:%Y%m%d}.{delivery_id}@{message_domain()}>",
+                },
+                tags=["digest"],
+                metadata={"delivery_id": str(delivery_id), "edition": run.edition.isoformat()},
+            )
+            try:
+                accepted = send_one(connection, message, sleep=sleep)
+            except PermanentSendError as exc:
+                updates[delivery_id] = {"status": Status.FAILED, "error": str(exc)}
+                continue
+            except TransientSendError as exc:
+                stop_error = exc
+                break
+            paper_ids = list(digest.paper_ids)
+            journal.record(delivery_id, accepted.message_id, digest.subject, paper_ids)
+            updates[delivery_id] = {
+                "status": Status.SENT,
+                "esp_message_id": accepted.message_id,
+                "sent_at": timezone.now(),
+                "subject": digest.subject,
+                "paper_ids": paper_ids,
+                "error": "",
+            }
+            sent_subscribers.append(subscriber_id)
+    finally:
+        if own_connection:
+            connection.close()
+        # Whatever happens, rows this chunk did not finish go back to the pool
+        # (or fail for good after too many tries), so nothing stays claimed.
+        for delivery_id, _, _ in rows:
+            if delivery_id in updates:
+                continue
+            if attempts[delivery_id] >= settings.DIGEST_MAX_ATTEMPTS:
+                reason = str(stop_error) if stop_error else "interrupted"
+                updates[delivery_id] = {
+                    "status": Status.FAILED,
+                    "error": f"gave up after {attempts[delivery_id]} attempts: {reason}",
+                }
+            else:
+                updates[delivery_id] = {
+                    "status": Status.PLANNED,
+                    "claim_token": "",
+                    "claimed_at": None,
+                    "error": str(stop_error) if stop_error else "",
+                }
+        _write_outcomes(run=run, updates=updates, sent_subscribers=sent_subscribers, result=result)
+
+    if stop_error is not None:
+        result.retry_after = stop_error.retry_after
+        result.errors.append(str(stop_error))
+    return result
+
+
+_OUTCOME_FIELDS = (
+    "status",
+    "esp_message_id",
+    "sent_at",
+    "subject",
+    "paper_ids",
+    "error",
+    "claim_token",
+    "claimed_at",
+)
+
+
+def _write_outcomes(
+    *, run: DigestRun, updates: dict[int, dict], sent_subscribers: list[int], result: ChunkResult
+):
+    objects = []
+    fields: set[str] = set()
+    for delivery_id, changes in updates.items():
+        obj = Delivery(id=delivery_id)
+        for name, value in changes.items():
+            setattr(obj, name, value)
+            fields.add(name)
+        if changes["status"] != Status.PLANNED:
+            obj.claim_token = ""
+            fields.add("claim_token")
+        objects.append(obj)
+        status = changes["status"]
+        if status == Status.SENT:
+            result.sent += 1
+        elif status == Status.EMPTY:
+            result.empty += 1
+        elif status == Status.CANCELLED:
+            result.cancelled += 1
+        elif status == Status.FAILED:
+            result.failed += 1
+        else:
+            result.deferred += 1
+    with transaction.atomic():
+        if objects:
+            Delivery.objects.bulk_update(objects, sorted(fields), batch_size=2000)
+        if sent_subscribers:
+            Subscriber.objects.filter(id__in=sent_subscribers).update(last_digest_at=timezone.now())
+        DigestRun.objects.filter(id=run.id).update(
+            sent_count=F("sent_count") + result.sent,
+            empty_count=F("empty_count") + result.empty,
+            failed_count=F("failed_count") + result.failed,
+        )
+
+
+def retry_countdown(*, retry_after: float | None, retries: int) -> float:
+    """Seconds before a deferred chunk tries again: the ESP's Retry-After, or
+    exponential backoff, whichever is longer, capped so no task waits long."""
+    backoff = settings.DIGEST_SEND_BACKOFF * 2 ** min(retries, 5)
+    return min(max(retry_after or 0.0, backoff), 60.0)
+
+
+def deliveries_send_chunk_blocking(
+    *, run_id: int, id_from: int, id_to: int, claim_token: str, sleep: Callable[[float], None] = time.sleep
+) -> ChunkResult:
+    """Send a chunk in this process, waiting out transient ESP trouble in place.
+
+    Used where no broker can hold a retry (the embedded mode, run_digest). Each
+    pass counts an attempt on the rows it claims, so a dead ESP ends in failed
+    deliveries after DIGEST_MAX_ATTEMPTS rather than looping for ever."""
+    total = ChunkResult()
+    retries = 0
+    while True:
+        result = deliveries_send_chunk(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
+        total.claimed = max(total.claimed, result.claimed)
+        total.sent += result.sent
+        total.empty += result.empty
+        total.cancelled += result.cancelled
+        total.failed += result.failed
+        total.errors += result.errors
+        if not result.deferred:
+            return total
+        sleep(retry_countdown(retry_after=result.retry_after, retries=retries))
+        retries += 1

@@ -1,0 +1,84 @@
+"""A per-message record of what the ESP accepted, written right after it accepts.
+
+Deliveries are written back to the database once per chunk, in bulk. If a
+worker dies between those writes, the journal still knows which messages the
+ESP took, so the chunk's retry marks them sent instead of sending them again.
+The remaining window is the few microseconds between the ESP's answer and the
+journal write.
+
+With Redis configured the journal is a Redis hash per edition (one round trip
+per message, no database query). In the embedded mode it writes the delivery
+row straight away instead.
+"""
+
+import json
+from typing import NamedTuple
+
+from django.conf import settings
+from django.utils import timezone
+
+from digest.models import Delivery
+
+JOURNAL_TTL_SECONDS = 3 * 24 * 3600
+
+
+class JournalEntry(NamedTuple):
+    message_id: str
+    subject: str
+    paper_ids: list[int]
+
+
+class DatabaseJournal:
+    def __init__(self, edition):
+        self.edition = edition
+
+    def recorded(self, delivery_ids: list[int]) -> dict[int, "JournalEntry"]:
+        return {}  # record() already wrote the row itself
+
+    def record(self, delivery_id: int, message_id: str, subject: str, paper_ids: list[int]) -> None:
+        Delivery.objects.filter(id=delivery_id).update(
+            status=Delivery.Status.SENT,
+            esp_message_id=message_id,
+            sent_at=timezone.now(),
+            subject=subject,
+            paper_ids=paper_ids,
+            error="",
+        )
+
+
+class RedisJournal:
+    def __init__(self, edition, client=None):
+        import redis
+
+        self.key = f"{settings.CACHES['default'].get('KEY_PREFIX', 'paperboy')}:sent:{edition.isoformat()}"
+        self.client = client or redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
+        )
+        self.fallback = DatabaseJournal(edition)
+
+    def recorded(self, delivery_ids: list[int]) -> dict[int, "JournalEntry"]:
+        if not delivery_ids:
+            return {}
+        values = self.client.hmget(self.key, [str(i) for i in delivery_ids])
+        found = {}
+        for delivery_id, value in zip(delivery_ids, values, strict=True):
+            if value is not None:
+                message_id, subject, paper_ids = json.loads(value)
+                found[delivery_id] = JournalEntry(message_id, subject, paper_ids)
+        return found
+
+    def record(self, delivery_id: int, message_id: str, subject: str, paper_ids: list[int]) -> None:
+        import redis
+
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.key, str(delivery_id), json.dumps([message_id, subject, paper_ids]))
+            pipe.expire(self.key, JOURNAL_TTL_SECONDS)
+            pipe.execute()
+        except redis.RedisError:
+            # Redis is away: write the row now rather than lose the fact.
+            self.fallback.record(delivery_id, message_id, subject, paper_ids)
+
+
+def journal_for(edition):
+    return RedisJournal(edition) if settings.REDIS_URL else DatabaseJournal(edition)

@@ -1,0 +1,85 @@
+"""Compose without sending: previews for one reader and dry runs of a whole night."""
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from digest.compose import DigestComposer, PersonalDigest
+from digest.emails import build_message
+from digest.models import Delivery
+from digest.ranking import RankedItem
+from digest.services.delivery import due_subscribers, load_readers
+from subscribers.models import Subscriber
+
+
+@dataclass
+class Preview:
+    subscriber: Subscriber
+    digest: PersonalDigest | None
+    ranked: list[RankedItem]
+    titles: dict[int, str]
+
+    def message(self):
+        """The message as it would be sent, or None when nothing matched."""
+        if self.digest is None:
+            return None
+        return build_message(
+            to=self.subscriber.email,
+            subject=self.digest.subject,
+            text=self.digest.text,
+            html=self.digest.html,
+            headers=self.digest.headers,
+            tags=["digest"],
+        )
+
+
+def digest_preview(*, subscriber: Subscriber, edition: date) -> Preview:
+    """What this subscriber would get for this edition, whatever their status."""
+    composer = DigestComposer.for_edition(edition)
+    readers, _ = load_readers(edition=edition, rows=[(0, subscriber.pk, 0)], require_active=False)
+    reader = readers[0]
+    return Preview(
+        subscriber=subscriber,
+        digest=composer.message_parts(reader),
+        ranked=composer.ranked_for(reader),
+        titles={paper_id: view.title for paper_id, view in composer.papers.items()},
+    )
+
+
+@dataclass
+class DryRunReport:
+    due: int = 0
+    would_send: int = 0
+    empty: int = 0
+    groups: int = 0
+    samples: list[str] = field(default_factory=list)
+
+
+def digest_dry_run(*, edition: date, only_email: str | None = None, chunk_size: int = 1000) -> DryRunReport:
+    """Rank and render every due digest, writing nothing."""
+    composer = DigestComposer.for_edition(edition)
+    report = DryRunReport()
+    subjects: set[str] = set()
+    ids = list(
+        due_subscribers(edition=edition, only_email=only_email).order_by("id").values_list("id", flat=True)
+    )
+    already_planned = set(
+        Delivery.objects.filter(edition=edition, subscriber_id__in=ids).values_list(
+            "subscriber_id", flat=True
+        )
+    )
+    ids = [i for i in ids if i not in already_planned]
+    for start in range(0, len(ids), chunk_size):
+        rows = [(subscriber_id, subscriber_id, 0) for subscriber_id in ids[start : start + chunk_size]]
+        readers, _ = load_readers(edition=edition, rows=rows)
+        for reader in readers.values():
+            report.due += 1
+            compiled = composer.compiled_for(reader)
+            if compiled is None:
+                report.empty += 1
+                continue
+            report.would_send += 1
+            if compiled.subject not in subjects and len(report.samples) < 10:
+                report.samples.append(f"{reader.email}: {compiled.subject}")
+            subjects.add(compiled.subject)
+    report.groups = len(composer._rendered)
+    return report

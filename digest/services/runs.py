@@ -1,0 +1,124 @@
+"""The nightly run: fetch and ingest, plan, then track sending until done."""
+
+import logging
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db.models import Q
+from django.utils import timezone
+
+from digest.models import Delivery, DigestRun
+from digest.services.delivery import deliveries_plan, pending_ranges
+from digest.services.ingest import papers_fetch
+from digest.sources.base import SourceError
+
+logger = logging.getLogger(__name__)
+
+UNFINISHED = (Delivery.Status.PLANNED, Delivery.Status.SENDING)
+
+
+def notify_admins(subject: str, message: str) -> None:
+    """Tell the people in ADMIN_EMAILS; never let a mail problem hide the original one."""
+    try:
+        mail_admins(subject, message, fail_silently=True)
+    except Exception:
+        logger.exception("could not notify admins: %s", subject)
+
+
+def digest_run_start(
+    *, edition: date, fetch: bool = True, source: str = "hf", only_email: str | None = None
+) -> DigestRun:
+    """Fetch yesterday's papers and plan today's deliveries.
+
+    When the source fails, the run stops here: nothing is planned, so nothing
+    stale goes out as new, and the admins get the source's error.
+    """
+    run = DigestRun.objects.create(edition=edition)
+    if fetch:
+        day = edition - timedelta(days=1)
+        try:
+            result = papers_fetch(day=day, source=source)
+        except SourceError as exc:
+            digest_run_fail(run=run, error=f"Fetching papers for {day} failed: {exc}")
+            return run
+        run.papers_count = result.created + result.updated
+        run.errors = [f"note: {note}" for note in result.notes]
+    run.due_count = deliveries_plan(run=run, only_email=only_email)
+    run.status = DigestRun.Status.SENDING
+    run.save(update_fields=["papers_count", "errors", "due_count", "status"])
+    logger.info(
+        "run %s for %s: %s papers, %s deliveries planned", run.pk, edition, run.papers_count, run.due_count
+    )
+    return run
+
+
+def digest_run_fail(*, run: DigestRun, error: str) -> None:
+    run.status = DigestRun.Status.FAILED
+    run.finished_at = timezone.now()
+    run.errors = [*run.errors, error]
+    run.save(update_fields=["status", "finished_at", "errors"])
+    logger.error("run %s for %s failed: %s", run.pk, run.edition, error)
+    notify_admins(
+        f"Digest run for {run.edition} failed",
+        f"{error}\n\nNo digests were sent for this run. Fix the cause and start the run again from the admin "
+        f"or with: python manage.py run_digest --date {run.edition.isoformat()}",
+    )
+
+
+def digest_run_finish_if_done(*, run_id: int) -> bool:
+    """Close the run once none of its deliveries is left to send."""
+    if Delivery.objects.filter(run_id=run_id, status__in=UNFINISHED).exists():
+        return False
+    closed = DigestRun.objects.filter(id=run_id, status=DigestRun.Status.SENDING).update(
+        status=DigestRun.Status.SUCCEEDED, finished_at=timezone.now()
+    )
+    if closed:
+        run = DigestRun.objects.get(id=run_id)
+        logger.info(
+            "run %s for %s done: %s sent, %s empty, %s failed",
+            run.pk,
+            run.edition,
+            run.sent_count,
+            run.empty_count,
+            run.failed_count,
+        )
+        if run.failed_count:
+            notify_admins(
+                f"Digest run for {run.edition}: {run.failed_count} deliveries failed",
+                f"{run.sent_count} sent, {run.empty_count} empty, {run.failed_count} failed. "
+                "The failed deliveries and their reasons are listed in the admin.",
+            )
+    return True
+
+
+def digest_runs_to_recover() -> list[tuple[int, list[tuple[int, int]]]]:
+    """Runs still sending whose work has stalled, with the ranges to queue again.
+
+    Chunk tasks can be lost (a broker restarted without persistence, a worker
+    killed before acknowledging). A run whose count of unfinished deliveries has
+    not moved since the previous check gets its planned and stale rows queued
+    again; queuing a range twice is harmless because rows are claimed atomically.
+    """
+    to_queue = []
+    for run in DigestRun.objects.filter(status=DigestRun.Status.SENDING):
+        if digest_run_finish_if_done(run_id=run.pk):
+            continue
+        age = (timezone.now() - run.started_at).total_seconds()
+        if age > settings.DIGEST_RUN_MAX_SECONDS:
+            stuck = Delivery.objects.filter(run=run, status__in=UNFINISHED).update(
+                status=Delivery.Status.FAILED, error="run timed out", claim_token=""
+            )
+            DigestRun.objects.filter(id=run.pk).update(failed_count=run.failed_count + stuck)
+            digest_run_fail(run=run, error=f"Run timed out after {int(age)}s with {stuck} deliveries unsent.")
+            continue
+        remaining = Delivery.objects.filter(run=run, status__in=UNFINISHED).count()
+        stalled = run.remaining_at_check is not None and remaining >= run.remaining_at_check
+        DigestRun.objects.filter(id=run.pk).update(remaining_at_check=remaining)
+        stale_claims = Delivery.objects.filter(
+            Q(run=run, status=Delivery.Status.SENDING),
+            claimed_at__lt=timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT),
+        ).exists()
+        if stalled or stale_claims:
+            to_queue.append((run.pk, pending_ranges(run=run)))
+    return to_queue

@@ -1,0 +1,192 @@
+import csv
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.http import HttpResponse
+from django.utils import timezone
+
+from subscribers import services
+from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
+from subscribers.selectors import subscriber_growth, subscriber_status_counts
+
+CONSENT_FIELDS = (
+    "signup_at",
+    "signup_ip",
+    "signup_user_agent",
+    "confirmed_at",
+    "confirm_ip",
+    "confirm_user_agent",
+)
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    list_display = (
+        "email",
+        "status",
+        "frequency",
+        "topic_count",
+        "created_at",
+        "confirmed_at",
+        "last_digest_at",
+    )
+    list_filter = ("status", "frequency", "topics")
+    search_fields = ("email", "interests")
+    date_hierarchy = "created_at"
+    filter_horizontal = ("topics",)
+    list_per_page = 100
+    actions = ("suppress_selected", "resend_confirmation", "export_csv")
+    readonly_fields = (
+        *CONSENT_FIELDS,
+        "unsubscribed_at",
+        "unsubscribe_reason",
+        "suppressed_at",
+        "suppression_reason",
+        "paused_at",
+        "last_digest_at",
+        "soft_bounce_count",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("email", "status")}),
+        ("Preferences", {"fields": ("topics", "interests", "frequency", "weekday", "digest_size")}),
+        ("Consent", {"fields": CONSENT_FIELDS}),
+        (
+            "History",
+            {
+                "fields": (
+                    "unsubscribed_at",
+                    "unsubscribe_reason",
+                    "suppressed_at",
+                    "suppression_reason",
+                    "paused_at",
+                    "last_digest_at",
+                    "soft_bounce_count",
+                    "token_version",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(topic_total=Count("topics", distinct=True))
+
+    @admin.display(description="Topics", ordering="topic_total")
+    def topic_count(self, obj) -> int:
+        return obj.topic_total
+
+    def changelist_view(self, request, extra_context=None):
+        growth = subscriber_growth(days=30)
+        peak = max([max(day["signups"], day["confirmations"]) for day in growth] + [1])
+        bar_width = 18
+        chart_height = 120
+        bars = []
+        for index, day in enumerate(growth):
+            signup_h = round(day["signups"] / peak * chart_height)
+            confirm_h = round(day["confirmations"] / peak * chart_height)
+            bars.append(
+                {
+                    **day,
+                    "x": index * bar_width,
+                    "signup_y": chart_height - signup_h,
+                    "signup_h": signup_h,
+                    "confirm_x": index * bar_width + bar_width // 2,
+                    "confirm_y": chart_height - confirm_h,
+                    "confirm_h": confirm_h,
+                }
+            )
+        extra_context = {
+            **(extra_context or {}),
+            "status_counts": [
+                (Subscriber.Status(status).label, count)
+                for status, count in subscriber_status_counts().items()
+            ],
+            "growth": bars,
+            "growth_total_signups": sum(day["signups"] for day in growth),
+            "growth_total_confirmations": sum(day["confirmations"] for day in growth),
+            "chart_width": bar_width * len(growth),
+            "chart_height": chart_height,
+            "bar_half": bar_width // 2 - 1,
+            "peak": peak,
+        }
+        return super().changelist_view(request, extra_context=extra_context)
+
+    @admin.action(description="Suppress selected subscribers (never email again)")
+    def suppress_selected(self, request, queryset):
+        done = sum(
+            services.subscriber_suppress(subscriber=subscriber, reason="suppressed by an admin")
+            for subscriber in queryset
+        )
+        self.message_user(request, f"Suppressed {done} subscriber(s).", messages.SUCCESS)
+
+    @admin.action(description="Resend the confirmation email (pending only)")
+    def resend_confirmation(self, request, queryset):
+        sent = sum(
+            services.subscriber_resend_confirmation(subscriber=subscriber)
+            for subscriber in queryset.filter(status=Subscriber.Status.PENDING)
+        )
+        skipped = queryset.count() - sent
+        self.message_user(
+            request,
+            f"Queued {sent} confirmation email(s)." + (f" Skipped {skipped} not pending." if skipped else ""),
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Export selected subscribers as CSV")
+    def export_csv(self, request, queryset):
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="subscribers-{stamp}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(
+            ["email", "status", "frequency", "weekday", "digest_size", "topics", "interests", "created_at",
+             "confirmed_at", "unsubscribed_at"]
+        )  # fmt: skip
+        for subscriber in queryset.prefetch_related("topics").order_by("pk"):
+            writer.writerow(
+                [
+                    _csv_safe(subscriber.email),
+                    subscriber.status,
+                    subscriber.frequency,
+                    subscriber.get_weekday_display(),
+                    subscriber.digest_size,
+                    " ".join(sorted(topic.slug for topic in subscriber.topics.all())),
+                    _csv_safe("; ".join(subscriber.interest_list)),
+                    subscriber.created_at.isoformat(),
+                    subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
+                    subscriber.unsubscribed_at.isoformat() if subscriber.unsubscribed_at else "",
+                ]
+            )
+        return response
+
+
+def _csv_safe(value: str) -> str:
+    # A cell starting with = + - @ is run as a formula by spreadsheets.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@admin.register(SuppressionEvent)
+class SuppressionEventAdmin(admin.ModelAdmin):
+    list_display = ("received_at", "email", "event_type", "esp", "reason")
+    list_filter = ("event_type", "esp")
+    search_fields = ("email", "event_id")
+    raw_id_fields = ("subscriber",)
+    readonly_fields = ("event_id", "email", "event_type", "reason", "esp", "received_at", "subscriber")
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(DeletionRecord)
+class DeletionRecordAdmin(admin.ModelAdmin):
+    list_display = ("date", "reason", "count")
+    list_filter = ("reason",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,155 @@
+from django import forms
+from django.core.exceptions import ValidationError
+
+from digest.models import Topic
+from subscribers.addresses import MAX_EMAIL_LENGTH, normalize_email
+from subscribers.models import DIGEST_SIZE_MAX, DIGEST_SIZE_MIN, Subscriber
+
+INTERESTS_MAX_LENGTH = 1000
+INTEREST_MAX_LENGTH = 120
+INTERESTS_MAX_COUNT = 20
+
+
+class AddressField(forms.CharField):
+    """An email address, Unicode and IDN included, returned in its stored form.
+
+    Rendered as a text input with the email keyboard: browsers' type=email
+    rejects internationalised local parts that are valid.
+    """
+
+    widget = forms.TextInput(
+        attrs={"inputmode": "email", "autocomplete": "email", "autocapitalize": "none", "spellcheck": "false"}
+    )
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", MAX_EMAIL_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        # Checked before CharField strips whitespace, so "a@b.c\r\nBcc: x" is
+        # refused outright rather than quietly cut.
+        if isinstance(value, str) and ("\r" in value or "\n" in value):
+            raise ValidationError("An email address cannot contain line breaks.", code="line_break")
+        return super().to_python(value)
+
+    def clean(self, value):
+        value = super().clean(value)
+        return normalize_email(value) if value else value
+
+
+class InterestsField(forms.CharField):
+    """Free-text interests, one per line or comma separated; cleaned to one per line."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", INTERESTS_MAX_LENGTH)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if any(ord(char) < 32 and char not in "\r\n\t" for char in value):
+            raise ValidationError("Interests cannot contain control characters.", code="control")
+        items: list[str] = []
+        seen: set[str] = set()
+        for raw in value.replace("\r", "\n").replace(",", "\n").split("\n"):
+            item = " ".join(raw.split())
+            if not item or item.casefold() in seen:
+                continue
+            if len(item) > INTEREST_MAX_LENGTH:
+                raise ValidationError(
+                    f"Keep each interest under {INTEREST_MAX_LENGTH} characters.", code="item_length"
+                )
+            seen.add(item.casefold())
+            items.append(item)
+        if len(items) > INTERESTS_MAX_COUNT:
+            raise ValidationError(f"List at most {INTERESTS_MAX_COUNT} interests.", code="item_count")
+        return "\n".join(items)
+
+
+def _topic_field() -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        queryset=Topic.objects.filter(is_active=True).order_by("name"),
+        to_field_name="slug",
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Topics",
+        error_messages={
+            "invalid_choice": "“%(value)s” is not one of our topics.",
+            "invalid_pk_value": "“%(pk)s” is not one of our topics.",
+        },
+    )
+
+
+class PreferencesForm(forms.Form):
+    interests = InterestsField(
+        label="Anything more specific? (optional)",
+        help_text="Papers about… one per line or separated by commas, e.g. "
+        "“speculative decoding, protein folding”.",
+    )
+    frequency = forms.ChoiceField(
+        choices=Subscriber.Frequency.choices,
+        initial=Subscriber.Frequency.DAILY,
+        widget=forms.RadioSelect,
+        label="How often",
+    )
+    weekday = forms.TypedChoiceField(
+        choices=Subscriber.Weekday.choices,
+        coerce=int,
+        initial=Subscriber.Weekday.MONDAY,
+        label="Day for the weekly digest",
+        help_text="Only used with the weekly digest.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["topics"] = _topic_field()
+        self.order_fields(["email", "topics", "interests", "frequency", "weekday", "digest_size"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and not cleaned.get("topics") and not cleaned.get("interests"):
+            raise ValidationError("Pick at least one topic or describe your interests.", code="empty")
+        return cleaned
+
+
+class SignupForm(PreferencesForm):
+    email = AddressField(label="Your email address")
+    # Honeypot: hidden from people (and screen readers); bots fill every field.
+    website = forms.CharField(
+        required=False,
+        label="Leave this field empty",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
+    @property
+    def is_bot(self) -> bool:
+        return bool(self.data.get("website"))
+
+
+class ManageForm(PreferencesForm):
+    digest_size = forms.IntegerField(
+        min_value=DIGEST_SIZE_MIN,
+        max_value=DIGEST_SIZE_MAX,
+        label="Papers per digest",
+        help_text=f"Between {DIGEST_SIZE_MIN} and {DIGEST_SIZE_MAX}.",
+    )
+
+    @classmethod
+    def for_subscriber(cls, subscriber: Subscriber, data=None) -> "ManageForm":
+        initial = {
+            "topics": list(subscriber.topics.values_list("slug", flat=True)),
+            "interests": subscriber.interests,
+            "frequency": subscriber.frequency,
+            "weekday": subscriber.weekday,
+            "digest_size": subscriber.digest_size,
+        }
+        return cls(data=data, initial=initial)
+
+
+class DeleteForm(forms.Form):
+    confirm = forms.BooleanField(
+        label="Yes, delete my subscription and everything stored about me. This cannot be undone.",
+        error_messages={"required": "Tick the box to confirm that you want everything deleted."},
+    )

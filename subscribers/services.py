@@ -1,0 +1,514 @@
+"""Writes about subscribers: signup, confirmation, preferences, leaving, suppression.
+
+Every function takes keyword-only arguments. Emails are queued as Celery tasks
+on commit, so a rolled-back signup never sends mail.
+"""
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from anymail.signals import AnymailTrackingEvent, EventType
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from digest.emails import build_email
+from subscribers import tokens
+from subscribers.addresses import normalize_email
+from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
+from subscribers.selectors import subscriber_get_by_email
+
+logger = logging.getLogger(__name__)
+
+Status = Subscriber.Status
+SOFT_BOUNCE_LIMIT = 3
+USER_AGENT_MAX = 512
+
+
+# --- Links and headers every email carries -----------------------------------------
+
+
+def _absolute(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def email_links(*, subscriber_id: int, token_version: int) -> dict:
+    """Absolute one-click unsubscribe and preference-centre URLs for one subscriber."""
+    unsubscribe = tokens.make_unsubscribe_token(subscriber_id, token_version)
+    manage = tokens.make_manage_token(subscriber_id, token_version)
+    return {
+        "unsubscribe_url": _absolute(reverse("subscribers:unsubscribe", args=[unsubscribe])),
+        "manage_url": _absolute(reverse("subscribers:manage", args=[manage])),
+    }
+
+
+def list_headers(*, unsubscribe_url: str) -> dict:
+    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity."""
+    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": f"{settings.PRODUCT_NAME} daily digest <digest.{host}>",
+    }
+
+
+def confirm_url(*, subscriber: Subscriber) -> str:
+    return _absolute(reverse("subscribers:confirm", args=[tokens.make_confirm_token(subscriber)]))
+
+
+# --- Signup and confirmation -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignupOutcome:
+    CONFIRMATION_SENT = "confirmation_sent"
+    MANAGE_LINK_SENT = "manage_link_sent"
+    IGNORED = "ignored"
+
+    action: str
+    subscriber: Subscriber | None
+
+
+def _clip(user_agent: str | None) -> str:
+    return (user_agent or "")[:USER_AGENT_MAX]
+
+
+def _queue(task, subscriber_id: int) -> None:
+    transaction.on_commit(lambda: task.delay(subscriber_id))
+
+
+def subscriber_signup(
+    *,
+    email: str,
+    topics: Iterable,
+    interests: str,
+    frequency: str,
+    weekday: int,
+    ip: str | None,
+    user_agent: str | None,
+    digest_size: int | None = None,
+) -> SignupOutcome:
+    """Take a signup from the public form.
+
+    A new, pending or unsubscribed address gets (another) confirmation email. An
+    active or paused address gets a link to its preference centre instead and
+    nothing changes, so the form never reveals who is subscribed. A suppressed
+    address (bounced or complained) gets no email at all.
+    """
+    from subscribers.tasks import send_confirmation_email, send_manage_link_email
+
+    email = normalize_email(email)
+    topics = list(topics)
+    now = timezone.now()
+    signup = {
+        "signup_at": now,
+        "signup_ip": ip,
+        "signup_user_agent": _clip(user_agent),
+    }
+    preferences = {"interests": interests, "frequency": frequency, "weekday": weekday}
+    if digest_size is not None:
+        preferences["digest_size"] = digest_size
+
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                subscriber = subscriber_get_by_email(email=email, for_update=True)
+                if subscriber is None:
+                    subscriber = Subscriber.objects.create(
+                        email=email, status=Status.PENDING, **preferences, **signup
+                    )
+                    subscriber.topics.set(topics)
+                    _queue(send_confirmation_email, subscriber.pk)
+                    return SignupOutcome(SignupOutcome.CONFIRMATION_SENT, subscriber)
+                if subscriber.status in (Status.ACTIVE, Status.PAUSED):
+                    _queue(send_manage_link_email, subscriber.pk)
+                    return SignupOutcome(SignupOutcome.MANAGE_LINK_SENT, subscriber)
+                if subscriber.status == Status.SUPPRESSED:
+                    logger.info("signup for suppressed subscriber %s ignored", subscriber.pk)
+                    return SignupOutcome(SignupOutcome.IGNORED, subscriber)
+                # Pending or unsubscribed: a fresh signup restarts double opt-in.
+                for field, value in {**preferences, **signup}.items():
+                    setattr(subscriber, field, value)
+                subscriber.status = Status.PENDING
+                subscriber.confirmed_at = None
+                subscriber.confirm_ip = None
+                subscriber.confirm_user_agent = ""
+                subscriber.unsubscribed_at = None
+                subscriber.unsubscribe_reason = ""
+                subscriber.save()
+                subscriber.topics.set(topics)
+                _queue(send_confirmation_email, subscriber.pk)
+                return SignupOutcome(SignupOutcome.CONFIRMATION_SENT, subscriber)
+        except IntegrityError:
+            # Two signups for the same new address raced; the loser retries
+            # and finds the winner's row.
+            continue
+    raise RuntimeError("signup could not be stored")
+
+
+def subscriber_add(
+    *,
+    email: str,
+    topics: Iterable,
+    interests: str = "",
+    frequency: str = Subscriber.Frequency.DAILY,
+    weekday: int = 0,
+    confirmed: bool = False,
+) -> Subscriber:
+    """Add a subscriber as an admin. Confirmed ones skip the double opt-in email."""
+    from subscribers.tasks import send_confirmation_email
+
+    email = normalize_email(email)
+    now = timezone.now()
+    with transaction.atomic():
+        subscriber = Subscriber.objects.create(
+            email=email,
+            status=Status.ACTIVE if confirmed else Status.PENDING,
+            interests=interests,
+            frequency=frequency,
+            weekday=weekday,
+            signup_at=now,
+            signup_user_agent="added by an admin",
+            confirmed_at=now if confirmed else None,
+            confirm_user_agent="added by an admin" if confirmed else "",
+        )
+        subscriber.topics.set(list(topics))
+        if not confirmed:
+            _queue(send_confirmation_email, subscriber.pk)
+    return subscriber
+
+
+def subscriber_confirm(*, subscriber: Subscriber, ip: str | None, user_agent: str | None) -> bool:
+    """Confirm a pending signup. False (and nothing changes) if it was not pending."""
+    changed = Subscriber.objects.filter(pk=subscriber.pk, status=Status.PENDING).update(
+        status=Status.ACTIVE,
+        confirmed_at=timezone.now(),
+        confirm_ip=ip,
+        confirm_user_agent=_clip(user_agent),
+        soft_bounce_count=0,
+        updated_at=timezone.now(),
+    )
+    subscriber.refresh_from_db()
+    return bool(changed)
+
+
+def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
+    from subscribers.tasks import send_confirmation_email
+
+    if subscriber.status != Status.PENDING:
+        return False
+    _queue(send_confirmation_email, subscriber.pk)
+    return True
+
+
+# --- Preferences ---------------------------------------------------------------------
+
+
+def subscriber_update_preferences(
+    *,
+    subscriber: Subscriber,
+    topics: Iterable,
+    interests: str,
+    frequency: str,
+    weekday: int,
+    digest_size: int | None = None,
+) -> Subscriber:
+    with transaction.atomic():
+        subscriber.interests = interests
+        subscriber.frequency = frequency
+        subscriber.weekday = weekday
+        fields = ["interests", "frequency", "weekday", "updated_at"]
+        if digest_size is not None:
+            subscriber.digest_size = digest_size
+            fields.append("digest_size")
+        subscriber.save(update_fields=fields)
+        subscriber.topics.set(list(topics))
+    return subscriber
+
+
+def _transition(subscriber: Subscriber, *, from_statuses: Iterable[str], **changes) -> bool:
+    changed = Subscriber.objects.filter(pk=subscriber.pk, status__in=list(from_statuses)).update(
+        updated_at=timezone.now(), **changes
+    )
+    subscriber.refresh_from_db()
+    return bool(changed)
+
+
+def subscriber_pause(*, subscriber: Subscriber) -> bool:
+    return _transition(
+        subscriber, from_statuses=[Status.ACTIVE], status=Status.PAUSED, paused_at=timezone.now()
+    )
+
+
+def subscriber_resume(*, subscriber: Subscriber) -> bool:
+    return _transition(subscriber, from_statuses=[Status.PAUSED], status=Status.ACTIVE, paused_at=None)
+
+
+def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
+    """Stop all mail. Idempotent: False when already unsubscribed or suppressed."""
+    return _transition(
+        subscriber,
+        from_statuses=[Status.PENDING, Status.ACTIVE, Status.PAUSED],
+        status=Status.UNSUBSCRIBED,
+        unsubscribed_at=timezone.now(),
+        unsubscribe_reason=reason[:64],
+    )
+
+
+def subscriber_resubscribe(*, subscriber: Subscriber, ip: str | None, user_agent: str | None) -> bool:
+    """Undo an unsubscribe from a link in the reader's own mail.
+
+    The signed link proves the reader controls the mailbox, so it also counts as
+    confirmation for someone who unsubscribed before confirming.
+    """
+    changes = {"status": Status.ACTIVE, "unsubscribed_at": None, "unsubscribe_reason": ""}
+    if subscriber.confirmed_at is None:
+        changes.update(confirmed_at=timezone.now(), confirm_ip=ip, confirm_user_agent=_clip(user_agent))
+    return _transition(subscriber, from_statuses=[Status.UNSUBSCRIBED], **changes)
+
+
+# --- Data rights -------------------------------------------------------------------
+
+
+def _count_deletions(reason: str, count: int) -> None:
+    if count <= 0:
+        return
+    record, _created = DeletionRecord.objects.get_or_create(date=timezone.localdate(), reason=reason)
+    DeletionRecord.objects.filter(pk=record.pk).update(count=F("count") + count)
+
+
+def subscriber_delete(*, subscriber: Subscriber) -> None:
+    """Erase the person, their delivery history and their suppression events.
+
+    Only an anonymous count per day remains. Related delivery rows are removed
+    by their ON DELETE CASCADE foreign key to Subscriber.
+    """
+    with transaction.atomic():
+        SuppressionEvent.objects.filter(Q(subscriber=subscriber) | Q(email__iexact=subscriber.email)).delete()
+        subscriber.delete()
+        _count_deletions(DeletionRecord.Reason.REQUEST, 1)
+
+
+def subscriber_export(*, subscriber: Subscriber) -> dict:
+    """Everything stored about a subscriber, as JSON-ready data."""
+
+    def stamp(value):
+        return value.isoformat() if value else None
+
+    data = {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "topics": [{"slug": topic.slug, "name": topic.name} for topic in subscriber.topics.order_by("slug")],
+        "interests": subscriber.interest_list,
+        "frequency": subscriber.frequency,
+        "weekday": subscriber.get_weekday_display() if subscriber.frequency == "weekly" else None,
+        "digest_size": subscriber.digest_size,
+        "consent": {
+            "signup_at": stamp(subscriber.signup_at),
+            "signup_ip": subscriber.signup_ip,
+            "signup_user_agent": subscriber.signup_user_agent,
+            "confirmed_at": stamp(subscriber.confirmed_at),
+            "confirm_ip": subscriber.confirm_ip,
+            "confirm_user_agent": subscriber.confirm_user_agent,
+        },
+        "unsubscribed_at": stamp(subscriber.unsubscribed_at),
+        "unsubscribe_reason": subscriber.unsubscribe_reason,
+        "suppressed_at": stamp(subscriber.suppressed_at),
+        "suppression_reason": subscriber.suppression_reason,
+        "paused_at": stamp(subscriber.paused_at),
+        "last_digest_at": stamp(subscriber.last_digest_at),
+        "created_at": stamp(subscriber.created_at),
+        "updated_at": stamp(subscriber.updated_at),
+        "suppression_events": [
+            {
+                "event_type": event.event_type,
+                "reason": event.reason,
+                "esp": event.esp,
+                "received_at": stamp(event.received_at),
+            }
+            for event in subscriber.suppression_events.order_by("received_at")
+        ],
+        "exported_at": stamp(timezone.now()),
+    }
+    # History kept by the digest app (deliveries, feedback votes), when present.
+    for relation in ("deliveries", "feedback"):
+        manager = getattr(subscriber, relation, None)
+        if manager is not None:
+            data[relation] = [
+                {key: (stamp(value) if hasattr(value, "isoformat") else value) for key, value in row.items()}
+                for row in manager.values()
+            ]
+    return data
+
+
+def pending_subscribers_purge(*, older_than_days: int = 14) -> int:
+    """Delete signups never confirmed within ``older_than_days``; returns how many."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    with transaction.atomic():
+        _total, per_model = Subscriber.objects.filter(status=Status.PENDING, signup_at__lt=cutoff).delete()
+        purged = per_model.get(Subscriber._meta.label, 0)
+        _count_deletions(DeletionRecord.Reason.UNCONFIRMED, purged)
+    if purged:
+        logger.info("purged %d unconfirmed signups older than %d days", purged, older_than_days)
+    return purged
+
+
+# --- Suppression -----------------------------------------------------------------
+
+
+def subscriber_suppress(*, subscriber: Subscriber, reason: str) -> bool:
+    """Never mail this address again (bounce, complaint, admin). False if already suppressed."""
+    return _transition(
+        subscriber,
+        from_statuses=[s for s in Status.values if s != Status.SUPPRESSED],
+        status=Status.SUPPRESSED,
+        suppressed_at=timezone.now(),
+        suppression_reason=reason[:200],
+    )
+
+
+_HARD_EVENTS = {EventType.BOUNCED, EventType.COMPLAINED, EventType.REJECTED, EventType.UNSUBSCRIBED}
+_SMTP_TEMPORARY = re.compile(r"^\s*(?:4\d\d\b|4\.\d{1,3}\.\d{1,3}\b)")
+
+
+def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
+    """A temporary failure, as far as the ESP's raw event or the SMTP reply tells."""
+    raw = event.esp_event
+    if isinstance(raw, Mapping):
+        if raw.get("Type") == "SoftBounce":  # Postmark
+            return True
+        if str(raw.get("severity", "")).lower() == "temporary":  # Mailgun
+            return True
+        bounce = raw.get("bounce")
+        if isinstance(bounce, Mapping) and bounce.get("bounceType") == "Transient":  # Amazon SES
+            return True
+    return bool(_SMTP_TEMPORARY.match(event.mta_response or ""))
+
+
+def _event_id(event: AnymailTrackingEvent, esp_name: str, email: str) -> str:
+    if event.event_id:
+        return str(event.event_id)[:255]
+    # Some ESPs send no id for some events; a digest of the event's facts still
+    # recognises a retried webhook.
+    facts = "|".join(
+        str(part)
+        for part in (esp_name, event.event_type, email, event.timestamp, event.message_id, event.description)
+    )
+    return "derived:" + hashlib.sha256(facts.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TrackingOutcome:
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    RESET = "reset"
+    SOFT_BOUNCE = "soft_bounce"
+    SUPPRESSED = "suppressed"
+
+    action: str
+
+
+def tracking_event_record(*, event: AnymailTrackingEvent, esp_name: str) -> TrackingOutcome:
+    """Apply one ESP tracking event to the subscriber it concerns.
+
+    Hard bounces, complaints, rejections and ESP-side unsubscribes suppress the
+    address at once; soft bounces suppress it after SOFT_BOUNCE_LIMIT in a row
+    (a delivery resets the count). Deferrals are ignored: the ESP retries them.
+    Each counted event is stored once by its ESP event id.
+    """
+    if not event.recipient:
+        return TrackingOutcome(TrackingOutcome.IGNORED)
+    try:
+        email = normalize_email(event.recipient)
+    except Exception:
+        email = str(event.recipient).strip()[:254]
+
+    if event.event_type == EventType.DELIVERED:
+        subscriber = subscriber_get_by_email(email=email)
+        if subscriber is not None and subscriber.soft_bounce_count:
+            Subscriber.objects.filter(pk=subscriber.pk).update(soft_bounce_count=0)
+        return TrackingOutcome(TrackingOutcome.RESET)
+    if event.event_type not in _HARD_EVENTS:
+        return TrackingOutcome(TrackingOutcome.IGNORED)
+
+    soft = event.event_type == EventType.BOUNCED and _is_soft_bounce(event)
+    kind = "soft_bounce" if soft else event.event_type
+    reason = ": ".join(part for part in (kind, event.reject_reason, event.description) if part)[:200]
+    with transaction.atomic():
+        subscriber = subscriber_get_by_email(email=email, for_update=True)
+        try:
+            with transaction.atomic():
+                SuppressionEvent.objects.create(
+                    event_id=_event_id(event, esp_name, email),
+                    email=email,
+                    event_type=kind,
+                    reason=reason,
+                    esp=esp_name[:32],
+                    received_at=event.timestamp or timezone.now(),
+                    subscriber=subscriber,
+                )
+        except IntegrityError:
+            return TrackingOutcome(TrackingOutcome.DUPLICATE)
+        if subscriber is None:
+            return TrackingOutcome(TrackingOutcome.IGNORED)
+        if soft:
+            Subscriber.objects.filter(pk=subscriber.pk).update(soft_bounce_count=F("soft_bounce_count") + 1)
+            subscriber.refresh_from_db()
+            if subscriber.soft_bounce_count < SOFT_BOUNCE_LIMIT:
+                return TrackingOutcome(TrackingOutcome.SOFT_BOUNCE)
+            reason = f"{SOFT_BOUNCE_LIMIT} soft bounces in a row"
+        subscriber_suppress(subscriber=subscriber, reason=reason)
+    return TrackingOutcome(TrackingOutcome.SUPPRESSED)
+
+
+# --- Emails ------------------------------------------------------------------------
+
+
+def _topic_names(subscriber: Subscriber) -> list[str]:
+    return list(subscriber.topics.order_by("name").values_list("name", flat=True))
+
+
+def _send(*, subscriber: Subscriber, name: str, subject: str, context: dict) -> None:
+    links = email_links(subscriber_id=subscriber.pk, token_version=subscriber.token_version)
+    message = build_email(
+        name=name,
+        to=subscriber.email,
+        subject=subject,
+        context={"subscriber": subscriber, "topics": _topic_names(subscriber), **links, **context},
+        headers=list_headers(unsubscribe_url=links["unsubscribe_url"]),
+    )
+    message.send()
+
+
+def subscriber_send_confirmation(*, subscriber: Subscriber) -> bool:
+    if subscriber.status != Status.PENDING:
+        return False
+    _send(
+        subscriber=subscriber,
+        name="confirm_subscription",
+        subject=f"Confirm your {settings.PRODUCT_NAME} subscription",
+        context={
+            "confirm_url": confirm_url(subscriber=subscriber),
+            "expires_days": tokens.CONFIRM_MAX_AGE.days,
+        },
+    )
+    return True
+
+
+def subscriber_send_manage_link(*, subscriber: Subscriber) -> bool:
+    if subscriber.status not in (Status.ACTIVE, Status.PAUSED):
+        return False
+    _send(
+        subscriber=subscriber,
+        name="manage_link",
+        subject=f"Your {settings.PRODUCT_NAME} preferences",
+        context={},
+    )
+    return True

@@ -1,0 +1,145 @@
+import re
+
+import pytest
+
+from digest.compose import MAX_HTML_BYTES, DigestComposer, Reader, build_preferences, safe_url, window_start
+from digest.feedback import InvalidFeedbackToken, make_feedback_token, read_feedback_token
+from tests.digest.builders import EDITION, YESTERDAY, make_paper
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE_TITLE = '<script>alert("x")</script> "><img src=x onerror=alert(1)> PBXUNSUBPBX'
+
+
+def reader(topics, *, size=8, interests="", sent=frozenset()):
+    return Reader(
+        subscriber_id=42,
+        email="ada@example.org",
+        token_version=1,
+        preferences=build_preferences(topics=topics, interests=interests, digest_size=size, affinity=None),
+        window_start=YESTERDAY,
+        already_sent=frozenset(sent),
+    )
+
+
+def compose(r):
+    return DigestComposer.for_edition(EDITION).message_parts(r)
+
+
+def test_html_stays_under_gmail_clip_limit_with_200_long_papers(settings):
+    settings.SITE_URL = "https://a-rather-long-hostname-for-the-digest-site.example.org"
+    long_abstract = "Transformers " * 1200
+    for n in range(200):
+        make_paper(n, topics={"reasoning": 0.9}, upvotes=n, title="Long title " * 30, abstract=long_abstract)
+    digest = compose(reader(["reasoning"], size=15))
+    size = len(digest.html.encode())
+    assert size <= MAX_HTML_BYTES
+    assert len(digest.paper_ids) == 15
+    assert "Transformers" in digest.text  # truncated, not dropped
+    assert "…" in digest.text
+
+
+def test_scraped_text_is_escaped_and_cannot_fill_placeholders(settings):
+    settings.SITE_URL = "https://digest.example.org"
+    make_paper(
+        1,
+        topics={"safety": 0.9},
+        title=HOSTILE_TITLE,
+        abstract="<b>bold</b> & javascript:alert(1)",
+        authors=["<script>evil()</script>"],
+        github_repo="javascript:alert(1)",
+        project_page="https://ok.example.org/project",
+    )
+    digest = compose(reader(["safety"]))
+    assert "<script>" not in digest.html
+    assert "&lt;script&gt;" in digest.html
+    assert "<img src=x" not in digest.html
+    assert 'href="javascript:' not in digest.html
+    assert "https://ok.example.org/project" in digest.html
+    # The text part is plain text: no HTML entities, the title as written.
+    assert '<script>alert("x")</script>' in digest.text
+    assert "&lt;" not in digest.text
+    # A placeholder inside scraped text stays inert.
+    assert "/unsubscribe/" not in digest.subject
+    assert "PB\u200bXUNSUBPB\u200bX" in digest.text
+
+
+def test_email_has_links_reasons_footer_and_dark_mode(settings):
+    settings.SITE_URL = "https://digest.example.org"
+    settings.SENDER_POSTAL_ADDRESS = "Paperboy, 1 Example Street, Cambridge"
+    make_paper(1, topics={"code": 0.9}, github_repo="https://github.com/example/repo", upvotes=77)
+    digest = compose(reader(["code"], interests="program synthesis"))
+    for part in (digest.html, digest.text):
+        assert "https://huggingface.co/papers/2611.00001" in part
+        assert "https://arxiv.org/abs/2611.00001" in part
+        assert "https://arxiv.org/pdf/2611.00001" in part
+        assert "https://github.com/example/repo" in part
+        assert "Paperboy, 1 Example Street, Cambridge" in part
+        assert "https://digest.example.org/unsubscribe/" in part
+        assert "https://digest.example.org/manage/" in part
+        assert "https://digest.example.org/feedback/" in part
+    assert "Why: Topic: Code" in digest.text
+    assert "prefers-color-scheme: dark" in digest.html
+    assert '<link rel="stylesheet"' not in digest.html
+    assert digest.headers["List-Unsubscribe"].startswith("<https://digest.example.org/unsubscribe/")
+    assert digest.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert re.search(r"1 paper for Tue 24 Nov: ", digest.subject)
+
+
+def test_images_are_optional_and_carry_alt_text(settings):
+    make_paper(
+        1, topics={"video": 0.9}, thumbnail_url="https://cdn.example.org/thumb.png", title="Video world"
+    )
+    settings.DIGEST_IMAGES = True
+    assert 'alt="Video world"' in compose(reader(["video"])).html
+    settings.DIGEST_IMAGES = False
+    assert "thumb.png" not in compose(reader(["video"])).html
+
+
+def test_readers_with_same_preferences_share_one_render():
+    make_paper(1, topics={"agents": 0.9})
+    composer = DigestComposer.for_edition(EDITION)
+    a = composer.compiled_for(reader(["agents"]))
+    b = composer.compiled_for(reader(["agents"]))
+    assert a is b
+    first = composer.message_parts(reader(["agents"]))
+    other = Reader(**{**reader(["agents"]).__dict__, "subscriber_id": 43})
+    second = composer.message_parts(other)
+    assert first.html != second.html  # personal links differ
+    assert first.subject == second.subject
+
+
+def test_feedback_tokens_are_signed_per_reader_and_paper(settings):
+    token = make_feedback_token(42, 7, 1)
+    target = read_feedback_token(token)
+    assert (target.subscriber_id, target.paper_id, target.token_version) == (42, 7, 1)
+    assert make_feedback_token(42, 8, 1) != token
+    for bad in (token[:-1], token.replace(".", ".0", 1), "", "x" * 500, "a.b.c.d", "2a.zz.1." + token[-16:]):
+        with pytest.raises(InvalidFeedbackToken):
+            read_feedback_token(bad)
+    settings.SECRET_KEY = "another-secret"
+    with pytest.raises(InvalidFeedbackToken):
+        read_feedback_token(token)
+
+
+def test_window_start_for_daily_weekly_and_returning_readers():
+    assert window_start(edition=EDITION, frequency="daily", last_digest_on=None) == YESTERDAY
+    assert str(window_start(edition=EDITION, frequency="weekly", last_digest_on=None)) == "2026-11-17"
+    assert str(window_start(edition=EDITION, frequency="weekly", last_digest_on=EDITION.replace(day=21))) == (
+        "2026-11-21"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://github.com/a/b", True),
+        ("http://example.org/x?y=1", True),
+        ("javascript:alert(1)", False),
+        ("data:text/html,hi", False),
+        ('https://x.org/"onmouseover="', False),
+        ("", False),
+    ],
+)
+def test_safe_url_keeps_only_plain_http_links(url, kept):
+    assert bool(safe_url(url)) is kept

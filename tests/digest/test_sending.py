@@ -1,0 +1,177 @@
+"""Sending through anymail's Postmark backend over real HTTP to the loopback fake ESP."""
+
+import pytest
+
+from digest.models import Delivery, DigestRun
+from digest.services import delivery as delivery_service
+from digest.services.delivery import deliveries_send_chunk
+from digest.services.runs import digest_run_start
+from digest.tasks import nightly_run
+from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.fake_esp import FakeESP
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def esp(settings):
+    with FakeESP() as server:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = {
+            "POSTMARK_SERVER_TOKEN": "test-token",
+            "POSTMARK_API_URL": server.url,
+            "REQUESTS_TIMEOUT": 0.5,
+        }
+        settings.DIGEST_SEND_BACKOFF = 0.01
+        settings.SITE_URL = "https://digest.example.org"
+        yield server
+
+
+@pytest.fixture
+def readers(db):
+    make_paper(1, topics={"reasoning": 0.9}, upvotes=30)
+    make_paper(2, topics={"agents": 0.8}, upvotes=12)
+    return [make_reader(f"r{i}@example.org", ["reasoning", "agents"]) for i in range(12)]
+
+
+def run_night() -> DigestRun:
+    return DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False))
+
+
+def assert_each_once(esp, readers):
+    counts = esp.state.recipients()
+    assert {r.email for r in readers} == set(counts), counts
+    assert set(counts.values()) == {1}
+    assert esp.stats()["invalid"] == 0
+
+
+def test_every_reader_gets_exactly_one_valid_message(esp, readers):
+    run = run_night()
+    assert run.sent_count == len(readers)
+    assert_each_once(esp, readers)
+    accepted_ids = {message.message_id for message in esp.accepted}
+    stored_ids = set(Delivery.objects.values_list("esp_message_id", flat=True))
+    assert stored_ids == accepted_ids
+    one = esp.accepted[0]
+    assert one.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert one.headers["Message-ID"].startswith("<digest.20261124.")
+    assert "Why: Topic: Reasoning" in one.text
+
+
+def test_twenty_percent_500s_are_retried_without_duplicates(esp, readers):
+    esp.set_faults(fail_rate=0.2, seed=7)
+    run = run_night()
+    assert esp.stats()["faulted"].get("500", 0) > 0
+    assert_each_once(esp, readers)
+    run.refresh_from_db()
+    assert run.sent_count == len(readers) and run.failed_count == 0
+
+
+def test_429_retry_after_is_honoured(esp, readers):
+    esp.set_faults(rate_limit_first=2, retry_after=3)
+    run = digest_run_start(edition=EDITION, fetch=False)
+    ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+    waits = []
+    result = deliveries_send_chunk(
+        run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="c", sleep=waits.append
+    )
+    assert waits[:2] == [3.0, 3.0]
+    assert result.sent == len(readers)
+    assert_each_once(esp, readers)
+
+
+def test_esp_hanging_past_timeout_is_retried(esp, readers):
+    esp.set_faults(hang_first=1, hang_seconds=1.5)
+    run_night()
+    assert esp.stats()["faulted"]["hang"] == 1
+    assert_each_once(esp, readers)
+
+
+def test_permanent_refusal_fails_only_that_delivery_with_reason(esp, readers):
+    esp.set_faults(reject={readers[0].email})
+    run = run_night()
+    failed = Delivery.objects.get(subscriber=readers[0])
+    assert failed.status == Delivery.Status.FAILED
+    assert "recipient refused" in failed.error
+    run.refresh_from_db()
+    assert run.failed_count == 1
+    assert run.sent_count == len(readers) - 1
+
+
+def test_esp_down_for_good_ends_in_recorded_failures_not_loss(esp, readers, settings):
+    settings.DIGEST_MAX_ATTEMPTS = 2
+    settings.DIGEST_SEND_ATTEMPTS = 2
+    esp.set_faults(fail_rate=1.0)
+    run = run_night()
+    run.refresh_from_db()
+    statuses = set(Delivery.objects.values_list("status", flat=True))
+    assert statuses == {Delivery.Status.FAILED}
+    assert all("gave up after 2 attempts" in e for e in Delivery.objects.values_list("error", flat=True))
+    assert run.status == DigestRun.Status.SUCCEEDED
+    assert run.failed_count == len(readers)
+    assert esp.state.recipients() == {}
+
+
+class WorkerDied(BaseException):
+    """Stands in for SIGKILL: not an Exception, so no handler in the code catches it."""
+
+
+class DyingConnection:
+    def __init__(self, inner, die_after: int):
+        self.inner = inner
+        self.die_after = die_after
+        self.sent = 0
+
+    def open(self):
+        return self.inner.open()
+
+    def close(self):
+        return self.inner.close()
+
+    def send_messages(self, messages):
+        if self.sent == self.die_after:
+            raise WorkerDied()
+        count = self.inner.send_messages(messages)
+        self.sent += count
+        return count
+
+
+def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp, readers, monkeypatch):
+    from django.core.mail import get_connection
+
+    run = digest_run_start(edition=EDITION, fetch=False)
+    ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+
+    # The process vanishes after 5 messages: no bulk write of outcomes happens.
+    real_write = delivery_service._write_outcomes
+    monkeypatch.setattr(delivery_service, "_write_outcomes", lambda **kwargs: None)
+    with pytest.raises(WorkerDied):
+        deliveries_send_chunk(
+            run_id=run.id,
+            id_from=ids[0],
+            id_to=ids[-1],
+            claim_token="task-1",
+            connection=DyingConnection(get_connection(), die_after=5),
+        )
+    assert esp.stats()["accepted"] == 5
+    assert Delivery.objects.filter(status=Delivery.Status.PLANNED).count() == 0  # still claimed
+
+    # Celery redelivers the same task (same id) to another worker.
+    monkeypatch.setattr(delivery_service, "_write_outcomes", real_write)
+    result = deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="task-1")
+    # The 5 the ESP took are known from the send journal (Redis, or the row itself
+    # in the embedded mode) and are not sent again.
+    assert result.sent >= len(readers) - 5
+    assert esp.stats()["accepted"] == len(readers)
+    assert_each_once(esp, readers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
+def test_a_second_claimant_cannot_take_rows_already_claimed(esp, readers):
+    run = digest_run_start(edition=EDITION, fetch=False)
+    ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+    assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="a") == len(ids)
+    assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == 0
+    # ...unless the first claim went stale.
+    Delivery.objects.update(claimed_at="2000-01-01T00:00:00Z")
+    assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == len(ids)

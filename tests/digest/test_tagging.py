@@ -1,0 +1,150 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from digest.tagging import THRESHOLD, Tagger, TopicSpec, default_topic_specs, get_tagger, stem, tag_text
+from digest.taxonomy import DEFAULT_SLUGS, DEFAULT_TOPICS
+
+LABELLED = Path(__file__).resolve().parent.parent / "fixtures" / "tagging" / "labelled_papers.json"
+FLOOR = 0.85
+
+
+def _micro(papers):
+    tagger = get_tagger(default_topic_specs())
+    tp = fp = fn = 0
+    for paper in papers:
+        predicted = {slug for slug, _ in tagger.tag(paper["title"], paper["abstract"], paper["ai_keywords"])}
+        expected = set(paper["topics"])
+        tp += len(predicted & expected)
+        fp += len(predicted - expected)
+        fn += len(expected - predicted)
+    return tp / (tp + fp), tp / (tp + fn)
+
+
+def test_labelled_set_is_big_varied_and_uses_only_known_slugs():
+    papers = json.loads(LABELLED.read_text())["papers"]
+    assert len(papers) >= 60
+    assert sum(p["split"] == "heldout" for p in papers) >= 30
+    used = {slug for p in papers for slug in p["topics"]}
+    assert used == set(DEFAULT_SLUGS)
+    assert sum(len(p["topics"]) > 1 for p in papers) >= 30  # multi-label
+    assert len({p["title"] for p in papers}) == len(papers)
+
+
+def test_tagger_quality_floor_on_the_labelled_papers(capsys):
+    papers = json.loads(LABELLED.read_text())["papers"]
+    results = {}
+    for split in ("dev", "heldout"):
+        results[split] = _micro([p for p in papers if p["split"] == split])
+    precision, recall = _micro(papers)
+    with capsys.disabled():
+        print(
+            f"\ntagging micro P/R: all {precision:.3f}/{recall:.3f}, "
+            + ", ".join(f"{k} {p:.3f}/{r:.3f}" for k, (p, r) in results.items())
+        )
+    assert precision >= FLOOR
+    assert recall >= FLOOR
+
+
+def test_taxonomy_ships_the_fixed_slugs():
+    assert list(DEFAULT_SLUGS) == [
+        "reasoning", "instruction-tuning", "alignment", "reinforcement-learning", "efficiency",
+        "architectures", "multimodal", "image-generation", "video", "audio-speech", "code", "agents",
+        "retrieval-search", "evaluation", "safety", "data", "long-context", "multilingual", "robotics",
+        "3d", "science-health", "interpretability",
+    ]  # fmt: skip
+    assert all(topic["name"] and topic["description"] and topic["phrases"] for topic in DEFAULT_TOPICS)
+
+
+def _tagger(*specs):
+    return Tagger(specs)
+
+
+def test_title_match_tags_and_scores_stay_in_zero_one():
+    tags = tag_text("A Study of Speech Recognition", "", [], default_topic_specs())
+    assert tags[0][0] == "audio-speech"
+    assert all(0 <= score < 1 for _, score in tags)
+    assert all(score >= THRESHOLD for _, score in tags)
+
+
+def test_plurals_and_hyphen_variants_match():
+    tagger = _tagger(TopicSpec("mm", "Vision", "", "multi-modal\nchain-of-thought\nLLM agent"))
+    for text in ("Multimodal models", "multi-modal models", "MULTI MODAL models"):
+        assert tagger.tag(text, "", []) == [("mm", pytest.approx(0.5))]
+    assert [s for s, _ in tagger.tag("Chain of thought", "", [])] == ["mm"]
+    assert [s for s, _ in tagger.tag("Training LLM Agents", "", [])] == ["mm"]
+    assert stem("studies") == "study" and stem("analysis") == "analysis" and stem("losses") == "loss"
+
+
+def test_one_abstract_mention_is_not_enough_but_title_or_more_evidence_is():
+    tagger = _tagger(TopicSpec("video", "", "", "video\nvideo generation\naction recognition"))
+    assert tagger.tag("Something else", "We also evaluate on video.", []) == []
+    assert tagger.tag("Something else", "A video model for video tasks.", []) == []
+    assert [s for s, _ in tagger.tag("Something else", "Video, video and more video.", [])] == ["video"]
+    assert [s for s, _ in tagger.tag("Else", "Video generation and action recognition.", [])] == ["video"]
+    assert [s for s, _ in tagger.tag("Video models", "", [])] == ["video"]
+
+
+def test_weak_phrases_alone_never_tag():
+    tagger = _tagger(TopicSpec("eff", "", "", "~efficient\n~faster\n~latency\nquantization"))
+    assert tagger.tag("Efficient and faster", "Lower latency, efficient, faster.", []) == []
+    assert [s for s, _ in tagger.tag("Efficient quantization", "", [])] == ["eff"]
+
+
+def test_longest_phrase_wins_across_topics():
+    topics = default_topic_specs()
+    tags = dict(tag_text("Process Reward Models for Step Verification", "", [], topics))
+    assert "reasoning" in tags and "alignment" not in tags
+    tags = dict(tag_text("Code-Switching in Multilingual Speech", "", [], topics))
+    assert "code" not in tags
+
+
+def test_counter_evidence_lowers_the_score():
+    tagger = _tagger(TopicSpec("gen", "", "", "~diffusion\nimage generation\n-video diffusion"))
+    plain = dict(tagger.evidence("Image generation with diffusion", "", []))
+    countered = dict(tagger.evidence("Image generation with video diffusion", "", []))
+    assert countered["gen"][0] < plain["gen"][0]
+
+
+def test_availability_sentences_do_not_count():
+    topics = default_topic_specs()
+    abstract = (
+        "We study sparse autoencoders. Code is available at https://github.com/x/y. "
+        "Our code will be released."
+    )
+    assert "code" not in dict(tag_text("Features", abstract, [], topics))
+
+
+def test_generic_names_and_description_words_are_not_phrases():
+    tagger = _tagger(TopicSpec("data", "Data", "datasets, data curation", "data selection"))
+    assert tagger.tag("Data and models", "Data data data.", []) == []
+    assert tagger.tag("Data curation at scale", "", []) == []  # description fragments are weak
+    assert [s for s, _ in tagger.tag("Data curation and data selection", "", [])] == ["data"]
+
+
+def test_wildcards_match_word_prefixes_and_suffixes():
+    tagger = _tagger(TopicSpec("eff", "", "", "quantiz*"), TopicSpec("eval", "", "", "*bench"))
+    assert [s for s, _ in tagger.tag("Quantizing Transformers", "", [])] == ["eff"]
+    assert [s for s, _ in tagger.tag("MathBench", "", [])] == ["eval"]
+
+
+def test_keywords_count_as_separate_phrases():
+    tagger = _tagger(TopicSpec("rl", "", "", "reinforcement learning"))
+    assert tagger.tag("", "", ["reinforcement", "learning rate"]) == []
+    assert [s for s, _ in tagger.tag("", "Uses reinforcement learning.", ["reinforcement learning"])] == [
+        "rl"
+    ]
+
+
+def test_compiled_tagger_is_reused_for_the_same_topics_and_rebuilt_on_change():
+    topics = default_topic_specs()
+    assert get_tagger(topics) is get_tagger(default_topic_specs())
+    edited = [*topics[:-1], TopicSpec(topics[-1].slug, topics[-1].name, topics[-1].description, ("neuron",))]
+    assert get_tagger(edited) is not get_tagger(topics)
+
+
+def test_accented_and_odd_input_does_not_crash():
+    tags = tag_text("Générer des vidéos", "\x00\u202e" + "é" * 1000, ["", "vidéo"], default_topic_specs())
+    assert isinstance(tags, list)
+    assert tag_text("", "", [], default_topic_specs()) == []

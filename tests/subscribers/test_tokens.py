@@ -1,0 +1,87 @@
+"""Signed tokens: purpose-bound, compact, tamper-evident; confirm links expire."""
+
+import time
+
+import pytest
+from django.core import signing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from subscribers import tokens
+from subscribers.selectors import subscriber_from_token
+from subscribers.tokens import InvalidToken
+
+
+@given(
+    subscriber_id=st.integers(min_value=1, max_value=2**53), version=st.integers(min_value=1, max_value=10**6)
+)
+def test_manage_and_unsubscribe_tokens_round_trip(subscriber_id, version):
+    for make, read in (
+        (tokens.make_manage_token, tokens.read_manage_token),
+        (tokens.make_unsubscribe_token, tokens.read_unsubscribe_token),
+    ):
+        payload = read(make(subscriber_id, version))
+        assert (payload.subscriber_id, payload.token_version) == (subscriber_id, version)
+
+
+def test_tokens_are_short_and_url_safe():
+    token = tokens.make_unsubscribe_token(123456789, 3)
+    assert len(token) < 60
+    assert all(char.isalnum() or char in "-_." for char in token)
+
+
+def test_a_token_for_one_purpose_never_opens_another():
+    manage = tokens.make_manage_token(5, 1)
+    with pytest.raises(InvalidToken):
+        tokens.read_unsubscribe_token(manage)
+    with pytest.raises(InvalidToken):
+        tokens.read_confirm_token(manage)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-1],
+        lambda t: t[: len(t) // 2],
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+        lambda t: "1" + t,
+        lambda t: t.replace(".", ":"),
+        lambda t: "",
+        lambda t: "x" * 500,
+        lambda t: "garbage",
+    ],
+)
+def test_tampered_or_truncated_tokens_raise_invalid_token(mangle):
+    token = tokens.make_unsubscribe_token(42, 1)
+    with pytest.raises(InvalidToken):
+        tokens.read_unsubscribe_token(mangle(token))
+
+
+@pytest.mark.django_db
+def test_confirm_token_expires_after_seven_days(monkeypatch, pending):
+    fresh = tokens.make_confirm_token(pending)
+    assert tokens.read_confirm_token(fresh).subscriber_id == pending.pk
+    eight_days_ago = int(time.time()) - 8 * 24 * 3600
+    monkeypatch.setattr(signing.TimestampSigner, "timestamp", lambda self: signing.b62_encode(eight_days_ago))
+    old = tokens.make_confirm_token(pending)
+    monkeypatch.undo()
+    with pytest.raises(InvalidToken):
+        tokens.read_confirm_token(old)
+
+
+@pytest.mark.django_db
+def test_bumping_token_version_revokes_every_link(active):
+    token = tokens.make_manage_token(active.pk, active.token_version)
+    assert subscriber_from_token(token=token, purpose="manage") == active
+    active.token_version += 1
+    active.save()
+    with pytest.raises(InvalidToken):
+        subscriber_from_token(token=token, purpose="manage")
+
+
+@pytest.mark.django_db
+def test_tokens_of_deleted_subscribers_are_invalid(active):
+    token = tokens.make_unsubscribe_token(active.pk, active.token_version)
+    active.delete()
+    with pytest.raises(InvalidToken):
+        subscriber_from_token(token=token, purpose="unsubscribe")
