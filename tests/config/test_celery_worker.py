@@ -5,7 +5,7 @@ import pytest
 from digest.tasks import healthcheck
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_real_worker_runs_task_and_returns_result(celery_worker_factory, settings):
     from config.celery_app import app
 

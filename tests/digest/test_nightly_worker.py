@@ -10,7 +10,7 @@ from tests.fake_esp import FakeESP
 from tests.support import wait_for
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_real_worker_runs_the_whole_night(postgres_required, celery_worker_factory, settings):
     settings.DIGEST_CHUNK_SIZE = 7  # several chunks, so fan-out really happens
     make_paper(1, topics={"reasoning": 0.9}, upvotes=40)

@@ -11,7 +11,7 @@ from tests.subscribers.factories import SubscriberFactory
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_real_worker_sends_the_confirmation_to_the_outbox(celery_worker_factory, isolated_outbox):
     subscriber = SubscriberFactory(
         status=Subscriber.Status.PENDING, email="worker@example.org", topics=["code"]
