@@ -293,3 +293,7 @@ class TopicAdmin(admin.ModelAdmin):
     def retag_all(self, request, queryset):
         count = papers_retag(paper_ids=None)
         self.message_user(request, f"Retagged {count} papers.")
+
+
+# Runs, deliveries, previews and test sends live in their own module.
+from digest import admin_digest  # noqa: E402, F401

@@ -17,3 +17,17 @@ def check_production_email_backend(app_configs, **kwargs):
             id="paperboy.W001",
         )
     ]
+
+
+@register("paperboy", deploy=True)
+def check_webhook_secret(app_configs, **kwargs):
+    """Bounce and complaint webhooks suppress addresses, so they must be authenticated."""
+    if settings.EMBEDDED or settings.ANYMAIL.get("WEBHOOK_SECRET"):
+        return []
+    return [
+        Warning(
+            "ANYMAIL_WEBHOOK_SECRET is not set, so anyone could post fake bounces to /anymail/.",
+            hint="Set ANYMAIL_WEBHOOK_SECRET=user:password and use it in the ESP's webhook URL.",
+            id="paperboy.W002",
+        )
+    ]

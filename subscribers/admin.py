@@ -1,10 +1,14 @@
 import csv
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
+from digest.admin_digest import DeliveryInline
 from subscribers import services
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
 from subscribers.selectors import subscriber_growth, subscriber_status_counts
@@ -36,7 +40,9 @@ class SubscriberAdmin(admin.ModelAdmin):
     filter_horizontal = ("topics",)
     list_per_page = 100
     actions = ("suppress_selected", "resend_confirmation", "export_csv")
+    inlines = (DeliveryInline,)
     readonly_fields = (
+        "preview_link",
         *CONSENT_FIELDS,
         "unsubscribed_at",
         "unsubscribe_reason",
@@ -50,7 +56,10 @@ class SubscriberAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("email", "status")}),
-        ("Preferences", {"fields": ("topics", "interests", "frequency", "weekday", "digest_size")}),
+        (
+            "Preferences",
+            {"fields": ("topics", "interests", "frequency", "weekday", "digest_size", "preview_link")},
+        ),
         ("Consent", {"fields": CONSENT_FIELDS}),
         (
             "History",
@@ -73,6 +82,17 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(topic_total=Count("topics", distinct=True))
+
+    @admin.display(description="Digest")
+    def preview_link(self, obj) -> str:
+        if not obj.pk:
+            return "–"
+        query = urlencode({"subscriber": obj.email, "edition": timezone.now().date().isoformat()})
+        return format_html(
+            '<a href="{}?{}">Preview the digest they would get today</a>',
+            reverse("admin:digest_digestrun_preview"),
+            query,
+        )
 
     @admin.display(description="Topics", ordering="topic_total")
     def topic_count(self, obj) -> int:

@@ -403,3 +403,27 @@ def deliveries_send_chunk_blocking(
             return total
         sleep(retry_countdown(retry_after=result.retry_after, retries=retries))
         retries += 1
+
+
+def deliveries_resend(*, delivery_ids: list[int]) -> int:
+    """Put failed deliveries back in the queue; returns how many were queued."""
+    from digest.tasks import send_chunk
+
+    with transaction.atomic():
+        failed = list(
+            Delivery.objects.select_for_update()
+            .filter(id__in=delivery_ids, status=Status.FAILED, run__isnull=False)
+            .values_list("id", "run_id")
+        )
+        ids = [delivery_id for delivery_id, _ in failed]
+        Delivery.objects.filter(id__in=ids).update(
+            status=Status.PLANNED, attempts=0, error="", claim_token="", claimed_at=None
+        )
+        for run_id in {run_id for _, run_id in failed}:
+            count = sum(1 for _, rid in failed if rid == run_id)
+            DigestRun.objects.filter(id=run_id).update(
+                failed_count=F("failed_count") - count, status=DigestRun.Status.SENDING, finished_at=None
+            )
+        for delivery_id, run_id in failed:
+            transaction.on_commit(lambda d=delivery_id, r=run_id: send_chunk.delay(r, d, d))
+    return len(failed)

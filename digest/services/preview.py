@@ -1,6 +1,6 @@
 """Compose without sending: previews for one reader and dry runs of a whole night."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from digest.compose import DigestComposer, PersonalDigest
@@ -18,12 +18,12 @@ class Preview:
     ranked: list[RankedItem]
     titles: dict[int, str]
 
-    def message(self):
+    def message(self, to: str | None = None):
         """The message as it would be sent, or None when nothing matched."""
         if self.digest is None:
             return None
         return build_message(
-            to=self.subscriber.email,
+            to=to or self.subscriber.email,
             subject=self.digest.subject,
             text=self.digest.text,
             html=self.digest.html,
@@ -32,11 +32,16 @@ class Preview:
         )
 
 
-def digest_preview(*, subscriber: Subscriber, edition: date) -> Preview:
-    """What this subscriber would get for this edition, whatever their status."""
+def digest_preview(*, subscriber: Subscriber, edition: date, as_test: bool = False) -> Preview:
+    """What this subscriber would get for this edition, whatever their status.
+
+    With as_test, the personal links point at no one, so a test copy sent to a
+    colleague cannot unsubscribe or re-rank the real reader."""
     composer = DigestComposer.for_edition(edition)
     readers, _ = load_readers(edition=edition, rows=[(0, subscriber.pk, 0)], require_active=False)
     reader = readers[0]
+    if as_test:
+        reader = replace(reader, subscriber_id=0, token_version=0)
     return Preview(
         subscriber=subscriber,
         digest=composer.message_parts(reader),

@@ -107,6 +107,7 @@ def test_check_deploy_is_clean_with_production_env():
             SITE_URL="https://digest.example.org",
             EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
             ANYMAIL_POSTMARK_SERVER_TOKEN="token",
+            ANYMAIL_WEBHOOK_SECRET="hook-user:hook-password",
         ),
         capture_output=True,
         text=True,
@@ -131,3 +132,4 @@ def test_check_deploy_warns_when_production_would_write_to_outbox():
         timeout=120,
     )
     assert "paperboy.W001" in result.stdout + result.stderr
+    assert "paperboy.W002" in result.stdout + result.stderr  # no webhook secret either
