@@ -19,7 +19,7 @@ def night(settings):
 
 
 def test_run_digest_runs_the_night_in_process(night, capsys):
-    call_command("run_digest", date=EDITION.isoformat(), no_fetch=True)
+    call_command("run_digest", date=EDITION, no_fetch=True)
     out = capsys.readouterr()
     assert "2 due, 2 sent, 0 skipped as empty, 0 failed" in out.out
     assert "digest" in out.err  # the progress bar
@@ -27,13 +27,13 @@ def test_run_digest_runs_the_night_in_process(night, capsys):
 
 
 def test_run_digest_only_one_subscriber(night):
-    call_command("run_digest", date=EDITION.isoformat(), no_fetch=True, only="BOB@example.org")
+    call_command("run_digest", date=EDITION, no_fetch=True, only="BOB@example.org")
     assert [m.to[0] for m in mail.outbox] == ["bob@example.org"]
     assert Delivery.objects.count() == 1
 
 
 def test_dry_run_sends_and_stores_nothing(night, capsys):
-    call_command("run_digest", date=EDITION.isoformat(), dry_run=True)
+    call_command("run_digest", date=EDITION, dry_run=True)
     out = capsys.readouterr().out
     assert "2 due, 2 would get a digest, 0 would be skipped as empty" in out
     assert "ada@example.org: 1 paper for Tue 24 Nov: Proofs with search" in out
@@ -47,7 +47,7 @@ def test_source_failure_stops_the_run_tells_admins_and_sends_nothing(night, monk
 
     monkeypatch.setattr("digest.services.runs.papers_fetch", broken)
     with pytest.raises(CommandError, match="failed and sent nothing"):
-        call_command("run_digest", date=EDITION.isoformat())
+        call_command("run_digest", date=EDITION)
     run = DigestRun.objects.get()
     assert run.status == DigestRun.Status.FAILED
     assert "no JSON array" in run.errors[0]
@@ -60,12 +60,12 @@ def test_source_failure_stops_the_run_tells_admins_and_sends_nothing(night, monk
 
 def test_bad_date_is_a_clear_error(night):
     with pytest.raises(CommandError, match="not a date"):
-        call_command("run_digest", date="24/11/2026")
+        call_command("run_digest", "--date", "24/11/2026")
 
 
 @pytest.mark.parametrize("fmt", ["text", "html", "eml"])
 def test_preview_digest_prints_what_would_be_sent(night, capsys, fmt):
-    call_command("preview_digest", "ada@example.org", format=fmt, date=EDITION.isoformat())
+    call_command("preview_digest", "ada@example.org", format=fmt, date=EDITION)
     out = capsys.readouterr().out
     assert "Proofs with search" in out
     assert "Video worlds" not in out

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from digest.management.arguments import as_date, iso_date
 from digest.selectors import papers_export
 
 
@@ -14,14 +14,10 @@ class Command(BaseCommand):
     help = "Print papers (all, or one featured day) as a JSON array, topics strongest first."
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", help="Only papers featured on this day, YYYY-MM-DD.")
+        parser.add_argument("--date", type=iso_date, help="Only papers featured on this day, YYYY-MM-DD.")
         parser.add_argument("--format", choices=["json"], default="json")
 
     def handle(self, *args, **options):
-        day = None
-        if options["date"]:
-            try:
-                day = date.fromisoformat(options["date"])
-            except ValueError:
-                raise CommandError(f"not a date (YYYY-MM-DD): {options['date']!r}") from None
-        self.stdout.write(json.dumps(papers_export(day=day), indent=2, ensure_ascii=False))
+        self.stdout.write(
+            json.dumps(papers_export(day=as_date(options["date"])), indent=2, ensure_ascii=False)
+        )

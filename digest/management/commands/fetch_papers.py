@@ -7,17 +7,11 @@ from datetime import date, timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from digest.management.arguments import as_date, iso_date
 from digest.services import IngestResult, papers_fetch, papers_load_file
 from digest.sources import SourceError
 
 SOURCE_CHOICES = ("hf", "hf-page", "arxiv")
-
-
-def _day(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
 class Command(BaseCommand):
@@ -29,8 +23,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         when = parser.add_mutually_exclusive_group()
-        when.add_argument("--date", help="Day to fetch, YYYY-MM-DD (default: yesterday).")
-        when.add_argument("--since", help="Fetch every day from this date up to yesterday, YYYY-MM-DD.")
+        when.add_argument("--date", type=iso_date, help="Day to fetch, YYYY-MM-DD (default: yesterday).")
+        when.add_argument(
+            "--since", type=iso_date, help="Fetch every day from this date up to yesterday, YYYY-MM-DD."
+        )
         parser.add_argument("--source", choices=SOURCE_CHOICES, default="hf")
         parser.add_argument(
             "--from-file",
@@ -43,12 +39,12 @@ class Command(BaseCommand):
             return self._from_file(options["from_file"])
         yesterday = timezone.now().date() - timedelta(days=1)
         if options["since"]:
-            start = _day(options["since"])
+            start = as_date(options["since"])
             if start > yesterday:
                 raise CommandError(f"--since {start} is after yesterday ({yesterday}).")
             days = [start + timedelta(days=n) for n in range((yesterday - start).days + 1)]
         else:
-            days = [_day(options["date"]) if options["date"] else yesterday]
+            days = [as_date(options["date"]) or yesterday]
         self._fetch_days(days, options["source"])
 
     def _from_file(self, path: str) -> None:

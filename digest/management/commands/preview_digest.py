@@ -1,10 +1,9 @@
 """Print the digest one subscriber would get, without sending or storing anything."""
 
-from datetime import date
-
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from digest.management.arguments import as_date, iso_date
 from digest.services.preview import digest_preview
 from subscribers.models import Subscriber
 
@@ -15,16 +14,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("email")
         parser.add_argument("--format", choices=("html", "text", "eml"), default="text")
-        parser.add_argument("--date", help="Edition date, YYYY-MM-DD (default: today, UTC).")
+        parser.add_argument("--date", type=iso_date, help="Edition date, YYYY-MM-DD (default: today, UTC).")
 
     def handle(self, *args, **options):
         subscriber = Subscriber.objects.filter(email__iexact=options["email"].strip()).first()
         if subscriber is None:
             raise CommandError(f"No subscriber with the address {options['email']!r}.")
-        try:
-            edition = date.fromisoformat(options["date"]) if options["date"] else timezone.now().date()
-        except ValueError:
-            raise CommandError(f"not a date (YYYY-MM-DD): {options['date']!r}") from None
+        edition = as_date(options["date"]) or timezone.now().date()
         preview = digest_preview(subscriber=subscriber, edition=edition)
         if preview.digest is None:
             self.stderr.write(

@@ -7,19 +7,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
+from digest.management.arguments import as_date, iso_date
 from digest.models import DigestRun
 from digest.services.delivery import deliveries_send_chunk_blocking, pending_ranges
 from digest.services.preview import digest_dry_run
 from digest.services.runs import digest_run_finish_if_done, digest_run_start
-
-
-def _edition(value: str | None) -> date:
-    if not value:
-        return timezone.now().date()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
 class Command(BaseCommand):
@@ -29,7 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", help="Edition date, YYYY-MM-DD (default: today, UTC).")
+        parser.add_argument("--date", type=iso_date, help="Edition date, YYYY-MM-DD (default: today, UTC).")
         parser.add_argument("--dry-run", action="store_true", help="Compose but send and store nothing.")
         parser.add_argument("--only", metavar="EMAIL", help="Run for this one subscriber.")
         parser.add_argument(
@@ -38,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--source", choices=("hf", "hf-page", "arxiv"), default="hf")
 
     def handle(self, *args, **options):
-        edition = _edition(options["date"])
+        edition = as_date(options["date"]) or timezone.now().date()
         if options["dry_run"]:
             return self._dry_run(edition, options["only"])
         run = digest_run_start(
