@@ -285,7 +285,7 @@ DIGEST_TREND_WEIGHT = env.float("DIGEST_TREND_WEIGHT", default=0.35)
 DIGEST_SKIP_EMPTY = env.bool("DIGEST_SKIP_EMPTY", default=True)
 # Paper thumbnails in the email; off by default, since many readers block remote images.
 DIGEST_IMAGES = env.bool("DIGEST_IMAGES", default=False)
-DIGEST_CHUNK_SIZE = env.int("DIGEST_CHUNK_SIZE", default=500)
+DIGEST_CHUNK_SIZE = env.int("DIGEST_CHUNK_SIZE", default=2000)
 DIGEST_SEND_ATTEMPTS = env.int("DIGEST_SEND_ATTEMPTS", default=3)
 DIGEST_SEND_BACKOFF = env.float("DIGEST_SEND_BACKOFF", default=1.0)
 DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=5)

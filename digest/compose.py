@@ -10,21 +10,32 @@ Rendering MJML and signing links are the expensive steps, so the work is split:
 * `CompiledDigest.personalise()` fills those placeholders for one reader with
   string joins, which costs microseconds.
 
+Readers' topic sets are diverse (tens of thousands of distinct lists a night),
+so even one MJML compile per list is too slow. The digest template marks where
+each paper's block starts and ends (PBXITEMPBX), and its compiled HTML is cut
+at those marks: every paper's block is compiled once per abstract length, and
+a list is assembled from blocks by joining strings. What differs between lists
+inside a block (the "Why" line, the position in the text part) and around the
+blocks (subject, preheader, count, interests summary) is filled in as the list
+is assembled, escaped the way the template would have escaped it.
+
 Scraped text is always escaped by the templates; URLs from scraped data are
 kept only when they are plain http(s) links.
 """
 
+import dataclasses
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.urls import reverse
+from django.utils.html import escape
 from django.utils.text import Truncator
 
-from digest.emails import render_email
+from digest.emails import render_email, tidy_text
 from digest.feedback import make_feedback_token
 from digest.models import Feedback, Paper, PaperTopic, Topic
 from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
@@ -39,6 +50,16 @@ PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
 # keep the personalised HTML under the size cap.
 MAX_PLACEHOLDER_EXPANSION = 260
 _SAFE_URL = re.compile(r"^https?://[^\s\"'<>\\]+$", re.IGNORECASE)
+# Where the digest templates start each paper's block (and end the last one).
+ITEM_MARK = "PBXITEMPBX"
+# Filled per list while assembling, never left for personalising.
+WHY_MARK = "PBXLWHYPBX"
+NUMBER_MARK = "PBXLNUMBERPBX"
+LIST_MARKS = ("PBXLSUBJECTPBX", "PBXLPREHEADERPBX", "PBXLCOUNTPBX", "PBXLSUMMARYPBX")
+# Assembled lists kept per composer; assembling again after eviction is cheap.
+# Both caches are bounded so a worker's memory does not grow with the night.
+RENDER_CACHE_SIZE = 64
+RANKING_CACHE_SIZE = 2048
 
 
 def safe_url(url: str | None) -> str:
@@ -121,6 +142,12 @@ class CompiledDigest:
 def _compile(rendered: str) -> list[str]:
     # Even positions are literal text, odd positions placeholder names.
     return PLACEHOLDER.split(rendered)
+
+
+def _fill_marks(text: str, fills: dict[str, str]) -> str:
+    for mark, value in fills.items():
+        text = text.replace(mark, value)
+    return text
 
 
 def _fill(parts: list[str], values: dict[str, str]) -> str:
@@ -247,8 +274,14 @@ class DigestComposer:
     papers: dict[int, PaperView]
     names: dict[str, str]
     _rankers: dict[date, Ranker] = field(default_factory=dict)
-    _rankings: dict[tuple, list[RankedItem]] = field(default_factory=dict)
-    _rendered: dict[tuple, CompiledDigest | None] = field(default_factory=dict)
+    render_cache_size: int | None = RENDER_CACHE_SIZE
+    _rankings: OrderedDict[tuple, list[RankedItem]] = field(default_factory=OrderedDict)
+    _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
+    # (paper id, abstract length) -> the paper's compiled HTML and raw text block
+    _blocks: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
+    # whether any paper has an image -> HTML and text around the blocks
+    _frames: dict[bool, tuple[str, str, str, str]] = field(default_factory=dict)
+    lists_assembled: int = 0
 
     @classmethod
     def for_edition(cls, edition: date) -> "DigestComposer":
@@ -278,11 +311,20 @@ class DigestComposer:
 
     def ranked_for(self, reader: Reader) -> list[RankedItem]:
         prefs = reader.preferences
-        key = (prefs.key(), reader.window_start)
+        # Ranking picks greedily, so a shorter list is a prefix of a longer one:
+        # rank once at the largest size and cut per reader, so readers who differ
+        # only in digest size share one ranking.
+        key = (prefs.key()[:2], prefs.affinity.weights, reader.window_start)
         ranked = self._rankings.get(key)
         if ranked is None:
-            # A few spare items, so readers who already got some papers still get a full list.
-            ranked = self._rankings[key] = self.ranker(reader.window_start).rank(prefs, extra=4)
+            longest = dataclasses.replace(prefs, max_items=settings.DIGEST_MAX_ITEMS_LIMIT)
+            ranked = self._rankings[key] = self.ranker(reader.window_start).rank(longest, extra=4)
+            if len(self._rankings) > RANKING_CACHE_SIZE:
+                self._rankings.popitem(last=False)
+        else:
+            self._rankings.move_to_end(key)
+        # A few spare items, so readers who already got some papers still get a full list.
+        ranked = ranked[: prefs.max_items + 4]
         if reader.already_sent:
             ranked = [item for item in ranked if item.paper_id not in reader.already_sent]
         if not ranked and not settings.DIGEST_SKIP_EMPTY:
@@ -298,9 +340,15 @@ class DigestComposer:
             tuple((item.paper_id, item.reasons) for item in ranked),
             interests_summary(reader.preferences, self.names),
         )
-        if key not in self._rendered:
-            self._rendered[key] = self.render(ranked, reader.preferences)
-        return self._rendered[key]
+        compiled = self._rendered.get(key)
+        if compiled is None:
+            compiled = self._rendered[key] = self.render(ranked, reader.preferences)
+            self.lists_assembled += 1
+            if self.render_cache_size is not None and len(self._rendered) > self.render_cache_size:
+                self._rendered.popitem(last=False)
+        else:
+            self._rendered.move_to_end(key)
+        return compiled
 
     def render(self, ranked: list[RankedItem], preferences: Preferences) -> CompiledDigest:
         summary = interests_summary(preferences, self.names)
@@ -315,56 +363,107 @@ class DigestComposer:
             compiled = self._render_once(items, summary, 0)
         return compiled
 
-    def _render_once(self, ranked: list[RankedItem], summary: str, abstract_chars: int) -> CompiledDigest:
+    def _item_context(self, paper: PaperView, abstract_chars: int) -> dict:
         site = settings.SITE_URL
-        items = []
-        for index, item in enumerate(ranked):
-            paper = self.papers[item.paper_id]
-            token = f"PBXFB{index}PBX"
-            items.append(
-                {
-                    "title": paper.title,
-                    "authors_line": authors_line(paper.authors),
-                    "abstract": Truncator(paper.abstract).chars(abstract_chars) if abstract_chars else "",
-                    "reasons": item.reasons,
-                    "pinned": item.pinned,
-                    "upvotes": paper.upvotes,
-                    "num_comments": paper.num_comments,
-                    "hf_url": paper.hf_url,
-                    "abs_url": paper.abs_url,
-                    "pdf_url": paper.pdf_url,
-                    "code_url": paper.github_repo,
-                    "project_url": paper.project_page,
-                    "image_url": paper.thumbnail_url if settings.DIGEST_IMAGES else "",
-                    "feedback_up_url": f"{site}{reverse('digest:feedback', args=[token, 'up'])}",
-                    "feedback_down_url": f"{site}{reverse('digest:feedback', args=[token, 'down'])}",
-                }
-            )
-        subject = digest_subject(self.edition, [self.papers[item.paper_id].title for item in ranked])
+        token = f"PBXFB{paper.id}PBX"
+        return {
+            "title": paper.title,
+            "authors_line": authors_line(paper.authors),
+            "abstract": Truncator(paper.abstract).chars(abstract_chars) if abstract_chars else "",
+            "reasons": [WHY_MARK],
+            "number": NUMBER_MARK,
+            "pinned": paper.pinned,
+            "upvotes": paper.upvotes,
+            "num_comments": paper.num_comments,
+            "hf_url": paper.hf_url,
+            "abs_url": paper.abs_url,
+            "pdf_url": paper.pdf_url,
+            "code_url": paper.github_repo,
+            "project_url": paper.project_page,
+            "image_url": self._image(paper),
+            "feedback_up_url": f"{site}{reverse('digest:feedback', args=[token, 'up'])}",
+            "feedback_down_url": f"{site}{reverse('digest:feedback', args=[token, 'down'])}",
+        }
+
+    @staticmethod
+    def _image(paper: PaperView) -> str:
+        return paper.thumbnail_url if settings.DIGEST_IMAGES else ""
+
+    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int) -> None:
+        """Compile these papers' blocks in one MJML pass; keep the frame around them too."""
+        subject, preheader, count, summary = LIST_MARKS
         context = {
             "subject": subject,
-            "preheader": preheader(items),
+            "preheader": preheader,
+            "count_label": count,
             "edition_label": self.edition.strftime("%A %-d %B %Y"),
-            "items": items,
+            "items": [self._item_context(paper, abstract_chars) for paper in papers],
             "interests_summary": summary,
             "manage_url": "PBXMANAGEPBX",
             "unsubscribe_url": "PBXUNSUBPBX",
             "postal_address": settings.SENDER_POSTAL_ADDRESS,
         }
-        rendered = render_email("digest", context)
+        rendered = render_email("digest", context, tidy=False)
+        html = rendered.html.split(ITEM_MARK)
+        text = rendered.text.split(ITEM_MARK)
+        if len(html) != len(papers) + 2 or len(text) != len(papers) + 2:
+            raise ValueError("the digest templates must mark each paper's block with PBXITEMPBX")
+        for paper, html_block, text_block in zip(papers, html[1:-1], text[1:-1], strict=True):
+            self._blocks[(paper.id, abstract_chars)] = (html_block, text_block)
+        # An image adds a style to the head, so frames differ by whether any paper has one.
+        has_image = any(self._image(paper) for paper in papers)
+        self._frames.setdefault(has_image, (html[0], html[-1], text[0], text[-1]))
+
+    def _render_once(self, ranked: list[RankedItem], summary: str, abstract_chars: int) -> CompiledDigest:
+        papers = [self.papers[item.paper_id] for item in ranked]
+        has_image = any(self._image(paper) for paper in papers)
+        if has_image not in self._frames:
+            self._compile_blocks(papers, abstract_chars)
+        else:
+            missing = [paper for paper in papers if (paper.id, abstract_chars) not in self._blocks]
+            if missing:
+                self._compile_blocks(missing, abstract_chars)
+        html_head, html_tail, text_head, text_tail = self._frames[has_image]
+
+        html_parts = [html_head]
+        text_parts = [text_head]
+        for number, (item, paper) in enumerate(zip(ranked, papers, strict=True), start=1):
+            html_block, text_block = self._blocks[(paper.id, abstract_chars)]
+            why = inert(" · ".join(item.reasons))
+            html_parts.append(html_block.replace(WHY_MARK, escape(why)))
+            text_parts.append(text_block.replace(WHY_MARK, why).replace(NUMBER_MARK, str(number)))
+        html_parts.append(html_tail)
+        text_parts.append(text_tail)
+
+        titles = [paper.title for paper in papers]
+        subject = digest_subject(self.edition, titles)
+        count = f"{len(papers)} paper{'s' if len(papers) != 1 else ''}"
+        head = preheader(
+            [{"reasons": ranked[0].reasons, "title": titles[0]}, *({"title": t} for t in titles[1:])]
+        )
+        fills = {
+            "PBXLSUBJECTPBX": subject,
+            "PBXLPREHEADERPBX": head,
+            "PBXLCOUNTPBX": count,
+            "PBXLSUMMARYPBX": inert(summary),
+        }
+        html = _fill_marks("".join(html_parts), {mark: escape(value) for mark, value in fills.items()})
+        text = tidy_text(_fill_marks("".join(text_parts), fills))
         return CompiledDigest(
             subject=subject,
             paper_ids=tuple(item.paper_id for item in ranked),
-            html_parts=_compile(rendered.html),
-            text_parts=_compile(rendered.text),
-            html_bytes=len(rendered.html.encode()),
+            html_parts=_compile(html),
+            text_parts=_compile(text),
+            html_bytes=len(html.encode()),
         )
 
     def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
         links = email_links(subscriber_id=reader.subscriber_id, token_version=reader.token_version)
         values = {"UNSUB": links["unsubscribe_url"], "MANAGE": links["manage_url"]}
-        for index, paper_id in enumerate(compiled.paper_ids):
-            values[f"FB{index}"] = make_feedback_token(reader.subscriber_id, paper_id, reader.token_version)
+        for paper_id in compiled.paper_ids:
+            values[f"FB{paper_id}"] = make_feedback_token(
+                reader.subscriber_id, paper_id, reader.token_version
+            )
         return values
 
     def message_parts(self, reader: Reader) -> "PersonalDigest | None":

@@ -38,20 +38,25 @@ def _template(path: str):
 def render_mjml(source: str) -> str:
     """Compile MJML markup to email-safe HTML, failing loudly on invalid markup."""
     try:
-        return mjml2html(source)
+        # No web fonts: MJML links Google Fonts for any Roboto in a font stack,
+        # which would tell a third party whenever a reader opens an email. The
+        # stacks fall back to the reader's system fonts.
+        return mjml2html(source, fonts={})
     except Exception as exc:  # mjml-python raises its own error types from Rust
         raise EmailRenderError(f"MJML could not be compiled: {exc}") from exc
 
 
-def render_email(name: str, context: dict) -> RenderedEmail:
+def render_email(name: str, context: dict, *, tidy: bool = True) -> RenderedEmail:
+    """Both parts of an email. `tidy=False` keeps the text part exactly as the
+    template rendered it, for callers that assemble it from pieces and tidy the whole."""
     base = {"product_name": settings.PRODUCT_NAME, "site_url": settings.SITE_URL}
     base.update(context)
     mjml_source = _template(f"emails/{name}.mjml").render(Context(base, autoescape=True))
     text = _template(f"emails/{name}.txt").render(Context(base, autoescape=False))
-    return RenderedEmail(text=_tidy_text(text), html=render_mjml(mjml_source))
+    return RenderedEmail(text=tidy_text(text) if tidy else text, html=render_mjml(mjml_source))
 
 
-def _tidy_text(text: str) -> str:
+def tidy_text(text: str) -> str:
     # Template tags leave runs of blank lines; keep at most one.
     lines = [line.rstrip() for line in text.strip().splitlines()]
     tidy: list[str] = []

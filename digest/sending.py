@@ -10,6 +10,7 @@ Errors fall in two kinds:
 """
 
 import logging
+import os
 import smtplib
 import time
 from collections.abc import Callable
@@ -36,6 +37,27 @@ class TransientSendError(Exception):
 @dataclass(frozen=True)
 class Accepted:
     message_id: str
+
+
+def settle_environment(connection) -> None:
+    """Read proxy and CA settings from the environment once for an open connection.
+
+    requests looks them up again on every call (scanning the whole environment
+    for *_proxy variables), which costs more than building the message. For a
+    backend that keeps a requests session, resolve them now for its API URL and
+    stop the per-call lookup; other backends are left alone.
+    """
+    import requests
+
+    session = getattr(connection, "session", None)
+    api_url = getattr(connection, "api_url", None)
+    if not isinstance(session, requests.Session) or not api_url or not session.trust_env:
+        return
+    session.proxies.update(requests.utils.get_environ_proxies(api_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _retry_after(exc: AnymailRequestsAPIError) -> float | None:

@@ -12,7 +12,9 @@ Retry-After, calls that hang past the client's timeout, and recipients that
 are permanently rejected.
 
 Run standalone with `python -m tests.fake_esp --port 8025`; GET /_stats returns
-the counters as JSON, POST /_faults sets faults, POST /_reset clears everything.
+the counters as JSON (with the wall-clock time of the last accepted message),
+GET /_recipients the count per recipient, POST /_faults sets faults, POST
+/_reset clears everything.
 """
 
 import argparse
@@ -69,6 +71,7 @@ class FakeESPState:
             self.invalid: list[dict] = []
             self.faulted: Counter[str] = Counter()
             self.max_html_bytes = 0
+            self.last_accepted_at: float | None = None
 
     def stats(self) -> dict:
         with self.lock:
@@ -82,6 +85,7 @@ class FakeESPState:
                 "invalid_examples": self.invalid[:5],
                 "faulted": dict(self.faulted),
                 "max_html_bytes": self.max_html_bytes,
+                "last_accepted_at": self.last_accepted_at,
             }
 
     def recipients(self) -> Counter:
@@ -147,6 +151,8 @@ def make_handler(state: FakeESPState):
         def do_GET(self):
             if self.path.startswith("/_stats"):
                 self._reply(200, state.stats())
+            elif self.path.startswith("/_recipients"):
+                self._reply(200, dict(state.recipients()))
             else:
                 self._reply(404, {"ErrorCode": 404, "Message": "not found"})
 
@@ -234,6 +240,7 @@ def make_handler(state: FakeESPState):
             with state.lock:
                 state.per_recipient[to.lower()] += 1
                 state.max_html_bytes = max(state.max_html_bytes, size)
+                state.last_accepted_at = time.time()
                 if state.keep_bodies:
                     state.accepted.append(
                         Accepted(

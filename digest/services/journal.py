@@ -6,8 +6,8 @@ ESP took, so the chunk's retry marks them sent instead of sending them again.
 The remaining window is the few microseconds between the ESP's answer and the
 journal write.
 
-With Redis configured the journal is a Redis hash per edition (one round trip
-per message, no database query). In the embedded mode it writes the delivery
+With Redis configured the journal is a Redis hash per edition (one HSET round
+trip per message, no database query). In the embedded mode it writes the delivery
 row straight away instead.
 """
 
@@ -55,6 +55,7 @@ class RedisJournal:
             settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
         )
         self.fallback = DatabaseJournal(edition)
+        self.expiry_set = False
 
     def recorded(self, delivery_ids: list[int]) -> dict[int, "JournalEntry"]:
         if not delivery_ids:
@@ -70,11 +71,18 @@ class RedisJournal:
     def record(self, delivery_id: int, message_id: str, subject: str, paper_ids: list[int]) -> None:
         import redis
 
+        value = json.dumps([message_id, subject, paper_ids])
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hset(self.key, str(delivery_id), json.dumps([message_id, subject, paper_ids]))
-            pipe.expire(self.key, JOURNAL_TTL_SECONDS)
-            pipe.execute()
+            if self.expiry_set:
+                self.client.hset(self.key, str(delivery_id), value)
+            else:
+                # The first write of this journal object (one per chunk) also
+                # pushes the expiry forward; later writes are a single HSET.
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(self.key, str(delivery_id), value)
+                pipe.expire(self.key, JOURNAL_TTL_SECONDS)
+                pipe.execute()
+                self.expiry_set = True
         except redis.RedisError:
             # Redis is away: write the row now rather than lose the fact.
             self.fallback.record(delivery_id, message_id, subject, paper_ids)

@@ -62,6 +62,7 @@ class DryRunReport:
 def digest_dry_run(*, edition: date, only_email: str | None = None, chunk_size: int = 1000) -> DryRunReport:
     """Rank and render every due digest, writing nothing."""
     composer = DigestComposer.for_edition(edition)
+    composer.render_cache_size = None  # every distinct list once, so `groups` counts them
     report = DryRunReport()
     subjects: set[str] = set()
     ids = list(
@@ -86,5 +87,5 @@ def digest_dry_run(*, edition: date, only_email: str | None = None, chunk_size: 
             if compiled.subject not in subjects and len(report.samples) < 10:
                 report.samples.append(f"{reader.email}: {compiled.subject}")
             subjects.add(compiled.subject)
-    report.groups = len(composer._rendered)
+    report.groups = composer.lists_assembled
     return report

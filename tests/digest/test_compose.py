@@ -143,3 +143,39 @@ def test_window_start_for_daily_weekly_and_returning_readers():
 )
 def test_safe_url_keeps_only_plain_http_links(url, kept):
     assert bool(safe_url(url)) is kept
+
+
+def test_digest_assembled_from_shared_paper_blocks_matches_a_fresh_render():
+    make_paper(1, topics={"agents": 0.9, "reasoning": 0.6}, upvotes=30)
+    make_paper(2, topics={"agents": 0.7}, upvotes=20, title='A <b>bold</b> & quoted "title"')
+    make_paper(3, topics={"reasoning": 0.9}, upvotes=10)
+    readers = [
+        reader(["agents"]),
+        reader(["reasoning"], interests="tool use"),
+        reader(["agents", "reasoning"], size=2),
+        reader(["agents", "reasoning"]),
+    ]
+    shared = DigestComposer.for_edition(EDITION)
+    for r in readers:
+        warm = shared.message_parts(r)  # later lists reuse blocks compiled for earlier ones
+        fresh = DigestComposer.for_edition(EDITION).message_parts(r)
+        assert (warm.subject, warm.html, warm.text) == (fresh.subject, fresh.html, fresh.text)
+        assert "PBXITEMPBX" not in warm.html + warm.text
+        assert "PBXL" not in warm.html + warm.text
+    both = shared.message_parts(readers[3])
+    assert "Why: Topic: Agents" in both.text
+    assert "1. " in both.text and "3. " in both.text
+    assert "3 papers picked for you" in both.html
+    assert "A &lt;b&gt;bold&lt;/b&gt; &amp; quoted &quot;title&quot;" in both.html
+
+
+def test_readers_who_differ_only_in_digest_size_share_one_ranking():
+    for n in range(1, 12):
+        make_paper(n, topics={"agents": 0.5 + n / 40}, upvotes=n)
+    composer = DigestComposer.for_edition(EDITION)
+    long = composer.ranked_for(reader(["agents"], size=10))
+    short = composer.ranked_for(reader(["agents"], size=3))
+    assert len(composer._rankings) == 1
+    assert [i.paper_id for i in short] == [i.paper_id for i in long[:3]]
+    alone = DigestComposer.for_edition(EDITION).ranked_for(reader(["agents"], size=3))
+    assert [i.paper_id for i in alone] == [i.paper_id for i in short]

@@ -175,3 +175,34 @@ def test_a_second_claimant_cannot_take_rows_already_claimed(esp, readers):
     # ...unless the first claim went stale.
     Delivery.objects.update(claimed_at="2000-01-01T00:00:00Z")
     assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == len(ids)
+
+
+def test_esp_connection_reads_proxy_settings_once_and_keeps_them(esp, monkeypatch):
+    from django.core.mail import get_connection
+
+    from digest.sending import settle_environment
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    connection = get_connection()
+    connection.open()
+    try:
+        settle_environment(connection)
+        session = connection.session
+        assert session.trust_env is False
+        # The loopback ESP is in NO_PROXY, so it is reached directly, as before.
+        assert "https" not in session.proxies and "http" not in session.proxies
+        assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    finally:
+        connection.close()
+
+    connection = get_connection()
+    connection.open()
+    monkeypatch.delenv("NO_PROXY")
+    connection.api_url = "https://api.postmarkapp.com/"
+    try:
+        settle_environment(connection)
+        assert connection.session.proxies["https"] == "http://proxy.example.org:3128"
+    finally:
+        connection.close()
