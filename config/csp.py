@@ -9,6 +9,7 @@ class SiteCSPMiddleware(CSPMiddleware):
 
     def get_policy_parts(self, request, response, report_only: bool = False) -> PolicyParts:
         parts = super().get_policy_parts(request, response, report_only)
-        if not report_only and parts.update is None and request.path_info.startswith(f"/{settings.ADMIN_URL}"):
+        in_admin = request.path_info.startswith(f"/{settings.ADMIN_URL}")
+        if not report_only and parts.update is None and in_admin:
             parts.update = settings.ADMIN_CONTENT_SECURITY_POLICY_UPDATE
         return parts
