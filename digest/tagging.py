@@ -13,13 +13,16 @@ How a paper is scored against a topic
    longest one wins, so "process reward model" counts for reasoning and not as
    "reward model" for alignment, and "code-switching" is not "code".
 3. Evidence per phrase: 2.0 for the title, 1.0 for the keywords, 1.0 for the
-   abstract plus 0.5 for each further mention (two at most). Strong phrases
+   abstract plus 0.5 for each further mention (two at most), and 1.0 more when
+   it appears in a sentence where the paper states its contribution ("we
+   introduce …", "this paper presents …"). Strong phrases
    count fully, weak ones (``~``) half, counter-evidence (``-``) subtracts.
    Sentences that only say where code or data is available are ignored.
 4. The topic's score is ``1 - 2 ** (-evidence / 2)``, in [0, 1). A topic is
    tagged when the score reaches THRESHOLD (0.5, that is evidence 2.0: a
-   strong phrase in the title, two different ones in the abstract, or one
-   repeated three times) and at least one strong phrase matched. Weak words
+   strong phrase in the title or in the contribution sentence, two different
+   ones in the abstract, or one repeated three times) and at least one strong
+   phrase matched. Weak words
    alone never tag a paper.
 
 A compiled ``Tagger`` is cached per topic set, so tagging is a few dictionary
@@ -40,6 +43,7 @@ KEYWORD_WEIGHT = 1.0
 ABSTRACT_WEIGHT = 1.0
 REPEAT_BONUS = 0.5
 MAX_REPEATS = 2
+CLAIM_BONUS = 1.0
 STRONG = 1.0
 WEAK = 0.5
 COUNTER = -1.0
@@ -70,6 +74,10 @@ _AVAILABILITY = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_CLAIM = re.compile(
+    r"\b(?:we|this paper|this work|in this (?:paper|work))\s+(?:propose|introduce|present|develop|build|release)",
+    re.IGNORECASE,
+)
 _DESCRIPTION_SPLIT = re.compile(r"[,;:()/]|\band\b|\bor\b")
 
 
@@ -310,7 +318,11 @@ class Tagger:
         """Slug -> (evidence, whether a strong phrase matched), for topics with any match."""
         title_hits = self._scan(title or "")
         keyword_hits = self._scan(" | ".join(keywords or ()))
-        abstract_hits = self._scan(strip_boilerplate(abstract or ""))
+        abstract = strip_boilerplate(abstract or "")
+        abstract_hits = self._scan(abstract)
+        # Phrases in the sentences where a paper states its own contribution
+        # ("we introduce …", "this paper …") say more than passing mentions.
+        claim_hits = self._scan(" ".join(s for s in _SENTENCE_END.split(abstract) if _CLAIM.search(s)))
         totals: dict[int, float] = {}
         strong: set[int] = set()
         for phrase_id in title_hits.keys() | keyword_hits.keys() | abstract_hits.keys():
@@ -322,6 +334,8 @@ class Tagger:
             mentions = abstract_hits.get(phrase_id, 0)
             if mentions:
                 found += ABSTRACT_WEIGHT + REPEAT_BONUS * min(mentions - 1, MAX_REPEATS)
+                if phrase_id in claim_hits:
+                    found += CLAIM_BONUS
             for topic, weight in self._weights[phrase_id].items():
                 totals[topic] = totals.get(topic, 0.0) + weight * found
                 if weight >= STRONG:
