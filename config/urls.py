@@ -1,14 +1,19 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from digest import views as digest_views
 
 urlpatterns = [
     path("healthz", digest_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on pages without an icon link, such as the admin's.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path(settings.ADMIN_URL, admin.site.urls),
-    # ESP tracking webhooks (bounces, complaints), protected by ANYMAIL_WEBHOOK_SECRET.
-    path("anymail/", include("anymail.urls")),
+    # ESP tracking webhooks (bounces, complaints), protected by ANYMAIL_WEBHOOK_SECRET;
+    # an unreadable payload is answered 400 (subscribers/webhooks.py).
+    path("anymail/", include("subscribers.webhooks")),
     path("", include("digest.urls")),
     path("", include("subscribers.urls")),
 ]

@@ -75,7 +75,8 @@ _AVAILABILITY = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAIM = re.compile(
-    r"\b(?:we|this paper|this work|in this (?:paper|work))\s+(?:propose|introduce|present|develop|build|release)",
+    r"\b(?:we|this paper|this work|in this (?:paper|work))\s+"
+    r"(?:propose|introduce|present|develop|build|release)",
     re.IGNORECASE,
 )
 _DESCRIPTION_SPLIT = re.compile(r"[,;:()/]|\band\b|\bor\b")

@@ -38,7 +38,10 @@ def _client_ip(request: HttpRequest) -> str | None:
 
 
 def _user_agent(request: HttpRequest) -> str:
-    return request.META.get("HTTP_USER_AGENT", "")
+    # Kept as consent evidence. Control characters never belong in a user agent,
+    # and PostgreSQL refuses a NUL outright, which turned such a signup into a 500.
+    value = request.META.get("HTTP_USER_AGENT", "")
+    return "".join(char for char in value if char >= " " and char != "\x7f")
 
 
 def _private(response: HttpResponse) -> HttpResponse:
