@@ -3,6 +3,7 @@ The whole nightly run at scale, end to end, on real services; prints one JSON ob
 
     .venv/bin/python bench/nightly.py --subscribers 100000 --papers 300 --workers 2
     .venv/bin/python bench/nightly.py --subscribers 100000 --papers 300 --workers 2 --naive
+    .venv/bin/python bench/nightly.py --subscribers 10000 --esp postmark   # one call per reader
 
 It creates its own PostgreSQL database (default `bench`, dropped at the end
 unless --keep), seeds a day of papers (parsed, upserted and tagged by the real
@@ -10,6 +11,11 @@ ingest) and realistic readers, starts the fake ESP (tests/fake_esp.py) in its
 own process and W Celery worker processes (solo pool, one process each) on
 Redis DB 5, then queues `digest.nightly_run` and times it from the moment the
 run is queued (planning starts) to the last message the ESP accepted.
+
+--esp picks the anymail backend the workers send through: `sendgrid` (the
+default) sends readers who share a digest in batched calls with per-recipient
+substitutions; `postmark` sends one call per reader. The naive loop always
+sends one message per reader, through the same backend.
 
 The fake ESP validates every message (one recipient, both parts, the
 unsubscribe headers, HTML within 102 KB) and counts messages per recipient.
@@ -63,6 +69,27 @@ from bench.common import (
 EDITION = date(2031, 3, 5)
 
 
+def esp_settings(esp: str, url: str) -> dict[str, str]:
+    """Environment pointing the app's anymail backend at the fake ESP."""
+    if esp == "sendgrid":
+        return {
+            "EMAIL_BACKEND": ESP_BACKENDS[esp],
+            "ANYMAIL_SENDGRID_API_KEY": "bench-key",
+            "ANYMAIL_SENDGRID_API_URL": url + "v3/",
+        }
+    return {
+        "EMAIL_BACKEND": ESP_BACKENDS[esp],
+        "ANYMAIL_POSTMARK_SERVER_TOKEN": "bench-token",
+        "ANYMAIL_POSTMARK_API_URL": url,
+    }
+
+
+ESP_BACKENDS = {
+    "sendgrid": "anymail.backends.sendgrid.EmailBackend",
+    "postmark": "anymail.backends.postmark.EmailBackend",
+}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10000)
@@ -71,6 +98,13 @@ def parse_args(argv=None):
     parser.add_argument("--naive", action="store_true", help="also time the naive per-reader loop")
     parser.add_argument("--naive-sample", type=int, default=2000, help="due readers the naive loop sends to")
     parser.add_argument("--chunk-size", type=int, default=None, help="DIGEST_CHUNK_SIZE for the workers")
+    parser.add_argument(
+        "--esp",
+        choices=sorted(ESP_BACKENDS),
+        default="sendgrid",
+        help="anymail backend: sendgrid (batched, the default) or postmark (one call per reader)",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="DIGEST_ESP_BATCH_SIZE for the workers")
     parser.add_argument("--database", default="bench", help="scratch database name (must start with 'bench')")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="URL of the PostgreSQL server to use")
     parser.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL, with a DB number of its own")
@@ -273,11 +307,10 @@ def main(argv=None) -> dict:
     env = app_environment(
         DATABASE_URL=db_url,
         REDIS_URL=args.redis,
-        EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
-        ANYMAIL_POSTMARK_SERVER_TOKEN="bench-token",  # noqa: S106 (the fake ESP)
-        ANYMAIL_POSTMARK_API_URL=esp.url,
+        **esp_settings(args.esp, esp.url),
         CELERY_TASK_DEFAULT_QUEUE=queue,
         DIGEST_CHUNK_SIZE=args.chunk_size,
+        DIGEST_ESP_BATCH_SIZE=args.batch_size,
         PAPERBOY_COUNT_QUERIES="1",
     )
     workers = None
@@ -285,6 +318,7 @@ def main(argv=None) -> dict:
         "subscribers": args.subscribers,
         "papers": args.papers,
         "workers": args.workers,
+        "esp": args.esp,
     }
     try:
         create_database(args.postgres, args.database)
@@ -382,6 +416,8 @@ def main(argv=None) -> dict:
             "failed": run.failed_count,
         }
         result["chunk_size"] = args.chunk_size or settings.DIGEST_CHUNK_SIZE
+        result["esp_calls"] = stats["calls"]
+        result["recipients_per_call"] = round(sent / stats["calls"], 1) if stats["calls"] else None
         if args.naive:
             result["naive"] = naive
             if naive["digests_per_s"] and result["digests_per_s"]:

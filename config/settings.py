@@ -286,6 +286,12 @@ DIGEST_SKIP_EMPTY = env.bool("DIGEST_SKIP_EMPTY", default=True)
 # Paper thumbnails in the email; off by default, since many readers block remote images.
 DIGEST_IMAGES = env.bool("DIGEST_IMAGES", default=False)
 DIGEST_CHUNK_SIZE = env.int("DIGEST_CHUNK_SIZE", default=2000)
+# Send readers who share a digest in one ESP call with per-recipient links
+# (digest/services/delivery.py): auto (when the backend supports it), on, off.
+DIGEST_ESP_BATCH = env.str("DIGEST_ESP_BATCH", default="auto").lower()
+if DIGEST_ESP_BATCH not in ("auto", "on", "off"):
+    raise ImproperlyConfigured(f"DIGEST_ESP_BATCH must be auto, on or off, not {DIGEST_ESP_BATCH!r}")
+DIGEST_ESP_BATCH_SIZE = env.int("DIGEST_ESP_BATCH_SIZE", default=500)
 DIGEST_SEND_ATTEMPTS = env.int("DIGEST_SEND_ATTEMPTS", default=3)
 DIGEST_SEND_BACKOFF = env.float("DIGEST_SEND_BACKOFF", default=1.0)
 DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=5)

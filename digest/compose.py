@@ -134,9 +134,17 @@ class CompiledDigest:
     html_parts: list[str]
     text_parts: list[str]
     html_bytes: int
+    _template: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def personalise(self, values: dict[str, str]) -> tuple[str, str]:
         return _fill(self.html_parts, values), _fill(self.text_parts, values)
+
+    def template(self) -> tuple[str, str]:
+        """HTML and text with the PBX<KEY>PBX placeholders in place, for an ESP
+        that fills them per recipient (see `personal_values` for the keys)."""
+        if self._template is None:
+            self._template = (_unfill(self.html_parts), _unfill(self.text_parts))
+        return self._template
 
 
 def _compile(rendered: str) -> list[str]:
@@ -148,6 +156,13 @@ def _fill_marks(text: str, fills: dict[str, str]) -> str:
     for mark, value in fills.items():
         text = text.replace(mark, value)
     return text
+
+
+def _unfill(parts: list[str]) -> str:
+    out = parts[:]
+    for index in range(1, len(out), 2):
+        out[index] = f"PBX{out[index]}PBX"
+    return "".join(out)
 
 
 def _fill(parts: list[str], values: dict[str, str]) -> str:

@@ -315,11 +315,16 @@ class Ranker:
         self.trend = trend_percentiles(self.candidates)
         self._texts: dict[int, PaperText] = {}
         self._interest_cache: dict[tuple[str, int], float] = {}
+        self._reasons: dict[str, str] = {}
         # Only papers carrying a tag can match a topic; index them by topic.
         self._by_topic: dict[str, list[Candidate]] = defaultdict(list)
+        # ...and, for ranking by topics alone, by the topics whose tag passes the gate.
+        self._gated_by_topic: dict[str, list[tuple[Candidate, float]]] = defaultdict(list)
         for candidate in self.candidates:
-            for slug in candidate.topic_scores:
+            for slug, tag in candidate.topic_scores.items():
                 self._by_topic[slug].append(candidate)
+                if tag and min(1.0, tag) >= gate:
+                    self._gated_by_topic[slug].append((candidate, min(1.0, tag)))
 
     def _text(self, candidate: Candidate) -> PaperText:
         text = self._texts.get(candidate.paper_id)
@@ -337,15 +342,22 @@ class Ranker:
     def topic_label(self, slug: str) -> str:
         return self.topic_names.get(slug, slug.replace("-", " ").capitalize())
 
-    def match(self, candidate: Candidate, prefs: Preferences) -> Match | None:
-        affinity = prefs.affinity.as_dict()
-        best = 0.0
+    def _topic_reason(self, slug: str) -> str:
+        reason = self._reasons.get(slug)
+        if reason is None:
+            reason = self._reasons[slug] = f"Topic: {self.topic_label(slug)}"
+        return reason
+
+    def match(self, candidate: Candidate, prefs: Preferences, affinity: dict | None = None) -> Match | None:
+        if affinity is None:
+            affinity = prefs.affinity.as_dict()
+        topic_scores = candidate.topic_scores
         scored: list[tuple[float, str, str]] = []  # (score, reason, primary key)
         for slug in prefs.topics:
-            tag = candidate.topic_scores.get(slug)
+            tag = topic_scores.get(slug)
             if tag:
-                score = min(1.0, tag * (1 + affinity.get(slug, 0.0)))
-                scored.append((score, f"Topic: {self.topic_label(slug)}", slug))
+                score = min(1.0, tag * (1 + affinity.get(slug, 0.0)) if affinity else tag)
+                scored.append((score, self._topic_reason(slug), slug))
         for slug, change in affinity.items():
             if change > 0 and slug not in prefs.topics and slug in candidate.topic_scores:
                 score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
@@ -364,6 +376,30 @@ class Ranker:
         # Name every match that is itself strong enough, strongest first.
         reasons = tuple(dict.fromkeys(reason for score, reason, _ in scored if score >= self.gate))
         return Match(relevance=best, reasons=reasons[:3], primary=scored[0][2])
+
+    def _topic_matches(self, topics: frozenset[str], exclude: frozenset[int]):
+        """What `match` finds for topics alone (no interests, no votes), most
+        readers' case, from per-topic lists of the papers whose tag passes the
+        gate: a paper with no such tag cannot pass, and only such tags are named
+        as reasons. Thousands of distinct topic sets a night cost a few list
+        walks each instead of a full match per paper."""
+        found: dict[int, list[tuple[float, str]]] = {}
+        papers: dict[int, Candidate] = {}
+        for slug in topics:  # the order `match` scores them in, so ties break alike
+            for candidate, score in self._gated_by_topic.get(slug, ()):
+                entry = found.get(candidate.paper_id)
+                if entry is None:
+                    found[candidate.paper_id] = [(score, slug)]
+                    papers[candidate.paper_id] = candidate
+                else:
+                    entry.append((score, slug))
+        for paper_id, scored in found.items():
+            if paper_id in exclude:
+                continue
+            if len(scored) > 1:
+                scored.sort(key=lambda item: item[0], reverse=True)
+            reasons = tuple(dict.fromkeys(self._topic_reason(slug) for _, slug in scored))
+            yield papers[paper_id], Match(relevance=scored[0][0], reasons=reasons[:3], primary=scored[0][1])
 
     def _pool(self, prefs: Preferences) -> Iterable[Candidate]:
         if prefs.interests:
@@ -389,10 +425,16 @@ class Ranker:
         limit = prefs.max_items + extra
         pinned: list[RankedItem] = []
         scored: list[tuple[RankedItem, str]] = []
-        for candidate in self._pool(prefs):
-            if candidate.paper_id in exclude:
-                continue
-            found = self.match(candidate, prefs)
+        affinity = prefs.affinity.as_dict()
+        if affinity or prefs.interests:
+            matches = (
+                (candidate, self.match(candidate, prefs, affinity))
+                for candidate in self._pool(prefs)
+                if candidate.paper_id not in exclude
+            )
+        else:
+            matches = self._topic_matches(prefs.topics, exclude)
+        for candidate, found in matches:
             if found is None:
                 continue
             trend = self.trend.get(candidate.paper_id, 0.0)

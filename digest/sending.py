@@ -103,6 +103,19 @@ def send_one(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Accepted:
     """Send one message over an open connection; return the ESP's message id."""
+    send_with_retries(connection, message, attempts=attempts, sleep=sleep)
+    return Accepted(message_id=_message_id(message))
+
+
+def send_with_retries(
+    connection,
+    message,
+    *,
+    attempts: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Hand a message (to one reader, or a batch to many) to the backend,
+    retrying transient errors; raises TransientSendError or PermanentSendError."""
     attempts = attempts or settings.DIGEST_SEND_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
@@ -116,10 +129,12 @@ def send_one(
                 if error.retry_after is not None
                 else settings.DIGEST_SEND_BACKOFF * 2 ** (attempt - 1)
             )
-            logger.info("transient send error to %s (%s); retrying in %.1fs", message.to, error, wait)
+            logger.info(
+                "transient send error to %s (%s); retrying in %.1fs", _recipients(message), error, wait
+            )
             sleep(min(wait, MAX_WAIT_SECONDS))
             continue
-        return Accepted(message_id=_message_id(message))
+        return
     raise AssertionError("unreachable")
 
 
@@ -132,3 +147,67 @@ def _message_id(message) -> str:
             return str(status.message_id)
     # Backends without an ESP (outbox, SMTP) keep the Message-ID we set.
     return message.extra_headers.get("Message-ID", "")
+
+
+def _recipients(message) -> str:
+    to = list(message.to)
+    return ", ".join(to) if len(to) <= 3 else f"{to[0]} and {len(to) - 1} others"
+
+
+# --- Batches: one API call, one individual message per recipient ------------------------
+
+# A failed recipient's status, as anymail reports it.
+REFUSED_STATUSES = frozenset({"rejected", "invalid", "failed"})
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    accepted: dict[str, str]  # address -> the ESP's message id for that recipient
+    refused: dict[str, str]  # address -> why the ESP refused it
+
+
+def batch_outcome(message) -> BatchOutcome:
+    """Per-recipient results of an accepted batch, from message.anymail_status."""
+    accepted: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    status = getattr(message, "anymail_status", None)
+    by_recipient = dict(status.recipients) if status is not None else {}
+    for address in message.to:
+        recipient = by_recipient.get(address)
+        if recipient is None:
+            # anymail keys recipients by their bare address, as we pass them.
+            recipient = next((r for a, r in by_recipient.items() if a.lower() == address.lower()), None)
+        if recipient is None:
+            refused[address] = "the ESP reported nothing for this recipient"
+        elif recipient.status in REFUSED_STATUSES:
+            refused[address] = f"ESP rejected the recipient ({recipient.status})"
+        else:
+            accepted[address] = str(recipient.message_id or "")
+    return BatchOutcome(accepted=accepted, refused=refused)
+
+
+def refused_in_request(error: PermanentSendError, recipients: list[str]) -> dict[str, str]:
+    """Recipients a permanent refusal names, when the ESP refused the whole call
+    because of some of its recipients (SendGrid answers 400 with one error per
+    bad address, each pointing at `personalizations.N.to.0.email`).
+
+    Empty when the error is about the message itself, not about recipients."""
+    cause = error.__cause__
+    response = getattr(cause, "response", None)
+    if response is None:
+        return {}
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return {}
+    refused: dict[str, str] = {}
+    for item in errors:
+        field_path = str((item or {}).get("field") or "")
+        parts = field_path.split(".")
+        if len(parts) < 2 or parts[0] != "personalizations" or not parts[1].isdigit():
+            return {}  # something other than a recipient is wrong: fail the whole batch
+        index = int(parts[1])
+        if index >= len(recipients):
+            return {}
+        refused[recipients[index]] = f"recipient refused: {item.get('message') or 'invalid recipient'}"
+    return refused

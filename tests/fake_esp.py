@@ -1,11 +1,21 @@
-"""A Postmark-compatible fake ESP on loopback, for tests and benchmarks.
+"""A Postmark- and SendGrid-compatible fake ESP on loopback, for tests and benchmarks.
 
 anymail's Postmark backend talks to it over real HTTP when
-ANYMAIL["POSTMARK_API_URL"] points here. It checks every message the way a
-strict ESP (and Gmail's bulk-sender rules) would: one distinct recipient, both
-parts, the RFC 8058 unsubscribe headers, a List-Id, and HTML no larger than
+ANYMAIL["POSTMARK_API_URL"] points here, and its SendGrid backend when
+ANYMAIL["SENDGRID_API_URL"] is this URL plus `v3/`. It checks every message the
+way a strict ESP (and Gmail's bulk-sender rules) would: one distinct recipient,
+both parts, the RFC 8058 unsubscribe headers, a List-Id, and HTML no larger than
 Gmail's 102 KB clipping limit. It counts accepted messages per recipient, so a
 test can prove there were no duplicates and nothing went missing.
+
+A SendGrid call (POST /v3/mail/send) carries many messages: one per
+"personalization", each with its own recipient, substitutions and headers
+(merged over the call's headers). Each is checked as if it were a message of
+its own, the HTML size after its substitutions included; the size is computed
+from the shared HTML and each value's length, without building every copy. A
+call naming a refused recipient is answered 400 as a whole, with one error per
+refused address pointing at its personalization, as SendGrid does for addresses
+it will not take; nothing in that call is sent.
 
 Faults can be injected: a share of calls failing with 500, 429 with
 Retry-After, calls that hang past the client's timeout, and recipients that
@@ -40,7 +50,8 @@ class Faults:
     retry_after: int = 1
     hang_first: int = 0  # this many calls hang for hang_seconds, then fail
     hang_seconds: float = 5.0
-    reject: set[str] = field(default_factory=set)  # recipients refused with 422/406
+    reject: set[str] = field(default_factory=set)  # recipients refused (Postmark 422/406, SendGrid 400)
+    forbid_first: int = 0  # SendGrid: this many calls refused 403 (a sender it does not know)
     seed: int = 1234
 
 
@@ -93,7 +104,7 @@ class FakeESPState:
             return Counter(self.per_recipient)
 
 
-def validate(message: dict) -> list[str]:
+def validate(message: dict, *, html_bytes: int | None = None) -> list[str]:
     problems = []
     to = message.get("To") or ""
     if not to or "," in to:
@@ -107,7 +118,7 @@ def validate(message: dict) -> list[str]:
         problems.append("HtmlBody is missing")
     if not message.get("TextBody"):
         problems.append("TextBody is missing")
-    size = len(html.encode())
+    size = len(html.encode()) if html_bytes is None else html_bytes
     if size > MAX_HTML_BYTES:
         problems.append(f"HtmlBody is {size} bytes, over {MAX_HTML_BYTES}")
     headers = {h.get("Name", "").lower(): h.get("Value", "") for h in message.get("Headers") or []}
@@ -119,6 +130,80 @@ def validate(message: dict) -> list[str]:
     if not headers.get("list-id"):
         problems.append("List-Id is missing")
     return problems
+
+
+class _Substituted:
+    """Sizes of one shared text after per-recipient substitutions, without
+    building the copies: each key's occurrences are counted once per call."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.size = len(text.encode())
+        self.counts: dict[str, int] = {}
+
+    def size_with(self, substitutions: dict[str, str]) -> int:
+        size = self.size
+        for key, value in substitutions.items():
+            count = self.counts.get(key)
+            if count is None:
+                count = self.counts[key] = self.text.count(key)
+            if count:
+                size += count * (len((value or "").encode()) - len(key.encode()))
+        return size
+
+    def filled(self, substitutions: dict[str, str]) -> str:
+        text = self.text
+        for key, value in substitutions.items():
+            text = text.replace(key, value or "")
+        return text
+
+
+def sendgrid_messages(payload: dict, *, keep_bodies: bool) -> tuple[list[Accepted], list[dict]]:
+    """The individual messages a SendGrid v3 call asks for, and what is wrong with any of them."""
+    content = {part.get("type"): part.get("value") or "" for part in payload.get("content") or []}
+    html = _Substituted(content.get("text/html", ""))
+    text = _Substituted(content.get("text/plain", ""))
+    global_headers = {str(k).lower(): (k, v) for k, v in (payload.get("headers") or {}).items()}
+    messages: list[Accepted] = []
+    problems: list[dict] = []
+    seen: set[str] = set()
+    for index, personalization in enumerate(payload.get("personalizations") or []):
+        to_list = personalization.get("to") or []
+        to = str(to_list[0].get("email", "")) if len(to_list) == 1 else ""
+        substitutions = personalization.get("substitutions") or {}
+        headers = dict(global_headers)
+        headers.update({str(k).lower(): (k, v) for k, v in (personalization.get("headers") or {}).items()})
+        flat = dict(headers.values())
+        wrong = validate(
+            {
+                "To": to if not (personalization.get("cc") or personalization.get("bcc")) else f"{to},cc",
+                "From": (payload.get("from") or {}).get("email"),
+                "Subject": personalization.get("subject") or payload.get("subject"),
+                "HtmlBody": html.text,
+                "TextBody": text.text,
+                "Headers": [{"Name": name, "Value": value} for name, value in flat.items()],
+            },
+            html_bytes=html.size_with(substitutions),
+        )
+        if to.lower() in seen:
+            wrong.append(f"{to} appears in more than one personalization")
+        seen.add(to.lower())
+        if wrong:
+            problems.append({"to": to, "problems": wrong, "field": f"personalizations.{index}"})
+            continue
+        size = html.size_with(substitutions)
+        messages.append(
+            Accepted(
+                message_id=str(uuid.uuid4()),
+                to=to,
+                subject=personalization.get("subject") or payload.get("subject", ""),
+                headers=flat,
+                html_bytes=size,
+                text=text.filled(substitutions) if keep_bodies else "",
+                html=html.filled(substitutions) if keep_bodies else "",
+            )
+        )
+    return messages, problems
 
 
 def make_handler(state: FakeESPState):
@@ -169,6 +254,9 @@ def make_handler(state: FakeESPState):
                 self._reply(200, {"ok": True})
                 return
             path = self.path.rstrip("/")
+            if path == "/v3/mail/send":
+                self._sendgrid(raw)
+                return
             if path not in ("/email", "/email/batch"):
                 self._reply(404, {"ErrorCode": 404, "Message": f"unknown endpoint {self.path}"})
                 return
@@ -203,6 +291,79 @@ def make_handler(state: FakeESPState):
             else:
                 results = [self._accept(one)[1] for one in payload]
                 self._reply(200, results)
+
+        def _sendgrid(self, raw: bytes):
+            def errors(*items):
+                return {"errors": [{"message": m, "field": f, "help": None} for m, f in items]}
+
+            auth = self.headers.get("Authorization") or ""
+            if not auth.startswith("Bearer ") or len(auth) <= len("Bearer "):
+                self._reply(401, errors(("Permission denied, wrong credentials", None)))
+                return
+            fault = self._fault()
+            if fault == "hang":
+                time.sleep(state.faults.hang_seconds)
+                self._reply(500, errors(("timed out upstream", None)))
+                return
+            if fault == "429":
+                self._reply(
+                    429,
+                    errors(("too many requests", None)),
+                    {"Retry-After": str(state.faults.retry_after)},
+                )
+                return
+            if fault == "500":
+                self._reply(500, errors(("Internal server error", None)))
+                return
+            with state.lock:
+                forbid = state.faulted["403"] < state.faults.forbid_first
+                if forbid:
+                    state.faulted["403"] += 1
+            if forbid:
+                message = "The from address does not match a verified Sender Identity."
+                self._reply(403, errors((message, "from")))
+                return
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                self._reply(400, errors(("Bad Request", None)))
+                return
+            personalizations = payload.get("personalizations") or []
+            if not personalizations or len(personalizations) > 1000:
+                self._reply(
+                    400, errors(("between 1 and 1000 personalizations are required", "personalizations"))
+                )
+                return
+            refused = [
+                (f"The recipient {to.get('email')} has been refused.", f"personalizations.{index}.to.0.email")
+                for index, p in enumerate(personalizations)
+                for to in (p.get("to") or [])[:1]
+                if str(to.get("email", "")).lower() in state.faults.reject
+            ]
+            if refused:
+                self._reply(400, errors(*refused))
+                return
+            messages, problems = sendgrid_messages(payload, keep_bodies=state.keep_bodies)
+            if problems:
+                with state.lock:
+                    state.invalid.extend(problems)
+                self._reply(400, errors(*[("; ".join(p["problems"]), p["field"]) for p in problems]))
+                return
+            with state.lock:
+                for message in messages:
+                    state.per_recipient[message.to.lower()] += 1
+                    state.max_html_bytes = max(state.max_html_bytes, message.html_bytes)
+                    if state.keep_bodies:
+                        state.accepted.append(message)
+                state.last_accepted_at = time.time()
+            self._reply_empty(202, {"X-Message-Id": uuid.uuid4().hex[:22]})
+
+        def _reply_empty(self, status: int, headers: dict):
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
 
         def _fault(self) -> str | None:
             with state.lock:

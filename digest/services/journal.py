@@ -7,14 +7,17 @@ The remaining window is the few microseconds between the ESP's answer and the
 journal write.
 
 With Redis configured the journal is a Redis hash per edition (one HSET round
-trip per message, no database query). In the embedded mode it writes the delivery
-row straight away instead.
+trip per message, no database query). A batch sent in one ESP call is recorded
+in one round trip for all its recipients, right after the ESP's answer, so the
+window is one call's answer, as it is for a single message. In the embedded
+mode it writes the delivery rows straight away instead.
 """
 
 import json
 from typing import NamedTuple
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from digest.models import Delivery
@@ -44,6 +47,11 @@ class DatabaseJournal:
             paper_ids=paper_ids,
             error="",
         )
+
+    def record_many(self, entries: dict[int, "JournalEntry"]) -> None:
+        with transaction.atomic():
+            for delivery_id, entry in entries.items():
+                self.record(delivery_id, *entry)
 
 
 class RedisJournal:
@@ -86,6 +94,27 @@ class RedisJournal:
         except redis.RedisError:
             # Redis is away: write the row now rather than lose the fact.
             self.fallback.record(delivery_id, message_id, subject, paper_ids)
+
+    def record_many(self, entries: dict[int, "JournalEntry"]) -> None:
+        """Record a whole batch in one round trip (HSET of every field, EXPIRE)."""
+        import redis
+
+        if not entries:
+            return
+        mapping = {
+            str(delivery_id): json.dumps([entry.message_id, entry.subject, entry.paper_ids])
+            for delivery_id, entry in entries.items()
+        }
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.key, mapping=mapping)
+            if not self.expiry_set:
+                pipe.expire(self.key, JOURNAL_TTL_SECONDS)
+            pipe.execute()
+            self.expiry_set = True
+        except redis.RedisError:
+            # Redis is away: write the rows now rather than lose the fact.
+            self.fallback.record_many(entries)
 
 
 def journal_for(edition):

@@ -1,0 +1,313 @@
+"""Sending in batches through anymail's SendGrid backend, over real HTTP to the loopback fake ESP.
+
+One API call carries a shared digest once and each reader's links as
+substitutions; the ESP sends every reader an individual message.
+"""
+
+import re
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from digest.feedback import read_feedback_token
+from digest.models import Delivery, DigestRun
+from digest.services import delivery as delivery_service
+from digest.services.delivery import batch_esp_extra, deliveries_send_chunk
+from digest.services.runs import digest_run_start
+from digest.tasks import nightly_run
+from subscribers.models import Subscriber
+from subscribers.tokens import read_manage_token, read_unsubscribe_token
+from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.fake_esp import FakeESP
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.filterwarnings("ignore:django-anymail has dropped official support for SendGrid"),
+]
+
+
+@pytest.fixture
+def esp(settings):
+    with FakeESP() as server:
+        settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+        settings.ANYMAIL = {
+            "SENDGRID_API_KEY": "test-key",
+            "SENDGRID_API_URL": server.url + "v3/",
+            "REQUESTS_TIMEOUT": 0.5,
+        }
+        settings.DIGEST_ESP_BATCH = "auto"
+        settings.DIGEST_ESP_BATCH_SIZE = 5
+        settings.DIGEST_SEND_BACKOFF = 0.01
+        settings.SITE_URL = "https://digest.example.org"
+        yield server
+
+
+@pytest.fixture
+def readers(db):
+    make_paper(1, topics={"reasoning": 0.9}, upvotes=30)
+    make_paper(2, topics={"agents": 0.8}, upvotes=12)
+    return [make_reader(f"r{i}@example.org", ["reasoning", "agents"]) for i in range(12)]
+
+
+def run_night() -> DigestRun:
+    return DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False))
+
+
+def assert_each_once(esp, readers):
+    counts = esp.state.recipients()
+    assert {r.email for r in readers} == set(counts), counts
+    assert set(counts.values()) == {1}
+    assert esp.stats()["invalid"] == 0
+
+
+def test_readers_sharing_a_digest_go_out_in_few_calls_each_with_their_own_links(esp, readers):
+    run = run_night()
+    assert run.sent_count == len(readers)
+    assert_each_once(esp, readers)
+    # 12 readers with one shared list, 5 per call.
+    assert esp.stats()["calls"] == 3
+    by_id = {reader.id: reader for reader in readers}
+    for message in esp.accepted:
+        reader = next(r for r in readers if r.email == message.to)
+        assert "PBX" not in message.html and "PBX" not in message.text
+        unsubscribe = re.search(r"/unsubscribe/([^/\"<>\s]+)/", message.html).group(1)
+        assert read_unsubscribe_token(unsubscribe).subscriber_id == reader.id
+        manage = re.search(r"/manage/([^/\"<>\s]+)/", message.text).group(1)
+        assert read_manage_token(manage).subscriber_id == reader.id
+        votes = re.findall(r"/feedback/([^/\"<>\s]+)/up/", message.html)
+        assert votes and all(read_feedback_token(token).subscriber_id == reader.id for token in votes)
+        assert (
+            message.headers["List-Unsubscribe"] == f"<https://digest.example.org/unsubscribe/{unsubscribe}/>"
+        )
+        assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message.headers["List-Id"].startswith("Paperboy daily digest")
+        delivery = Delivery.objects.get(subscriber=by_id[reader.id])
+        assert message.headers["Message-ID"] == f"<digest.20261124.{delivery.id}@digest.example.org>"
+        assert "Why: Topic: Reasoning" in message.text
+    # Each reader's own message id, as anymail reports it per recipient.
+    ids = list(Delivery.objects.values_list("esp_message_id", flat=True))
+    assert all(ids) and len(set(ids)) == len(readers)
+
+
+def test_fake_esp_sizes_html_after_substitution(esp, readers):
+    run_night()
+    for message in esp.accepted:
+        assert message.html_bytes == len(message.html.encode())
+
+
+def test_twenty_percent_500s_are_retried_without_duplicates(esp, readers, settings):
+    settings.DIGEST_ESP_BATCH_SIZE = 2
+    esp.set_faults(fail_rate=0.2, seed=7)
+    run = run_night()
+    assert esp.stats()["faulted"].get("500", 0) > 0
+    assert_each_once(esp, readers)
+    run.refresh_from_db()
+    assert run.sent_count == len(readers) and run.failed_count == 0
+
+
+def test_429_retry_after_is_honoured(esp, readers):
+    esp.set_faults(rate_limit_first=2, retry_after=3)
+    run = digest_run_start(edition=EDITION, fetch=False)
+    ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+    waits = []
+    result = deliveries_send_chunk(
+        run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="c", sleep=waits.append
+    )
+    assert waits[:2] == [3.0, 3.0]
+    assert result.sent == len(readers)
+    assert_each_once(esp, readers)
+
+
+def test_esp_hanging_past_timeout_is_retried(esp, readers):
+    esp.set_faults(hang_first=1, hang_seconds=1.5)
+    run_night()
+    assert esp.stats()["faulted"]["hang"] == 1
+    assert_each_once(esp, readers)
+
+
+def test_a_refused_recipient_fails_alone_and_the_rest_of_its_batch_is_sent(esp, readers):
+    esp.set_faults(reject={readers[1].email})
+    run = run_night()
+    failed = Delivery.objects.get(subscriber=readers[1])
+    assert failed.status == Delivery.Status.FAILED
+    assert "recipient refused" in failed.error and readers[1].email in failed.error
+    run.refresh_from_db()
+    assert run.failed_count == 1
+    assert run.sent_count == len(readers) - 1
+    assert_each_once(esp, readers[:1] + readers[2:])
+
+
+def test_a_refused_payload_fails_every_delivery_of_the_batch_with_the_reason(esp, readers, settings):
+    # The ESP refuses the first call itself (a From it does not know), not a recipient.
+    esp.set_faults(forbid_first=1)
+    run = run_night()
+    run.refresh_from_db()
+    assert run.failed_count == 5 and run.sent_count == len(readers) - 5
+    failed = Delivery.objects.filter(status=Delivery.Status.FAILED)
+    assert failed.count() == 5
+    assert all(
+        "ESP refused the message (403)" in d.error and "verified Sender Identity" in d.error for d in failed
+    )
+    failed_ids = {d.subscriber_id for d in failed}
+    assert_each_once(esp, [r for r in readers if r.id not in failed_ids])
+
+
+def test_esp_down_for_good_ends_in_recorded_failures_not_loss(esp, readers, settings):
+    settings.DIGEST_MAX_ATTEMPTS = 2
+    settings.DIGEST_SEND_ATTEMPTS = 2
+    esp.set_faults(fail_rate=1.0)
+    run = run_night()
+    run.refresh_from_db()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.FAILED}
+    assert all("gave up after 2 attempts" in e for e in Delivery.objects.values_list("error", flat=True))
+    assert run.failed_count == len(readers)
+    assert esp.state.recipients() == {}
+
+
+def test_unsubscribed_after_planning_is_cancelled_not_batched(esp, readers):
+    run = digest_run_start(edition=EDITION, fetch=False)
+    Subscriber.objects.filter(id=readers[0].id).update(status=Subscriber.Status.UNSUBSCRIBED)
+    ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+    result = deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="c")
+    assert result.cancelled == 1 and result.sent == len(readers) - 1
+    assert readers[0].email not in esp.state.recipients()
+
+
+class WorkerDied(BaseException):
+    """Stands in for SIGKILL: not an Exception, so no handler in the code catches it."""
+
+
+class DyingConnection:
+    def __init__(self, inner, die_after: int):
+        self.inner = inner
+        self.die_after = die_after
+        self.calls = 0
+
+    def open(self):
+        return self.inner.open()
+
+    def close(self):
+        return self.inner.close()
+
+    def send_messages(self, messages):
+        if self.calls == self.die_after:
+            raise WorkerDied()
+        self.calls += 1
+        return self.inner.send_messages(messages)
+
+
+def test_worker_death_after_a_batch_resends_only_what_the_esp_never_got(esp, readers, monkeypatch):
+    from django.core.mail import get_connection
+
+    run = digest_run_start(edition=EDITION, fetch=False)
+    ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+
+    # The process vanishes after one call of 5 recipients: no bulk write of outcomes happens.
+    real_write = delivery_service._write_outcomes
+    monkeypatch.setattr(delivery_service, "_write_outcomes", lambda **kwargs: None)
+    with pytest.raises(WorkerDied):
+        deliveries_send_chunk(
+            run_id=run.id,
+            id_from=ids[0],
+            id_to=ids[-1],
+            claim_token="task-1",
+            connection=DyingConnection(get_connection(), die_after=1),
+        )
+    assert esp.stats()["accepted"] == 5
+
+    # Celery redelivers the same task to another worker: the journal (one Redis
+    # round trip per batch) knows the 5, and they are not sent again.
+    monkeypatch.setattr(delivery_service, "_write_outcomes", real_write)
+    result = deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="task-1")
+    assert result.sent == len(readers)
+    assert esp.stats()["accepted"] == len(readers)
+    assert_each_once(esp, readers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
+def test_fake_esp_requires_a_bearer_key(esp):
+    import requests
+
+    response = requests.post(esp.url + "v3/mail/send", json={}, timeout=5)
+    assert response.status_code == 401
+
+
+def test_batch_mode_is_chosen_by_backend_and_setting(settings):
+    settings.DIGEST_ESP_BATCH = "auto"
+    assert batch_esp_extra("anymail.backends.sendgrid.EmailBackend") == {"merge_field_format": "PBX{}PBX"}
+    assert batch_esp_extra("anymail.backends.postmark.EmailBackend") is None
+    assert batch_esp_extra("django.core.mail.backends.locmem.EmailBackend") is None
+    settings.DIGEST_ESP_BATCH = "off"
+    assert batch_esp_extra("anymail.backends.sendgrid.EmailBackend") is None
+    settings.DIGEST_ESP_BATCH = "on"
+    with pytest.raises(ImproperlyConfigured, match="cannot personalise a batch"):
+        batch_esp_extra("anymail.backends.postmark.EmailBackend")
+
+
+def test_batching_off_sends_one_call_per_reader(esp, readers, settings):
+    settings.DIGEST_ESP_BATCH = "off"
+    run_night()
+    assert esp.stats()["calls"] == len(readers)
+    assert_each_once(esp, readers)
+
+
+def test_readers_who_share_preferences_are_planned_next_to_each_other(db):
+    make_paper(1, topics={"reasoning": 0.9}, upvotes=30)
+    for i in range(6):
+        make_reader(f"p{i}@example.org", ["reasoning"] if i % 2 else ["agents", "reasoning"])
+    run = digest_run_start(edition=EDITION, fetch=False)
+    emails = list(Delivery.objects.filter(run=run).order_by("id").values_list("subscriber__email", flat=True))
+    groups = [int(email[1:].split("@")[0]) % 2 for email in emails]
+    # One run of each preference set, not interleaved as the readers signed up.
+    assert groups in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+
+
+def test_recipients_the_esp_reports_rejected_fail_alone():
+    from anymail.message import AnymailRecipientStatus, AnymailStatus
+
+    from digest.sending import batch_outcome
+
+    class Message:
+        to = ["a@example.org", "b@example.org", "c@example.org"]
+        anymail_status = AnymailStatus()
+
+    Message.anymail_status.set_recipient_status(
+        {
+            "a@example.org": AnymailRecipientStatus(message_id="m-a", status="queued"),
+            "b@example.org": AnymailRecipientStatus(message_id=None, status="rejected"),
+        }
+    )
+    outcome = batch_outcome(Message())
+    assert outcome.accepted == {"a@example.org": "m-a"}
+    assert outcome.refused == {
+        "b@example.org": "ESP rejected the recipient (rejected)",
+        "c@example.org": "the ESP reported nothing for this recipient",
+    }
+
+
+def test_fake_esp_refuses_a_recipient_whose_substituted_html_is_over_102_kb():
+    from tests.fake_esp import sendgrid_messages
+
+    html = "<p>PBXBIGPBX</p>" + "x" * 1000
+    payload = {
+        "from": {"email": "digest@example.org"},
+        "subject": "Today",
+        "headers": {
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": "digest <d.example.org>",
+        },
+        "content": [{"type": "text/plain", "value": "hi"}, {"type": "text/html", "value": html}],
+        "personalizations": [
+            {
+                "to": [{"email": email}],
+                "substitutions": {"PBXBIGPBX": value},
+                "headers": {"List-Unsubscribe": f"<https://example.org/u/{email}>"},
+            }
+            for email, value in (("small@example.org", "y" * 10), ("big@example.org", "y" * 110_000))
+        ],
+    }
+    messages, problems = sendgrid_messages(payload, keep_bodies=True)
+    assert [m.to for m in messages] == ["small@example.org"]
+    assert messages[0].html_bytes == len(messages[0].html.encode()) == len(html) - len("PBXBIGPBX") + 10
+    assert problems[0]["to"] == "big@example.org"
+    assert "over 104448" in problems[0]["problems"][0]
