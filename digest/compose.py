@@ -37,7 +37,7 @@ from django.utils.text import Truncator
 
 from digest.emails import render_email, tidy_text
 from digest.feedback import make_feedback_token
-from digest.models import Feedback, Paper, PaperTopic, Topic
+from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
 from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
 from subscribers.services import email_links, list_headers
 
@@ -74,7 +74,7 @@ def inert(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class PaperView:
+class PaperView(PaperLinks):
     id: int
     arxiv_id: str
     title: str
@@ -89,18 +89,6 @@ class PaperView:
     pinned: bool
     keywords: tuple[str, ...]
     topic_scores: dict[str, float]
-
-    @property
-    def hf_url(self) -> str:
-        return f"https://huggingface.co/papers/{self.arxiv_id}"
-
-    @property
-    def abs_url(self) -> str:
-        return f"https://arxiv.org/abs/{self.arxiv_id}"
-
-    @property
-    def pdf_url(self) -> str:
-        return f"https://arxiv.org/pdf/{self.arxiv_id}"
 
     def candidate(self) -> Candidate:
         return Candidate(

@@ -29,7 +29,25 @@ class Topic(models.Model):
         return [line.strip() for line in self.phrases.splitlines() if line.strip()]
 
 
-class Paper(models.Model):
+class PaperLinks:
+    """Where a paper can be read, for anything with an ``arxiv_id``."""
+
+    arxiv_id: str
+
+    @property
+    def hf_url(self) -> str:
+        return f"https://huggingface.co/papers/{self.arxiv_id}"
+
+    @property
+    def abs_url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv_id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.arxiv_id}"
+
+
+class Paper(PaperLinks, models.Model):
     """One arXiv paper. Text fields hold scraped plain text and are always escaped on output."""
 
     arxiv_id = models.CharField("arXiv id", max_length=32, unique=True, help_text="Without version suffix.")
@@ -68,18 +86,6 @@ class Paper(models.Model):
 
     def __str__(self) -> str:
         return f"{self.arxiv_id}: {self.title[:80]}"
-
-    @property
-    def hf_url(self) -> str:
-        return f"https://huggingface.co/papers/{self.arxiv_id}"
-
-    @property
-    def abs_url(self) -> str:
-        return f"https://arxiv.org/abs/{self.arxiv_id}"
-
-    @property
-    def pdf_url(self) -> str:
-        return f"https://arxiv.org/pdf/{self.arxiv_id}"
 
 
 class PaperTopic(models.Model):

@@ -76,9 +76,11 @@ def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
         due = due.annotate(topic_key=ArrayAgg("topics__id", order_by="topics__id")).order_by(
             "topic_key", "interests", "frequency", "digest_size", "id"
         )
-    ids = due.values_list("id", flat=True)
+        ids = due.values_list("id", flat=True).iterator(chunk_size=10000)
+    else:
+        ids = _ids_in_preference_order(due)
     batch: list[Delivery] = []
-    for subscriber_id in ids.iterator(chunk_size=10000):
+    for subscriber_id in ids:
         batch.append(Delivery(subscriber_id=subscriber_id, edition=run.edition, run=run))
         if len(batch) >= 10000:
             Delivery.objects.bulk_create(batch, ignore_conflicts=True)
@@ -86,6 +88,19 @@ def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
     if batch:
         Delivery.objects.bulk_create(batch, ignore_conflicts=True)
     return Delivery.objects.filter(run=run).count()
+
+
+def _ids_in_preference_order(due) -> list[int]:
+    """The same order as the PostgreSQL query, sorted here: the embedded mode
+    (SQLite) has no array aggregate, and its subscriber lists are small."""
+    topics: dict[int, list[int]] = defaultdict(list)
+    for subscriber_id, topic_id in Subscriber.topics.through.objects.filter(subscriber__in=due).values_list(
+        "subscriber_id", "topic_id"
+    ):
+        topics[subscriber_id].append(topic_id)
+    rows = due.values_list("id", "interests", "frequency", "digest_size")
+    ordered = sorted(rows, key=lambda row: (sorted(topics.get(row[0], ())), row[1], row[2], row[3], row[0]))
+    return [row[0] for row in ordered]
 
 
 def chunk_ranges(ids: Iterable[int], size: int) -> list[tuple[int, int]]:
