@@ -7,13 +7,13 @@ from datetime import date, timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
-from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
 from digest.models import Paper, PaperTopic, Topic
+from digest.selectors import topics_with_paper_counts
 from digest.services import papers_retag
 from digest.sources.base import SOURCES
 
@@ -260,11 +260,7 @@ class TopicAdmin(admin.ModelAdmin):
         return ("slug",) if obj else ()
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(paper_count=Count("paper_topics", filter=Q(paper_topics__score__gt=0), distinct=True))
-        )
+        return topics_with_paper_counts(super().get_queryset(request))
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "phrases":

@@ -39,6 +39,7 @@ from digest.emails import render_email, tidy_text
 from digest.feedback import make_feedback_token
 from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
 from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
+from digest.selectors import paper_topic_scores
 from subscribers.services import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
@@ -196,13 +197,8 @@ def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
         "pinned",
         "ai_keywords",
     )
-    scores: dict[int, dict[str, float]] = defaultdict(dict)
     papers = list(rows.values_list(*fields))
-    ids = [row[0] for row in papers]
-    for paper_id, slug, score in PaperTopic.objects.filter(
-        paper_id__in=ids, score__gt=0, topic__is_active=True
-    ).values_list("paper_id", "topic__slug", "score"):
-        scores[paper_id][slug] = score
+    scores = paper_topic_scores(paper_ids=[row[0] for row in papers])
     views = {}
     for row in papers:
         data = dict(zip(fields, row, strict=True))

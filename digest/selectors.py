@@ -10,23 +10,12 @@ from django.db.models import Count, Q, QuerySet
 from digest.models import Paper, PaperTopic, Topic
 
 
-def topics_active() -> QuerySet[Topic]:
-    return Topic.objects.filter(is_active=True).order_by("name")
-
-
-def topics_with_paper_counts() -> QuerySet[Topic]:
+def topics_with_paper_counts(queryset: QuerySet[Topic] | None = None) -> QuerySet[Topic]:
     """Topics annotated with ``paper_count``: papers tagged with a positive score."""
-    return Topic.objects.annotate(
+    queryset = Topic.objects.all() if queryset is None else queryset
+    return queryset.annotate(
         paper_count=Count("paper_topics", filter=Q(paper_topics__score__gt=0), distinct=True)
     )
-
-
-def papers_for_day(*, day: date, include_hidden: bool = False) -> QuerySet[Paper]:
-    """Papers featured on Hugging Face that day, most upvoted first."""
-    queryset = Paper.objects.filter(featured_on=day)
-    if not include_hidden:
-        queryset = queryset.filter(hidden=False)
-    return queryset.order_by("-upvotes", "arxiv_id")
 
 
 def paper_topic_scores(*, paper_ids: Iterable[int]) -> dict[int, dict[str, float]]:
@@ -69,30 +58,5 @@ def papers_export(*, day: date | None = None) -> list[dict]:
             "hf_url": paper.hf_url,
             "abs_url": paper.abs_url,
         }
-        for paper in papers
-    ]
-
-
-def candidates_for_day(*, day: date):
-    """The day's visible papers as ranking candidates, for ``digest.ranking``."""
-    from digest.ranking import Candidate
-
-    papers = list(
-        papers_for_day(day=day).only(
-            "pk", "title", "abstract", "ai_keywords", "upvotes", "featured_on", "pinned"
-        )
-    )
-    topic_scores = paper_topic_scores(paper_ids=[paper.pk for paper in papers])
-    return [
-        Candidate(
-            paper_id=paper.pk,
-            title=paper.title,
-            abstract=paper.abstract,
-            keywords=tuple(paper.ai_keywords or ()),
-            topic_scores=topic_scores.get(paper.pk, {}),
-            upvotes=paper.upvotes,
-            featured_on=paper.featured_on,
-            pinned=paper.pinned,
-        )
         for paper in papers
     ]

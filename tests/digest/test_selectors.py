@@ -2,14 +2,15 @@ from datetime import date
 
 import pytest
 
+from digest.compose import load_papers
 from digest.models import PaperTopic, Topic
-from digest.selectors import candidates_for_day, paper_topic_scores, papers_for_day, topics_with_paper_counts
+from digest.selectors import paper_topic_scores, topics_with_paper_counts
 from tests.digest.factories import PaperFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def test_candidates_for_day_skip_hidden_papers_and_removed_topics():
+def test_digest_candidates_skip_hidden_papers_and_removed_topics():
     day = date(2026, 11, 21)
     shown = PaperFactory(featured_on=day, upvotes=5, pinned=True, ai_keywords=["video"])
     PaperFactory(featured_on=day, hidden=True)
@@ -18,11 +19,10 @@ def test_candidates_for_day_skip_hidden_papers_and_removed_topics():
     PaperTopic.objects.create(paper=shown, topic=video, score=0.8)
     PaperTopic.objects.create(paper=shown, topic=code, score=0, set_by_curator=True)
 
-    [candidate] = candidates_for_day(day=day)
+    [candidate] = [view.candidate() for view in load_papers(since=day, until=day).values()]
     assert candidate.paper_id == shown.pk
     assert candidate.topic_scores == {"video": 0.8}
     assert candidate.pinned and candidate.keywords == ("video",) and candidate.upvotes == 5
-    assert papers_for_day(day=day, include_hidden=True).count() == 2
     assert paper_topic_scores(paper_ids=[shown.pk]) == {shown.pk: {"video": 0.8}}
 
 
