@@ -4,9 +4,9 @@ import pytest
 from django.core import mail
 
 from digest.models import Delivery, DigestRun
-from digest.tasks import nightly_run
 from subscribers.models import Subscriber
 from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.digest.sending_support import run_night
 
 pytestmark = pytest.mark.django_db
 
@@ -18,10 +18,6 @@ def night(settings):
     make_paper(2, topics={"video": 0.8}, upvotes=5)
     make_paper(3, topics={"reasoning": 0.6, "code": 0.7}, upvotes=20)
     return settings
-
-
-def run_night(**kwargs) -> DigestRun:
-    return DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False, **kwargs))
 
 
 def test_each_due_reader_gets_one_personalised_digest(night):

@@ -6,8 +6,14 @@ from digest.models import Delivery, DigestRun
 from digest.services import delivery as delivery_service
 from digest.services.delivery import deliveries_send_chunk
 from digest.services.runs import digest_run_start
-from digest.tasks import nightly_run
-from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.digest.builders import EDITION
+from tests.digest.sending_support import (
+    DyingConnection,
+    WorkerDied,
+    assert_each_once,
+    make_readers,
+    run_night,
+)
 from tests.fake_esp import FakeESP
 
 pytestmark = pytest.mark.django_db
@@ -29,20 +35,7 @@ def esp(settings):
 
 @pytest.fixture
 def readers(db):
-    make_paper(1, topics={"reasoning": 0.9}, upvotes=30)
-    make_paper(2, topics={"agents": 0.8}, upvotes=12)
-    return [make_reader(f"r{i}@example.org", ["reasoning", "agents"]) for i in range(12)]
-
-
-def run_night() -> DigestRun:
-    return DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False))
-
-
-def assert_each_once(esp, readers):
-    counts = esp.state.recipients()
-    assert {r.email for r in readers} == set(counts), counts
-    assert set(counts.values()) == {1}
-    assert esp.stats()["invalid"] == 0
+    return make_readers()
 
 
 def test_every_reader_gets_exactly_one_valid_message(esp, readers):
@@ -110,30 +103,6 @@ def test_esp_down_for_good_ends_in_recorded_failures_not_loss(esp, readers, sett
     assert run.status == DigestRun.Status.SUCCEEDED
     assert run.failed_count == len(readers)
     assert esp.state.recipients() == {}
-
-
-class WorkerDied(BaseException):
-    """Stands in for SIGKILL: not an Exception, so no handler in the code catches it."""
-
-
-class DyingConnection:
-    def __init__(self, inner, die_after: int):
-        self.inner = inner
-        self.die_after = die_after
-        self.sent = 0
-
-    def open(self):
-        return self.inner.open()
-
-    def close(self):
-        return self.inner.close()
-
-    def send_messages(self, messages):
-        if self.sent == self.die_after:
-            raise WorkerDied()
-        count = self.inner.send_messages(messages)
-        self.sent += count
-        return count
 
 
 def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp, readers, monkeypatch):

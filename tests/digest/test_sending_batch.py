@@ -10,14 +10,20 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from digest.feedback import read_feedback_token
-from digest.models import Delivery, DigestRun
+from digest.models import Delivery
 from digest.services import delivery as delivery_service
 from digest.services.delivery import batch_esp_extra, deliveries_send_chunk
 from digest.services.runs import digest_run_start
-from digest.tasks import nightly_run
 from subscribers.models import Subscriber
 from subscribers.tokens import read_manage_token, read_unsubscribe_token
 from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.digest.sending_support import (
+    DyingConnection,
+    WorkerDied,
+    assert_each_once,
+    make_readers,
+    run_night,
+)
 from tests.fake_esp import FakeESP
 
 pytestmark = [
@@ -44,20 +50,7 @@ def esp(settings):
 
 @pytest.fixture
 def readers(db):
-    make_paper(1, topics={"reasoning": 0.9}, upvotes=30)
-    make_paper(2, topics={"agents": 0.8}, upvotes=12)
-    return [make_reader(f"r{i}@example.org", ["reasoning", "agents"]) for i in range(12)]
-
-
-def run_night() -> DigestRun:
-    return DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False))
-
-
-def assert_each_once(esp, readers):
-    counts = esp.state.recipients()
-    assert {r.email for r in readers} == set(counts), counts
-    assert set(counts.values()) == {1}
-    assert esp.stats()["invalid"] == 0
+    return make_readers()
 
 
 def test_readers_sharing_a_digest_go_out_in_few_calls_each_with_their_own_links(esp, readers):
@@ -171,29 +164,6 @@ def test_unsubscribed_after_planning_is_cancelled_not_batched(esp, readers):
     result = deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="c")
     assert result.cancelled == 1 and result.sent == len(readers) - 1
     assert readers[0].email not in esp.state.recipients()
-
-
-class WorkerDied(BaseException):
-    """Stands in for SIGKILL: not an Exception, so no handler in the code catches it."""
-
-
-class DyingConnection:
-    def __init__(self, inner, die_after: int):
-        self.inner = inner
-        self.die_after = die_after
-        self.calls = 0
-
-    def open(self):
-        return self.inner.open()
-
-    def close(self):
-        return self.inner.close()
-
-    def send_messages(self, messages):
-        if self.calls == self.die_after:
-            raise WorkerDied()
-        self.calls += 1
-        return self.inner.send_messages(messages)
 
 
 def test_worker_death_after_a_batch_resends_only_what_the_esp_never_got(esp, readers, monkeypatch):
