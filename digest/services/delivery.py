@@ -246,6 +246,25 @@ def load_readers(
     return readers, inactive
 
 
+def delivery_message_id(edition: date, delivery_id: int, domain: str | None = None) -> str:
+    """Stable per delivery, so a receiving server can drop a duplicate copy."""
+    return f"<digest.{edition:%Y%m%d}.{delivery_id}@{domain or message_domain()}>"
+
+
+def _compose(delivery_id: int, updates: dict[int, dict], compose: Callable[[], object]):
+    """Run one reader's composing step; a reader with nothing to send is recorded
+    as empty, one whose digest cannot be built as failed, and both return None."""
+    try:
+        composed = compose()
+    except Exception as exc:
+        logger.exception("could not compose delivery %s", delivery_id)
+        updates[delivery_id] = {"status": Status.FAILED, "error": f"compose error: {exc}"[:500]}
+        return None
+    if composed is None:
+        updates[delivery_id] = {"status": Status.EMPTY}
+    return composed
+
+
 def deliveries_send_chunk(
     *,
     run_id: int,
@@ -318,25 +337,15 @@ def deliveries_send_chunk(
             if stop_error is not None:
                 break
             reader = readers[delivery_id]
-            try:
-                digest = composer.message_parts(reader)
-            except Exception as exc:
-                logger.exception("could not compose delivery %s", delivery_id)
-                updates[delivery_id] = {"status": Status.FAILED, "error": f"compose error: {exc}"[:500]}
-                continue
+            digest = _compose(delivery_id, updates, lambda r=reader: composer.message_parts(r))
             if digest is None:
-                updates[delivery_id] = {"status": Status.EMPTY}
                 continue
             message = build_message(
                 to=reader.email,
                 subject=digest.subject,
                 text=digest.text,
                 html=digest.html,
-                headers={
-                    **digest.headers,
-                    # Stable per delivery, so a receiving server can drop a duplicate.
-                    "Message-ID": f"<digest.{run.edition:%Y%m%d}.{delivery_id}@{message_domain()}>",
-                },
+                headers={**digest.headers, "Message-ID": delivery_message_id(run.edition, delivery_id)},
                 tags=["digest"],
                 metadata={"delivery_id": str(delivery_id), "edition": run.edition.isoformat()},
             )
@@ -475,16 +484,15 @@ def _compose_and_flush(*, rows, readers, composer, updates, flush) -> TransientS
         if delivery_id in updates:
             continue
         reader = readers[delivery_id]
-        try:
+
+        def compiled_with_values(reader=reader):
             compiled = composer.compiled_for(reader)
-            values = composer.personal_values(reader, compiled) if compiled is not None else None
-        except Exception as exc:
-            logger.exception("could not compose delivery %s", delivery_id)
-            updates[delivery_id] = {"status": Status.FAILED, "error": f"compose error: {exc}"[:500]}
+            return None if compiled is None else (compiled, composer.personal_values(reader, compiled))
+
+        composed = _compose(delivery_id, updates, compiled_with_values)
+        if composed is None:
             continue
-        if compiled is None:
-            updates[delivery_id] = {"status": Status.EMPTY}
-            continue
+        compiled, values = composed
         batch = groups.get(id(compiled))
         if batch is not None and reader.email.lower() in batch.addresses:
             # The same address twice in one call would merge two messages into one.
@@ -524,16 +532,15 @@ def _send_batch(
     sent = _Sent()
     compiled = batch.compiled
     html, text = compiled.template()
-    domain = message_domain()
     members = {
         address: (delivery_id, subscriber_id) for delivery_id, subscriber_id, address, _ in batch.members
     }
     merge_data = {address: values for _, _, address, values in batch.members}
+    domain = message_domain()
     merge_headers = {
         address: {
             **list_headers(unsubscribe_url=values["UNSUB"]),
-            # Stable per delivery, so a receiving server can drop a duplicate.
-            "Message-ID": f"<digest.{run.edition:%Y%m%d}.{delivery_id}@{domain}>",
+            "Message-ID": delivery_message_id(run.edition, delivery_id, domain),
         }
         for delivery_id, _, address, values in batch.members
     }
