@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make demo   - install, build the embedded database, run one night offline on the bundled sample papers
+#   make demo   - install (requirements-dev.txt, which includes requirements.txt), build the embedded database, run one night offline on the bundled sample papers
 #                 (emails land in var/outbox/), then serve http://localhost:8000
 #   make test   - install, lint, check migrations, run the whole test suite
 PYTHON ?= python3.11
@@ -14,9 +14,9 @@ TEST_SECRET_KEY ?= test-only-secret-key-4f0c9b1e8d2a7c6b5a4f3e2d1c0b9a8f7e6d5c4b
 
 .PHONY: demo test install lint serve clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
