@@ -239,7 +239,7 @@ def naive_loop(*, edition: date, limit: int) -> dict:
         compiled = composer.render(ranked, preferences)
         values = composer.personal_values(reader, compiled)
         html, text = compiled.personalise(values)
-        from subscribers.services import list_headers
+        from subscribers.links import list_headers
 
         message = build_message(
             to=subscriber.email,

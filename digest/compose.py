@@ -40,7 +40,7 @@ from digest.feedback import make_feedback_token
 from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
 from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
 from digest.selectors import paper_topic_scores
-from subscribers.services import email_links, list_headers
+from subscribers.links import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
 # Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES.

@@ -40,8 +40,8 @@ from digest.sending import (
     settle_environment,
 )
 from digest.services.journal import JournalEntry, journal_for
+from subscribers.links import list_headers
 from subscribers.models import Subscriber
-from subscribers.services import list_headers
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status

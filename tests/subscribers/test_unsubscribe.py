@@ -7,8 +7,8 @@ from django.test import Client
 from django.urls import reverse
 
 from subscribers import tokens
+from subscribers.links import email_links, list_headers
 from subscribers.models import Subscriber
-from subscribers.services import email_links, list_headers
 from tests.subscribers.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
