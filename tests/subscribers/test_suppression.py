@@ -205,7 +205,9 @@ def test_the_tracking_webhook_follows_email_backend():
 
     from tests.support import BASE_DIR, app_env
 
-    probe = "import django; django.setup(); from django.conf import settings as s; print(s.ESP_TRACKING_WEBHOOK)"
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; print(s.ESP_TRACKING_WEBHOOK)"
+    )
     seen = {}
     for backend in ("anymail.backends.amazon_ses.EmailBackend", "digest.email_backends.OutboxEmailBackend"):
         result = subprocess.run(
