@@ -58,13 +58,18 @@ def client_ip(request: HttpRequest) -> str | None:
         # Someone reached the app directly, around the proxies: their forwarding
         # header is their own invention, but their connection's address is real.
         return remote
+    # ipware counts the proxies in the chain; the nearest one is REMOTE_ADDR, which
+    # is not in the header, so it is appended as the last hop.
+    header = str(request.META.get(settings.TRUSTED_PROXY_HEADER, "")).strip()
+    if remote is None:
+        return None
+    chain = HttpRequest()
+    chain.META = {settings.TRUSTED_PROXY_HEADER: f"{header}, {remote}" if header else remote}
     try:
-        # ipware counts the proxies listed in the header after the client; the
-        # last proxy is REMOTE_ADDR and not in the header, hence hops - 1.
         found, _routable = get_client_ip(
-            request,
-            proxy_order="right-most",
-            proxy_count=hops - 1,
+            chain,
+            proxy_order="left-most",  # the client's end of the chain; hops counted from the right
+            proxy_count=hops,
             request_header_order=[settings.TRUSTED_PROXY_HEADER],
             strict=False,
         )

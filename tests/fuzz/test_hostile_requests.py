@@ -305,7 +305,7 @@ def test_signup_never_fails_and_only_a_valid_form_signs_up(
             response, before, may_change={SUBSCRIBER, TOPICS, OUTBOX, "mail"} if signed_up else NOTHING
         )
         if "HTTP_X_CSRFTOKEN" not in headers and method == "POST":
-            assert response.status_code == 403
+            assert response.status_code in (400, 403)  # refused: no token, or a body too big to read
         new = [row for row in after["subscribers.Subscriber"] if row not in before["subscribers.Subscriber"]]
         assert len(new) <= 1 and len(after["mail"]) - len(before["mail"]) <= 1
         for row in new:
@@ -377,12 +377,16 @@ def test_genuine_links_survive_any_request_and_gets_never_act(
         check(
             response,
             before,
-            may_change=link_may_change(name, method, response.status_code),
+            may_change=(
+                manage_may_change(payload["form"], response.status_code)
+                if name == "manage" and "form" in payload and method == "POST"
+                else link_may_change(name, method, response.status_code)
+            ),
             owner=LINK_OWNER[name](people).pk,
         )
         # Only the RFC 8058 one-click endpoint takes a POST without a CSRF token.
         if method == "POST" and "HTTP_X_CSRFTOKEN" not in headers and name != "unsubscribe":
-            assert response.status_code == 403
+            assert response.status_code in (400, 403)  # refused: no token, or a body too big to read
 
 
 @FUZZ
