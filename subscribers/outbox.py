@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from kombu import pools
 
 from digest.emails import build_email
 from digest.models import Topic
@@ -61,10 +62,17 @@ def outgoing_email_kick() -> None:
     """Queue a drain now. A broker outage is logged, not raised: the rows wait in the database."""
     from subscribers.tasks import drain_outgoing_email
 
+    app = drain_outgoing_email.app
     try:
-        # No publish retries: with the broker down the request must not hang,
-        # and the periodic drain sends the row anyway.
-        drain_outgoing_email.apply_async(retry=False)
+        if app.conf.task_always_eager:
+            drain_outgoing_email.apply_async()
+            return
+        # No connection or publish retries (kombu's defaults wait about 6 s for a
+        # dead broker): the request must not hang, and the periodic drain sends
+        # the row anyway.
+        target = app.connection_for_write(transport_options={"max_retries": 0})
+        with pools.connections[target].acquire(block=True, timeout=2) as connection:
+            drain_outgoing_email.apply_async(retry=False, connection=connection)
     except Exception as exc:
         logger.warning(
             "could not queue the outgoing-email task (%s: %s); the periodic drain will send it",
