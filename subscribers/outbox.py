@@ -91,13 +91,16 @@ def _claim(limit: int) -> tuple[str, list[OutgoingEmail]]:
     token = uuid.uuid4().hex
     now = timezone.now()
     ids = list(_waiting(now).order_by("available_at", "pk").values_list("pk", flat=True)[:limit])
+    return token, _take(ids, token=token, now=now)
+
+
+def _take(ids: list[int], *, token: str, now) -> list[OutgoingEmail]:
+    """Claim those of `ids` still waiting. The conditions are in the UPDATE itself:
+    a row another worker claimed since `ids` were read no longer matches."""
     if not ids:
-        return token, []
-    # The same conditions again in the UPDATE: a row another worker claimed
-    # meanwhile no longer matches, so it is not taken twice.
+        return []
     _waiting(now).filter(pk__in=ids).update(claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
-    rows = list(OutgoingEmail.objects.filter(pk__in=ids, claim_token=token).select_related("subscriber"))
-    return token, rows
+    return list(OutgoingEmail.objects.filter(pk__in=ids, claim_token=token).select_related("subscriber"))
 
 
 def outgoing_email_drain(*, batch: int = BATCH) -> int:

@@ -88,6 +88,17 @@ def test_a_row_claimed_by_one_worker_is_not_claimed_by_another():
     assert outbox._mine(rows[0], token).update(sent_at=timezone.now()) == 0
 
 
+def test_two_workers_that_read_the_same_rows_claim_each_row_once():
+    rows = [signup_row(f"r{n}@example.org") for n in range(3)]
+    ids = [row.pk for row in rows]
+    now = timezone.now()
+    # Both workers read the same waiting ids; the first UPDATE wins them all.
+    first = outbox._take(ids, token="worker-a", now=now)
+    second = outbox._take(ids, token="worker-b", now=now)
+    assert sorted(row.pk for row in first) == ids and second == []
+    assert set(OutgoingEmail.objects.values_list("claim_token", "attempts")) == {("worker-a", 1)}
+
+
 def test_a_failed_send_is_kept_with_its_error_and_retried_later(monkeypatch):
     signup_row("ada@example.org")
 
