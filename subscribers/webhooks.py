@@ -60,12 +60,13 @@ def _only_when_configured(view: Callable[..., HttpResponse], esp: str) -> Callab
 
 
 def _refusing(pattern: URLPattern) -> URLPattern:
-    view_class = pattern.callback.view_class
-    strict = type(view_class.__name__, (RefuseMalformedPayload, view_class), {})
+    callback: Any = pattern.callback  # anymail's View.as_view() function
+    view_class = callback.view_class
+    strict: Any = type(view_class.__name__, (RefuseMalformedPayload, view_class), {})
     esp = (pattern.name or "").removesuffix("_tracking_webhook")
     return URLPattern(
         pattern.pattern,
-        _only_when_configured(strict.as_view(**pattern.callback.view_initkwargs), esp),
+        _only_when_configured(strict.as_view(**callback.view_initkwargs), esp),
         pattern.default_args,
         pattern.name,
     )
