@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu import pools
 
-from digest.emails import build_email
+from mail.build import build_email
 from digest.models import Topic
 from subscribers import links, tokens
 from subscribers.models import OutgoingEmail, Subscriber

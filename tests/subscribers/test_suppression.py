@@ -209,7 +209,7 @@ def test_the_tracking_webhook_follows_email_backend():
         "import django; django.setup(); from django.conf import settings as s; print(s.ESP_TRACKING_WEBHOOK)"
     )
     seen = {}
-    for backend in ("anymail.backends.amazon_ses.EmailBackend", "digest.email_backends.OutboxEmailBackend"):
+    for backend in ("anymail.backends.amazon_ses.EmailBackend", "mail.backends.OutboxEmailBackend"):
         result = subprocess.run(
             [sys.executable, "-c", probe],
             cwd=BASE_DIR,
@@ -222,7 +222,7 @@ def test_the_tracking_webhook_follows_email_backend():
         seen[backend] = result.stdout.strip()
     assert seen == {
         "anymail.backends.amazon_ses.EmailBackend": "amazon_ses",
-        "digest.email_backends.OutboxEmailBackend": "",
+        "mail.backends.OutboxEmailBackend": "",
     }
 
 
