@@ -30,8 +30,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu import pools
 
-from mail.build import build_email
 from digest.models import Topic
+from mail.build import build_email
 from subscribers import links, tokens
 from subscribers.models import OutgoingEmail, Subscriber
 
