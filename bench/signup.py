@@ -77,16 +77,20 @@ def csrf_pair(base: str) -> tuple[str, str]:
 
 
 def request_bytes(port: int, cookie: str, token: str, topics: list[str], index: int, run: str) -> bytes:
-    body = urlencode(
-        [
-            ("csrfmiddlewaretoken", token),
-            ("email", f"signup-{run}-{index}@example.org"),
-            *[("topics", topic) for topic in topics[index % 2 :]],
-            ("interests", "speculative decoding, world models" if index % 10 == 0 else ""),
-            ("frequency", "weekly" if index % 5 == 0 else "daily"),
-            ("weekday", "2"),
-        ]
-    ).encode()
+    fields = [
+        ("csrfmiddlewaretoken", token),
+        ("email", f"signup-{run}-{index}@example.org"),
+        *[("topics", topic) for topic in topics[index % 2 :]],
+        ("interests", "speculative decoding, world models" if index % 10 == 0 else ""),
+        ("frequency", "weekly" if index % 5 == 0 else "daily"),
+        ("weekday", "2"),
+    ]
+    return form_post(port, cookie, fields)
+
+
+def form_post(port: int, cookie: str, fields: list[tuple[str, str]]) -> bytes:
+    """A complete HTTP/1.1 form POST to the signup page, closing the connection after the answer."""
+    body = urlencode(fields).encode()
     head = (
         f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: paperboy-bench\r\n"
         f"Cookie: csrftoken={cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
@@ -302,22 +306,15 @@ def seed_classes(per_class: int, topics: list[str]) -> dict[str, list[str]]:
 
 
 def signup_bytes(port: int, cookie: str, token: str, topics: list[str], email: str) -> bytes:
-    body = urlencode(
-        [
-            ("csrfmiddlewaretoken", token),
-            ("email", email),
-            *[("topics", topic) for topic in topics[:2]],
-            ("interests", ""),
-            ("frequency", "daily"),
-            ("weekday", "0"),
-        ]
-    ).encode()
-    head = (
-        f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: paperboy-bench\r\n"
-        f"Cookie: csrftoken={cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    return head + body
+    fields = [
+        ("csrfmiddlewaretoken", token),
+        ("email", email),
+        *[("topics", topic) for topic in topics[:2]],
+        ("interests", ""),
+        ("frequency", "daily"),
+        ("weekday", "0"),
+    ]
+    return form_post(port, cookie, fields)
 
 
 async def timed(port: int, payload: bytes) -> tuple[float, bytes]:
