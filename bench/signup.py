@@ -14,8 +14,9 @@ same redirect.
 
 The server is gunicorn on PostgreSQL (its own database, `bench_signup`) with
 Redis DB 5 as the Celery broker and no worker, so each signup is stored in the
-email outbox and a drain task queued, as in production before a worker sends it. The per-IP signup limit is off (SIGNUP_RATE_LIMIT=""),
-as every request comes from 127.0.0.1.
+email outbox and a drain task queued, as in production before a worker sends
+it. The per-IP signup limit is off (SIGNUP_RATE_LIMIT=""), as every request
+comes from 127.0.0.1.
 
 The load generator is open-loop and bounded: requests start on a fixed
 schedule whatever the server is doing (at most --max-in-flight at once), and
