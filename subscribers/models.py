@@ -4,6 +4,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from subscribers.addresses import validate_email_address
+from subscribers.follows import validate_arxiv_categories, validate_author_names
 
 DIGEST_SIZE_MIN = 1
 DIGEST_SIZE_MAX = 15
@@ -45,6 +46,18 @@ class Subscriber(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     topics = models.ManyToManyField("digest.Topic", blank=True, related_name="subscribers")
     interests = models.TextField(blank=True, help_text="One interest per line.")
+    arxiv_categories = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_arxiv_categories],
+        help_text='arXiv categories followed, as arXiv writes them, e.g. ["cs.RO", "stat.ML"].',
+    )
+    followed_authors = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_author_names],
+        help_text="Authors followed by name; their papers always make the digest.",
+    )
     frequency = models.CharField(max_length=8, choices=Frequency.choices, default=Frequency.DAILY)
     weekday = models.PositiveSmallIntegerField(
         choices=Weekday.choices, default=Weekday.MONDAY, help_text="Day of the digest when weekly."
@@ -69,7 +82,10 @@ class Subscriber(models.Model):
     unsubscribe_reason = models.CharField(max_length=64, blank=True)
     suppressed_at = models.DateTimeField(null=True, blank=True)
     suppression_reason = models.CharField(max_length=200, blank=True)
+    # Start of the current or latest pause, and when it ended: a reader back from
+    # a short pause gets one catch-up digest of what they missed.
     paused_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
     last_digest_at = models.DateTimeField(null=True, blank=True)
     soft_bounce_count = models.PositiveSmallIntegerField(default=0)
 
