@@ -116,7 +116,9 @@ class AuthorIndex:
         return found
 
     @staticmethod
-    def _ambiguous(wanted: AuthorName, name: AuthorName, entries) -> bool:
+    def _ambiguous(
+        wanted: AuthorName, name: AuthorName, entries: Sequence[tuple[AuthorName, str, int]]
+    ) -> bool:
         """Whether the initial on one side could stand for more than one full first name."""
         short = wanted if wanted.first_is_initial else name
         full_names = {

@@ -466,7 +466,7 @@ class Ranker:
         else:
             matches = self._topic_matches(prefs.topics, exclude)
         if follows:
-            matches = with_follows(matches, follows)
+            matches = with_follows(matches, follows)  # type: ignore[assignment]
         for candidate, found in matches:
             if found is None:
                 continue
@@ -535,7 +535,7 @@ def follow_matches(
             if paper_id in exclude:
                 continue
             current = found.get(paper_id)
-            reasons = (f"Author: {written}",)
+            reasons: tuple[str, ...] = (f"Author: {written}",)
             if current and current.by_author:
                 continue
             if current:

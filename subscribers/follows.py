@@ -34,7 +34,7 @@ def split_authors(raw: str) -> list[str]:
     return [part for part in re.split(r"[\r\n;]+", raw or "") if part.strip()]
 
 
-def clean_arxiv_categories(values: Iterable[object]) -> list[str]:
+def clean_arxiv_categories(values: object) -> list[str]:
     """Known arXiv category codes in arXiv's spelling, each once; ValidationError otherwise."""
     if isinstance(values, str) or not isinstance(values, Iterable):
         raise ValidationError("arXiv categories must be a list of codes.", code="category_type")
@@ -62,7 +62,7 @@ def clean_arxiv_categories(values: Iterable[object]) -> list[str]:
     return cleaned
 
 
-def clean_author_names(values: Iterable[object]) -> list[str]:
+def clean_author_names(values: object) -> list[str]:
     """Author names with spaces tidied, each once (ignoring case and accents); ValidationError otherwise."""
     if isinstance(values, str) or not isinstance(values, Iterable):
         raise ValidationError("Authors must be a list of names.", code="author_type")
@@ -97,11 +97,11 @@ def clean_author_names(values: Iterable[object]) -> list[str]:
 
 def validate_arxiv_categories(value: object) -> None:
     """Model validator: the stored list must already be clean."""
-    if clean_arxiv_categories(value) != list(value):  # type: ignore[call-overload]
+    if clean_arxiv_categories(value) != list(value):  # type: ignore[call-overload]  # a list by now
         raise ValidationError("List each arXiv category once, as arXiv writes it.", code="category_form")
 
 
 def validate_author_names(value: object) -> None:
     """Model validator: the stored list must already be clean."""
-    if clean_author_names(value) != list(value):  # type: ignore[call-overload]
+    if clean_author_names(value) != list(value):  # type: ignore[call-overload]  # a list by now
         raise ValidationError("List each author once, with single spaces.", code="author_form")

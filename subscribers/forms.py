@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -72,15 +74,15 @@ class InterestsField(forms.CharField):
 class ArxivCategoriesField(forms.CharField):
     """arXiv category codes separated by commas or spaces; cleaned to a list in arXiv's spelling."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 400)
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
 
-    def prepare_value(self, value):
+    def prepare_value(self, value: Any) -> Any:
         return ", ".join(value) if isinstance(value, list | tuple) else value
 
-    def clean(self, value):
+    def clean(self, value: Any) -> list[str]:
         return clean_arxiv_categories(split_categories(super().clean(value)))
 
 
@@ -89,15 +91,15 @@ class AuthorsField(forms.CharField):
 
     widget = forms.Textarea(attrs={"rows": 2})
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 3000)
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
 
-    def prepare_value(self, value):
+    def prepare_value(self, value: Any) -> Any:
         return "\n".join(value) if isinstance(value, list | tuple) else value
 
-    def clean(self, value):
+    def clean(self, value: Any) -> list[str]:
         return clean_author_names(split_authors(super().clean(value)))
 
 
