@@ -1,5 +1,6 @@
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -46,14 +47,17 @@ class Subscriber(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     topics = models.ManyToManyField("digest.Topic", blank=True, related_name="subscribers")
     interests = models.TextField(blank=True, help_text="One interest per line.")
+    # db_default too, so rows written outside the ORM (COPY, raw SQL) start with empty lists.
     arxiv_categories = models.JSONField(
         default=list,
+        db_default=Value([], output_field=models.JSONField()),
         blank=True,
         validators=[validate_arxiv_categories],
         help_text='arXiv categories followed, as arXiv writes them, e.g. ["cs.RO", "stat.ML"].',
     )
     followed_authors = models.JSONField(
         default=list,
+        db_default=Value([], output_field=models.JSONField()),
         blank=True,
         validators=[validate_author_names],
         help_text="Authors followed by name; their papers always make the digest.",
