@@ -9,6 +9,7 @@ import json
 import pytest
 from django.core import mail
 from django.test import TestCase
+from django.urls import reverse
 
 from digest import sources
 from digest.models import Delivery, DigestRun, Paper
@@ -168,7 +169,7 @@ def _admin_mail():
     return [message for message in mail.outbox if message.to == ["ops@example.org"]]
 
 
-def test_arxiv_failing_still_sends_what_hugging_face_gave(two_sources):
+def test_arxiv_failing_still_sends_what_hugging_face_gave(two_sources, admin_client):
     _hf_answers(two_sources)
     _arxiv_breaks(two_sources)
 
@@ -183,6 +184,9 @@ def test_arxiv_failing_still_sends_what_hugging_face_gave(two_sources):
     assert "1 source failed" in alert.subject and "Source arxiv failed" in alert.body
     assert "goes on with what hf gave" in alert.body
     assert Delivery.objects.get(subscriber__email="arxiv-reader@example.org").status == Delivery.Status.EMPTY
+    # The admin's page for the run names the failed source.
+    page = admin_client.get(reverse("admin:digest_digestrun_change", args=[run.pk])).content.decode()
+    assert "Source arxiv failed" in page
 
 
 def test_hugging_face_failing_still_sends_what_arxiv_gave(two_sources):
