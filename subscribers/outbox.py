@@ -167,6 +167,8 @@ def _apply_signup(row: OutgoingEmail, token: str) -> OutgoingEmail:
             interests=data.get("interests", ""),
             frequency=data.get("frequency", Subscriber.Frequency.DAILY),
             weekday=int(data.get("weekday", 0)),
+            arxiv_categories=data.get("arxiv_categories", []),
+            followed_authors=data.get("followed_authors", []),
             ip=data.get("ip"),
             user_agent=data.get("user_agent", ""),
             signup_at=parse_datetime(data["signup_at"]) if data.get("signup_at") else None,
