@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from digest.models import Delivery, DigestRun
+from digest.models import Delivery, DigestRun, SubscriberDeliveryRollup
 from digest.services.preview import digest_preview
 from digest.services.runs import deliveries_resend
 from mail.send import PermanentSendError, TransientSendError, send_one
@@ -211,3 +211,16 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = "Delivery history"
+
+
+class DeliveryRollupInline(admin.TabularInline):
+    """A subscriber's history before DIGEST_DELIVERY_RETENTION_DAYS: the purged rows, counted per month."""
+
+    model = SubscriberDeliveryRollup
+    fields = ("month", "status", "count", "first_edition", "last_edition")
+    readonly_fields = fields
+    ordering = ("-month", "status")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "Older delivery history (counted per month)"

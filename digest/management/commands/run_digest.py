@@ -42,6 +42,11 @@ class Command(BaseCommand):
         )
         if run.status == DigestRun.Status.FAILED:
             raise CommandError(f"Run {run.pk} failed and sent nothing: {'; '.join(run.errors)}")
+        if run.status == DigestRun.Status.PLANNING:
+            raise CommandError(
+                f"Run {run.pk} could not finish planning (see the log); recover_runs resumes it, "
+                "or run this command again."
+            )
         if options["only"] and not run.due_count:
             self.stdout.write(
                 f"{options['only']} has no digest due on {edition} (not active, or already planned)."
