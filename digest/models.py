@@ -221,7 +221,9 @@ class DeliveryRollup(models.Model):
 
     class Meta:
         ordering = ["-edition", "status"]
-        constraints = [models.UniqueConstraint(fields=["edition", "status"], name="one_rollup_per_edition_status")]
+        constraints = [
+            models.UniqueConstraint(fields=["edition", "status"], name="one_rollup_per_edition_status")
+        ]
 
     def __str__(self) -> str:
         return f"{self.edition} {self.status}: {self.count}"

@@ -106,7 +106,7 @@ def recover_runs() -> int:
 
 @shared_task(name="digest.purge_old_deliveries")
 def purge_old_deliveries() -> int:
-    """Periodic: count delivery rows older than DIGEST_DELIVERY_RETENTION_DAYS into rollups, then delete them."""
+    """Periodic: roll up delivery rows past DIGEST_DELIVERY_RETENTION_DAYS, then delete them."""
     from digest.services.retention import deliveries_purge
 
     return deliveries_purge()

@@ -5,62 +5,123 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('digest', '0003_deliveries_runs_feedback'),
-        ('subscribers', '0001_initial'),
+        ("digest", "0003_deliveries_runs_feedback"),
+        ("subscribers", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='digestrun',
-            name='only_email',
+            model_name="digestrun",
+            name="only_email",
             field=models.EmailField(blank=True, editable=False, max_length=254),
         ),
         migrations.AddField(
-            model_name='digestrun',
-            name='plan_attempts',
+            model_name="digestrun",
+            name="plan_attempts",
             field=models.PositiveSmallIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='digestrun',
-            name='planned_at',
+            model_name="digestrun",
+            name="planned_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AlterField(
-            model_name='digestrun',
-            name='status',
-            field=models.CharField(choices=[('running', 'Running'), ('planning', 'Planning'), ('sending', 'Sending'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='running', max_length=16),
+            model_name="digestrun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("running", "Running"),
+                    ("planning", "Planning"),
+                    ("sending", "Sending"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                ],
+                default="running",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='DeliveryRollup',
+            name="DeliveryRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('edition', models.DateField()),
-                ('status', models.CharField(choices=[('planned', 'Planned'), ('sending', 'Sending'), ('sent', 'Sent'), ('empty', 'Skipped (nothing matched)'), ('cancelled', 'Cancelled (no longer subscribed)'), ('failed', 'Failed')], max_length=16)),
-                ('count', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("edition", models.DateField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("planned", "Planned"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("empty", "Skipped (nothing matched)"),
+                            ("cancelled", "Cancelled (no longer subscribed)"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("count", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-edition', 'status'],
-                'constraints': [models.UniqueConstraint(fields=('edition', 'status'), name='one_rollup_per_edition_status')],
+                "ordering": ["-edition", "status"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("edition", "status"), name="one_rollup_per_edition_status"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SubscriberDeliveryRollup',
+            name="SubscriberDeliveryRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField(help_text='First day of the month the editions fall in.')),
-                ('status', models.CharField(choices=[('planned', 'Planned'), ('sending', 'Sending'), ('sent', 'Sent'), ('empty', 'Skipped (nothing matched)'), ('cancelled', 'Cancelled (no longer subscribed)'), ('failed', 'Failed')], max_length=16)),
-                ('count', models.PositiveIntegerField(default=0)),
-                ('first_edition', models.DateField()),
-                ('last_edition', models.DateField()),
-                ('subscriber', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='delivery_rollups', to='subscribers.subscriber')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("month", models.DateField(help_text="First day of the month the editions fall in.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("planned", "Planned"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("empty", "Skipped (nothing matched)"),
+                            ("cancelled", "Cancelled (no longer subscribed)"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("count", models.PositiveIntegerField(default=0)),
+                ("first_edition", models.DateField()),
+                ("last_edition", models.DateField()),
+                (
+                    "subscriber",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="delivery_rollups",
+                        to="subscribers.subscriber",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'older delivery',
-                'verbose_name_plural': 'older deliveries (purged, counted per month)',
-                'ordering': ['-month', 'status'],
-                'constraints': [models.UniqueConstraint(fields=('subscriber', 'month', 'status'), name='one_rollup_per_subscriber_month_status')],
+                "verbose_name": "older delivery",
+                "verbose_name_plural": "older deliveries (purged, counted per month)",
+                "ordering": ["-month", "status"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("subscriber", "month", "status"),
+                        name="one_rollup_per_subscriber_month_status",
+                    )
+                ],
             },
         ),
     ]

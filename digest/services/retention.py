@@ -12,8 +12,9 @@ than 30 days (settings refuse less):
 
 * never sending a paper twice reads the papers sent in the last 14 days;
 * the unique (subscriber, edition) constraint stops a second run of an
-  edition; a run for an edition whose rows may be purged is refused outright
-  (`deliveries_retention_guard`), so it can never send that edition again;
+  edition; a run for an edition whose rows were purged is refused outright
+  (`deliveries_retention_guard`), so it can never send that edition again, and
+  the purge leaves alone editions with a run in progress;
 * a failed delivery can be re-sent while its row is kept;
 * the admin's 30-day chart reads the runs' counters, which are kept.
 """
@@ -27,7 +28,7 @@ from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from digest.models import Delivery, DeliveryRollup, SubscriberDeliveryRollup
+from digest.models import Delivery, DeliveryRollup, DigestRun, SubscriberDeliveryRollup
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -48,14 +49,12 @@ def retention_cutoff(*, today: date | None = None) -> date:
 
 
 def deliveries_retention_guard(*, edition: date) -> None:
-    """Refuse a run for an edition past retention: its rows, and with them the
-    record of who already got it, may be gone, so it could send twice."""
-    cutoff = retention_cutoff()
-    if edition < cutoff:
+    """Refuse a run for an edition whose rows were purged: with them went the
+    record of who already got it, so it could send twice."""
+    if DeliveryRollup.objects.filter(edition=edition).exists():
         raise EditionTooOld(
-            f"Edition {edition} is older than DIGEST_DELIVERY_RETENTION_DAYS "
-            f"({settings.DIGEST_DELIVERY_RETENTION_DAYS} days, i.e. before {cutoff}); its delivery history "
-            "may be purged, so it cannot be run again."
+            f"The delivery rows of edition {edition} were purged (DIGEST_DELIVERY_RETENTION_DAYS = "
+            f"{settings.DIGEST_DELIVERY_RETENTION_DAYS}), so it cannot be run again."
         )
 
 
@@ -72,6 +71,7 @@ def deliveries_purge(*, today: date | None = None, batch_size: int = PURGE_BATCH
             ids = list(
                 Delivery.objects.select_for_update(skip_locked=True)
                 .filter(edition__lt=cutoff, status__in=FINISHED)
+                .exclude(edition__in=_editions_running())
                 .order_by("id")
                 .values_list("id", flat=True)[:batch_size]
             )
@@ -83,6 +83,12 @@ def deliveries_purge(*, today: date | None = None, batch_size: int = PURGE_BATCH
     if purged:
         logger.info("purged %s delivery rows of editions before %s into rollups", purged, cutoff)
     return purged
+
+
+def _editions_running():
+    return DigestRun.objects.exclude(status__in=(DigestRun.Status.SUCCEEDED, DigestRun.Status.FAILED)).values(
+        "edition"
+    )
 
 
 def _roll_up(ids: list[int]) -> None:
@@ -117,13 +123,17 @@ def _roll_up(ids: list[int]) -> None:
     )
 
 
-def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: list[tuple], merge: dict) -> None:
+def _upsert(
+    table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: list[tuple], merge: dict
+) -> None:
     """INSERT … ON CONFLICT DO UPDATE that adds to existing counts (PostgreSQL and SQLite alike)."""
     if connection.vendor == "postgresql":
         # PostgreSQL's two-argument MIN/MAX are LEAST/GREATEST.
         merge = {c: e.replace("MIN(", "LEAST(").replace("MAX(", "GREATEST(") for c, e in merge.items()}
     quoted = connection.ops.quote_name
-    assignments = ", ".join(f"{quoted(column)} = {expr.format(t=quoted(table))}" for column, expr in merge.items())
+    assignments = ", ".join(
+        f"{quoted(column)} = {expr.format(t=quoted(table))}" for column, expr in merge.items()
+    )
     placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
     for start in range(0, len(rows), _UPSERT_ROWS):
         part = rows[start : start + _UPSERT_ROWS]

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -71,24 +71,33 @@ def digest_run_plan(*, run: DigestRun) -> bool:
     )
     run.refresh_from_db()
     logger.info(
-        "run %s for %s: %s papers, %s deliveries planned", run.pk, run.edition, run.papers_count, run.due_count
+        "run %s for %s: %s papers, %s deliveries planned",
+        run.pk,
+        run.edition,
+        run.papers_count,
+        run.due_count,
     )
     return bool(opened)
 
 
+def _drop_broken_connection() -> None:
+    """Close a connection the database dropped, so the next query opens a fresh one."""
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
 def _planning_interrupted(*, run: DigestRun, exc: Exception) -> None:
     logger.exception("run %s for %s: planning interrupted", run.pk, run.edition)
-    # The failed connection is closed so the next query opens a fresh one.
-    close_old_connections()
+    _drop_broken_connection()
     try:
         DigestRun.objects.filter(id=run.pk).update(errors=[*run.errors, f"planning interrupted: {exc}"[:500]])
     except DatabaseError:
-        close_old_connections()
+        _drop_broken_connection()
     notify_admins(
         f"Digest run for {run.edition}: planning interrupted",
-        f"Planning the run failed part-way: {exc}\n\nThe rows planned so far are kept. recover_runs "
-        f"(every {settings.DIGEST_RECOVER_EVERY}s) plans the rest and sends the run once the database answers; "
-        "you will get another message if it cannot.",
+        f"Planning the run failed part-way: {exc}\n\nThe rows planned so far are kept. "
+        f"recover_runs (every {settings.DIGEST_RECOVER_EVERY}s) plans the rest and sends the run once "
+        "the database answers; you will get another message if it cannot.",
     )
 
 
@@ -220,7 +229,9 @@ def digest_runs_resume_planning() -> int:
         if not taken:
             continue
         run.refresh_from_db()
-        logger.warning("run %s for %s: resuming planning (attempt %s)", run.pk, run.edition, run.plan_attempts)
+        logger.warning(
+            "run %s for %s: resuming planning (attempt %s)", run.pk, run.edition, run.plan_attempts
+        )
         try:
             if digest_run_plan(run=run):
                 queued += digest_run_dispatch(run_id=run.pk)
