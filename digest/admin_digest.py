@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from digest.models import Delivery, DigestRun, SubscriberDeliveryRollup
 from digest.services.preview import digest_preview
+from digest.services.retention import EditionTooOld, deliveries_retention_guard
 from digest.services.runs import deliveries_resend
 from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
@@ -26,6 +27,14 @@ CHART_DAYS = 30
 class StartRunForm(forms.Form):
     edition = forms.DateField(help_text="The day the digest is for (YYYY-MM-DD).")
     fetch = forms.BooleanField(required=False, initial=True, help_text="Fetch yesterday's papers first.")
+
+    def clean_edition(self) -> date:
+        edition = self.cleaned_data["edition"]
+        try:
+            deliveries_retention_guard(edition=edition)
+        except EditionTooOld as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return edition
 
 
 class PreviewForm(forms.Form):

@@ -110,6 +110,15 @@ def test_a_purged_edition_cannot_be_run_again(readers):
         call_command("run_digest", "--date", OLD.isoformat(), "--no-fetch")
 
 
+def test_the_admin_refuses_to_start_a_purged_edition(readers, admin_client):
+    rows(readers, OLD, [S.SENT, S.SENT, S.SENT])
+    deliveries_purge(today=TODAY)
+    response = admin_client.post("/admin/digest/digestrun/start/", {"edition": OLD.isoformat(), "fetch": ""})
+    assert response.status_code == 200
+    assert "cannot be run again" in response.content.decode()
+    assert DigestRun.objects.filter(edition=OLD).count() == 1
+
+
 def test_older_history_is_in_the_export_and_on_the_admin_page(readers, admin_client):
     rows(readers, OLD, [S.SENT, S.SENT, S.EMPTY])
     deliveries_purge(today=TODAY)
