@@ -53,6 +53,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from html import escape as html_escape
@@ -269,7 +270,9 @@ def personal_problems(copy: Copy, leftover: re.Pattern) -> list[str]:
     return problems
 
 
-def _substitute(pattern: re.Pattern, text: str, value_of) -> tuple[str, list[str]]:
+def _substitute(
+    pattern: re.Pattern, text: str, value_of: Callable[[re.Match], str | None]
+) -> tuple[str, list[str]]:
     missing: list[str] = []
 
     def replace(match: re.Match) -> str:
@@ -303,7 +306,7 @@ def mailgun_copies(form: dict[str, list[str]]) -> tuple[list[Copy], list[str]]:
     for address in to:
         mine = (variables or {}).get(address, {})
 
-        def fill(text: str, mine=mine) -> tuple[str, list[str]]:
+        def fill(text: str, mine: dict = mine) -> tuple[str, list[str]]:
             return _substitute(MAILGUN_VARIABLE, text, lambda m: mine.get(m.group(1)))
 
         copy = Copy(
@@ -390,7 +393,7 @@ def sparkpost_copies(payload: dict) -> tuple[list[Copy], list[str]]:
     for recipient in recipients:
         data = {**(payload.get("substitution_data") or {}), **(recipient.get("substitution_data") or {})}
 
-        def value_of(match: re.Match, *, escape: bool, data=data):
+        def value_of(match: re.Match, *, escape: bool, data: dict = data) -> str | None:
             raw = bool(match.group(1)) and bool(match.group(3))
             value = data.get(match.group(2))
             if value is None:
@@ -597,7 +600,7 @@ def make_handler(state: FakeESPState):
                 return None
             return (user, password) if user and password else None
 
-        def _injected(self, answer) -> bool:
+        def _injected(self, answer: Callable[[str], dict]) -> bool:
             """Answer an injected fault in the ESP's own error shape; True when one was."""
             fault = self._fault()
             if fault == "hang":
@@ -654,7 +657,7 @@ def make_handler(state: FakeESPState):
                     state.last_accepted_at = time.time()
             return good
 
-        def _mailgun(self, raw: bytes):
+        def _mailgun(self, raw: bytes) -> None:
             def answer(message: str) -> dict:
                 return {"message": message}
 
@@ -681,7 +684,7 @@ def make_handler(state: FakeESPState):
                 return
             self._reply(200, {"id": message_id, "message": "Queued. Thank you."})
 
-        def _mailjet(self, raw: bytes):
+        def _mailjet(self, raw: bytes) -> None:
             def answer(message: str) -> dict:
                 return {"ErrorIdentifier": str(uuid.uuid4()), "ErrorCode": "mj-0000", "ErrorMessage": message}
 
@@ -729,7 +732,7 @@ def make_handler(state: FakeESPState):
                     )
             self._reply(200 if good else 400, {"Messages": results})
 
-        def _sparkpost(self, raw: bytes):
+        def _sparkpost(self, raw: bytes) -> None:
             def answer(message: str) -> dict:
                 return {"errors": [{"message": message}]}
 

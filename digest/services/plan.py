@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
@@ -84,7 +84,7 @@ def plan_batch(*, run: DigestRun, subscriber_ids: list[int]) -> None:
         DigestRun.objects.filter(id=run.pk).update(planned_at=timezone.now())
 
 
-def deliveries_adopt(*, run: DigestRun, due) -> int:
+def deliveries_adopt(*, run: DigestRun, due: QuerySet[Subscriber]) -> int:
     """Take over the unsent rows of due readers that an earlier, failed run of
     this edition left behind: planned, claimed by a worker gone quiet, or failed
     because that run timed out. Returns how many rows were adopted."""

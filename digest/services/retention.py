@@ -21,10 +21,11 @@ than 30 days (settings refuse less):
 
 import logging
 from datetime import date, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -85,7 +86,7 @@ def deliveries_purge(*, today: date | None = None, batch_size: int = PURGE_BATCH
     return purged
 
 
-def _editions_running():
+def _editions_running() -> QuerySet[DigestRun, dict[str, Any]]:
     return DigestRun.objects.exclude(status__in=(DigestRun.Status.SUCCEEDED, DigestRun.Status.FAILED)).values(
         "edition"
     )
@@ -124,7 +125,7 @@ def _roll_up(ids: list[int]) -> None:
 
 
 def _upsert(
-    table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: list[tuple], merge: dict
+    table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: list[tuple], merge: dict[str, str]
 ) -> None:
     """INSERT … ON CONFLICT DO UPDATE that adds to existing counts (PostgreSQL and SQLite alike)."""
     if connection.vendor == "postgresql":

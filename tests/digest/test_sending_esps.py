@@ -176,4 +176,3 @@ def test_links_with_template_markup_are_not_kept():
     assert safe_url("https://example.org/{{var:UNSUB}}") == ""
     assert safe_url("https://example.org/%recipient.UNSUB%") == ""
     assert safe_url("https://example.org/a%20b?q=1") == "https://example.org/a%20b?q=1"
-
