@@ -27,7 +27,7 @@ def day_records(upvotes: int):
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_many_ingests_of_one_day_at_once_all_succeed_and_store_each_paper_once(postgres_required):
     # Half the day is already stored, and a curator has hidden, pinned and noted one paper.
     papers_ingest(records=day_records(1)[: PAPERS // 2])

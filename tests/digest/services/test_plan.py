@@ -198,7 +198,7 @@ def terminate_backend(pid: int) -> None:
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_postgresql_lost_mid_plan_then_every_due_reader_gets_exactly_one_digest(
     night, monkeypatch, postgres_required
 ):
