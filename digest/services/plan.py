@@ -85,17 +85,26 @@ def plan_batch(*, run: DigestRun, subscriber_ids: list[int]) -> None:
 
 
 def deliveries_adopt(*, run: DigestRun, due: QuerySet[Subscriber]) -> int:
-    """Take over the unsent rows of due readers that an earlier, failed run of
-    this edition left behind: planned, claimed by a worker gone quiet, or failed
-    because that run timed out. Returns how many rows were adopted."""
+    """Take over the unsent rows of due readers that an earlier run of this
+    edition left behind, because it failed or because its planner died (its
+    progress marker quiet for DIGEST_CLAIM_TIMEOUT): rows planned, claimed by a
+    worker gone quiet, or failed because that run timed out. A dead planner's
+    run is closed, so recovery never resumes it. Returns how many rows were
+    adopted."""
     stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
+    dead_planners = list(
+        DigestRun.objects.filter(edition=run.edition, status=DigestRun.Status.PLANNING)
+        .exclude(id=run.pk)
+        .filter(Q(planned_at__lt=stale) | Q(planned_at__isnull=True))
+        .values_list("id", flat=True)
+    )
     unsent = (
         Q(status=Status.PLANNED)
         | Q(status=Status.SENDING, claimed_at__lt=stale)
         | Q(status=Status.SENDING, claimed_at__isnull=True)
         | Q(status=Status.FAILED, error=RUN_TIMED_OUT)
     )
-    left_behind = Q(run__isnull=True) | Q(run__status=DigestRun.Status.FAILED)
+    left_behind = Q(run__isnull=True) | Q(run__status=DigestRun.Status.FAILED) | Q(run_id__in=dead_planners)
     adopted = (
         Delivery.objects.filter(edition=run.edition, subscriber__in=due.values("id"))
         .exclude(run=run)
@@ -103,6 +112,16 @@ def deliveries_adopt(*, run: DigestRun, due: QuerySet[Subscriber]) -> int:
         .filter(unsent)
         .update(run=run, status=Status.PLANNED, claim_token="", claimed_at=None, attempts=0, error="")
     )
+    for dead in DigestRun.objects.filter(id__in=dead_planners, status=DigestRun.Status.PLANNING):
+        closed = DigestRun.objects.filter(id=dead.pk, status=DigestRun.Status.PLANNING).update(
+            status=DigestRun.Status.FAILED,
+            finished_at=timezone.now(),
+            errors=[*dead.errors, f"planning never finished; run {run.pk} took over its unsent deliveries"],
+        )
+        if closed:
+            logger.warning(
+                "run %s for %s: planning never finished, taken over by run %s", dead.pk, dead.edition, run.pk
+            )
     if adopted:
         logger.info("run %s adopted %s unsent deliveries of earlier runs of %s", run.pk, adopted, run.edition)
     return adopted

@@ -159,6 +159,40 @@ def test_running_the_night_again_adopts_what_a_failed_run_left_unsent(night, mon
 
 
 @pytest.mark.django_db
+def test_running_the_night_again_takes_over_a_run_whose_planner_died(night, monkeypatch):
+    emails = seed(25)
+    fail_after(monkeypatch, 2, database_lost)
+    stuck = digest_run_start(edition=EDITION, fetch=False)
+    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    assert stuck.status == DigestRun.Status.PLANNING
+    quiet_for_recovery(night)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        from digest.tasks import nightly_run
+
+        second = DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False))
+    second.refresh_from_db()
+    stuck.refresh_from_db()
+    assert (second.due_count, second.sent_count) == (25, 25)
+    assert stuck.status == DigestRun.Status.FAILED and f"run {second.id} took over" in stuck.errors[-1]
+    assert_every_reader_one_digest(emails)
+    # Recovery later finds nothing to resume.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert digest_runs_recover() == 0
+
+
+@pytest.mark.django_db
+def test_a_new_run_never_takes_rows_of_a_live_planner(night, monkeypatch):
+    seed(10)
+    fail_after(monkeypatch, 1, database_lost)
+    alive = digest_run_start(edition=EDITION, fetch=False)  # its marker moved a moment ago
+    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    second = DigestRun.objects.create(edition=EDITION, status=DigestRun.Status.PLANNING)
+    assert deliveries_plan(run=second) == 3
+    assert Delivery.objects.filter(run=alive).count() == 7
+    assert DigestRun.objects.get(id=alive.id).status == DigestRun.Status.PLANNING
+
+
+@pytest.mark.django_db
 def test_a_new_run_never_takes_rows_of_a_run_still_sending(night):
     seed(5)
     first = DigestRun.objects.create(edition=EDITION, status=DigestRun.Status.PLANNING)
