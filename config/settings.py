@@ -345,6 +345,13 @@ DIGEST_RECOVER_EVERY = env.int("DIGEST_RECOVER_EVERY", default=120)
 SENDER_POSTAL_ADDRESS = env.str("SENDER_POSTAL_ADDRESS", default="")
 # Addresses the admin's "Send test" may mail besides staff users' own.
 DIGEST_TEST_SEND_ALLOWED = env.list("DIGEST_TEST_SEND_ALLOWED", default=[])
+# Delivery rows older than this are counted into rollups and deleted, nightly. Never
+# under 30 days: the 14-day never-send-twice window and the admin's 30-day chart need them.
+DIGEST_DELIVERY_RETENTION_DAYS = env.int("DIGEST_DELIVERY_RETENTION_DAYS", default=180)
+if DIGEST_DELIVERY_RETENTION_DAYS < 30:
+    raise ImproperlyConfigured(
+        f"DIGEST_DELIVERY_RETENTION_DAYS must be at least 30, not {DIGEST_DELIVERY_RETENTION_DAYS}"
+    )
 
 # --- Periodic tasks (Celery beat) --------------------------------------------------
 
@@ -363,6 +370,11 @@ CELERY_BEAT_SCHEDULE = {
     "drain-outgoing-email": {
         "task": "subscribers.drain_outgoing_email",
         "schedule": OUTGOING_EMAIL_DRAIN_EVERY,
+    },
+    # Delivery rows past DIGEST_DELIVERY_RETENTION_DAYS are rolled up and deleted, in batches.
+    "purge-old-deliveries": {
+        "task": "digest.purge_old_deliveries",
+        "schedule": crontab(hour=3, minute=45),
     },
     # Signups never confirmed within 14 days are deleted, nightly.
     "purge-unconfirmed-signups": {

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("digest", "0003_deliveries_runs_feedback"),
+        ("digest", "0004_planning_progress_and_delivery_rollups"),
     ]
 
     operations = [
