@@ -175,6 +175,8 @@ MANAGE_ACTIONS = {
 
 def manage_may_change(fields: dict, status: int) -> frozenset[str]:
     action = fields.get("action")
+    if isinstance(action, list):  # a repeated field: Django reads its last value
+        action = action[-1] if action else None
     if not isinstance(action, str) or action not in MANAGE_ACTIONS:
         return NOTHING
     success, tables = MANAGE_ACTIONS[action]
