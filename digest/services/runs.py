@@ -28,14 +28,20 @@ def notify_admins(subject: str, message: str) -> None:
 
 
 def digest_run_start(
-    *, edition: date, fetch: bool = True, source: str = "hf", only_email: str | None = None
+    *,
+    edition: date,
+    fetch: bool = True,
+    source: str = "hf",
+    only_email: str | None = None,
+    run_id: int | None = None,
 ) -> DigestRun:
-    """Fetch yesterday's papers and plan today's deliveries.
+    """Fetch yesterday's papers and plan today's deliveries, on a new run row
+    or on the one `digest_run_launch` created.
 
     When the source fails, the run stops here: nothing is planned, so nothing
     stale goes out as new, and the admins get the source's error.
     """
-    run = DigestRun.objects.create(edition=edition)
+    run = DigestRun.objects.get(id=run_id) if run_id else DigestRun.objects.create(edition=edition)
     if fetch:
         day = edition - timedelta(days=1)
         try:
@@ -168,3 +174,31 @@ def deliveries_resend(*, delivery_ids: list[int]) -> int:
         for delivery_id, run_id in failed:
             send_tasks_queue(run_id=run_id, ranges=[(delivery_id, delivery_id)])
     return len(failed)
+
+
+def digest_run_launch(*, edition: date, fetch: bool = True) -> DigestRun:
+    """Start a run from the admin: its row now, so the page can follow it, and
+    the work after the response (a Celery task, or a thread without a broker)."""
+    from digest.background import task_start_after_commit
+    from digest.tasks import nightly_run
+
+    run = DigestRun.objects.create(edition=edition)
+    run_id = run.pk
+    task_start_after_commit(
+        nightly_run,
+        edition.isoformat(),
+        fetch,
+        "hf",
+        run_id,
+        on_error=lambda exc: digest_run_fail_unexpected(run_id=run_id, error=exc),
+    )
+    return run
+
+
+def digest_run_fail_unexpected(*, run_id: int, error: BaseException) -> None:
+    """Mark a run failed when its task crashed, unless it already finished."""
+    run = DigestRun.objects.filter(
+        id=run_id, status__in=(DigestRun.Status.RUNNING, DigestRun.Status.SENDING)
+    ).first()
+    if run is not None:
+        digest_run_fail(run=run, error=f"The run stopped with an error: {type(error).__name__}: {error}")

@@ -1,11 +1,16 @@
 import re
+import threading
 from html import unescape
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from django.utils import timezone
 
+from digest.background import wait_for_background
 from digest.models import Delivery, DigestRun
+from digest.sources.base import SourceError
+from digest.tasks import nightly_run
 from tests.digest.builders import EDITION, make_paper, make_reader
 
 pytestmark = pytest.mark.django_db
@@ -26,13 +31,94 @@ def test_runs_page_shows_chart_and_actions(admin_client):
     assert "Start a run now" in body and "Preview a digest" in body
 
 
-def test_start_run_now_runs_the_night(admin_client, ada, django_capture_on_commit_callbacks):
+@pytest.fixture
+def with_broker(eager_celery):
+    """Production mode: tasks go to a broker instead of running in this process."""
+    eager_celery.conf.task_always_eager = False
+    return eager_celery
+
+
+def test_start_run_queues_the_task_on_commit_and_shows_the_run_while_it_waits(
+    admin_client, ada, with_broker, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr("digest.tasks.nightly_run.delay", lambda *args: queued.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post("/admin/digest/digestrun/start/", {"edition": EDITION.isoformat()})
-    assert response.status_code == 302
     run = DigestRun.objects.get()
+    assert response.status_code == 302
+    assert response.url == reverse("admin:digest_digestrun_progress", args=[run.pk])
+    assert queued == [(EDITION.isoformat(), False, "hf", run.pk)]
+    assert run.status == DigestRun.Status.RUNNING  # the request did not do the run's work
+
+    page = admin_client.get(response.url).content.decode()
+    assert 'http-equiv="refresh"' in page
+    assert "Fetching papers and planning deliveries" in page
+    assert "was started" not in page
+
+    with_broker.conf.task_always_eager = True  # now the worker runs it
+    with django_capture_on_commit_callbacks(execute=True):
+        nightly_run(*queued[0])
+    run.refresh_from_db()
     assert run.status == DigestRun.Status.SUCCEEDED
+    page = admin_client.get(response.url).content.decode()
+    assert 'http-equiv="refresh"' not in page
+    assert re.search(r'data-count="sent">\s*1<', page)
     assert [m.to for m in mail.outbox] == [["ada@example.org"]]
+
+
+@pytest.fixture
+def blocked_fetch(monkeypatch):
+    """A fetch that waits until the test lets it fail, as an offline source does after its retries."""
+    release = threading.Event()
+
+    def fetch(**kwargs):
+        release.wait(30)
+        raise SourceError("hf", "https://huggingface.co/api/daily_papers", "connection refused")
+
+    monkeypatch.setattr("digest.services.runs.papers_fetch", fetch)
+    return release
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embedded_start_returns_while_the_run_works_and_its_failure_shows_as_failed(
+    admin_client, blocked_fetch
+):
+    make_reader("ada@example.org", ["reasoning"])
+    response = admin_client.post(
+        "/admin/digest/digestrun/start/", {"edition": EDITION.isoformat(), "fetch": "on"}, follow=True
+    )
+    run = DigestRun.objects.get()
+    # The answer came while the background run was still fetching.
+    assert run.status == DigestRun.Status.RUNNING
+    page = response.content.decode()
+    assert 'id="run-status">Running<' in page and 'http-equiv="refresh"' in page
+
+    blocked_fetch.set()
+    wait_for_background()
+    run.refresh_from_db()
+    assert run.status == DigestRun.Status.FAILED
+    page = admin_client.get(reverse("admin:digest_digestrun_progress", args=[run.pk])).content.decode()
+    assert 'id="run-status">Failed<' in page
+    assert "connection refused" in page
+    assert 'http-equiv="refresh"' not in page
+    assert "messagelist" not in page  # no green "started" over a failed run
+    listing = admin_client.get("/admin/digest/digestrun/").content.decode()
+    assert "connection refused" in listing  # the error is a column of the list too
+    assert Delivery.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_crashes_in_the_background_is_marked_failed(admin_client, monkeypatch):
+    def crash(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("digest.services.runs.deliveries_plan", crash)
+    admin_client.post("/admin/digest/digestrun/start/", {"edition": EDITION.isoformat()})
+    wait_for_background()
+    run = DigestRun.objects.get()
+    assert run.status == DigestRun.Status.FAILED
+    assert run.errors == ["The run stopped with an error: RuntimeError: disk full"]
 
 
 def test_preview_shows_html_text_and_reasons_escaped(admin_client, ada):
