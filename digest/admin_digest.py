@@ -70,6 +70,8 @@ class TestSendForm(forms.Form):
 
 
 ACTIVE_RUN = (DigestRun.Status.RUNNING, DigestRun.Status.SENDING)
+# Deliveries whose outcome the ESP left unclear are counted once the run model records them.
+RUN_HAS_UNCERTAIN = any(f.name == "uncertain_count" for f in DigestRun._meta.get_fields())
 # Seconds between reloads of a run's page while it runs (a meta refresh: no script needed).
 PROGRESS_REFRESH_SECONDS = 3
 
@@ -106,11 +108,12 @@ class DigestRunAdmin(admin.ModelAdmin):
         "status_link",
         "started_at",
         "duration",
-        "papers_count",
-        "due_count",
-        "sent_count",
-        "empty_count",
-        "failed_count",
+        "papers",
+        "due",
+        "sent",
+        "empty",
+        "failed",
+        *(("uncertain",) if RUN_HAS_UNCERTAIN else ()),
         "first_error",
     )
     list_display_links = ("edition",)
@@ -130,6 +133,31 @@ class DigestRunAdmin(admin.ModelAdmin):
         if not run.finished_at:
             return "–"
         return f"{(run.finished_at - run.started_at).total_seconds():.1f} s"
+
+    # Short headers: the list's header cells do not wrap.
+    @admin.display(description="papers", ordering="papers_count")
+    def papers(self, run: DigestRun) -> int:
+        return run.papers_count
+
+    @admin.display(description="due", ordering="due_count")
+    def due(self, run: DigestRun) -> int:
+        return run.due_count
+
+    @admin.display(description="sent", ordering="sent_count")
+    def sent(self, run: DigestRun) -> int:
+        return run.sent_count
+
+    @admin.display(description="empty", ordering="empty_count")
+    def empty(self, run: DigestRun) -> int:
+        return run.empty_count
+
+    @admin.display(description="failed", ordering="failed_count")
+    def failed(self, run: DigestRun) -> int:
+        return run.failed_count
+
+    @admin.display(description="uncertain")
+    def uncertain(self, run: DigestRun) -> int:
+        return int(getattr(run, "uncertain_count", 0) or 0)
 
     @admin.display(description="status", ordering="status")
     def status_link(self, run: DigestRun) -> str:
