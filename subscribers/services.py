@@ -161,8 +161,10 @@ def subscriber_add(
     frequency: str = Subscriber.Frequency.DAILY,
     weekday: int = 0,
     confirmed: bool = False,
+    consent_source: str = "",
 ) -> Subscriber:
-    """Add a subscriber as an admin. Confirmed ones skip the double opt-in email."""
+    """Add a subscriber as an admin. Confirmed ones skip the double opt-in email;
+    `consent_source` records where their consent was given (kept as proof)."""
     from subscribers.tasks import send_confirmation_email
 
     email = normalize_email(email)
@@ -178,6 +180,7 @@ def subscriber_add(
             signup_user_agent="added by an admin",
             confirmed_at=now if confirmed else None,
             confirm_user_agent="added by an admin" if confirmed else "",
+            consent_source=consent_source,
         )
         subscriber.topics.set(list(topics))
         if not confirmed:
@@ -317,6 +320,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "confirmed_at": stamp(subscriber.confirmed_at),
             "confirm_ip": subscriber.confirm_ip,
             "confirm_user_agent": subscriber.confirm_user_agent,
+            "source": subscriber.consent_source,
         },
         "unsubscribed_at": stamp(subscriber.unsubscribed_at),
         "unsubscribe_reason": subscriber.unsubscribe_reason,

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from digest.background import wait_for_background
 from digest.models import Delivery, DigestRun
 from digest.sources.base import SourceError
+from subscribers.models import Subscriber
 from tests.digest.builders import EDITION, make_paper, make_reader
 from tests.digest.sending_support import run_night
 from tests.e2e.conftest import DESKTOP, screenshot
@@ -184,3 +185,47 @@ def test_a_run_started_from_the_admin_shows_its_failure(admin_page, monkeypatch)
     row = page.locator("#result_list tbody tr").first
     assert "Failed" in row.inner_text() and "connection refused" in row.inner_text()
     assert timezone.now() - DigestRun.objects.get().started_at < timedelta(minutes=5)
+
+
+def test_importing_a_list_with_good_duplicate_suppressed_and_malformed_rows(admin_page, tmp_path):
+    page = admin_page
+    make_reader("bounced@example.org", ["reasoning"], status=Subscriber.Status.SUPPRESSED)
+    rows = [
+        "email,topics,interests,frequency",
+        "grace@example.org,reasoning,,daily",
+        "GRACE@example.org,agents,,daily",
+        "bounced@example.org,reasoning,,daily",
+        "not an address,reasoning,,daily",
+        "alan@example.org,teleportation,,daily",
+    ]
+    broken = tmp_path / "list.csv"
+    broken.write_text("\n".join(rows) + "\n")
+
+    page.goto(page.admin_base + "subscribers/subscriber/")
+    page.get_by_role("link", name="Import subscribers").click()
+    page.set_input_files("#id_file", str(broken))
+    page.get_by_role("button", name="Import").click()
+    page.wait_for_selector("#import-report")
+    assert page.locator("#import-report").get_attribute("data-written") == "no"
+    assert "Nothing was imported: 2 line(s) have errors" in page.locator("#import-summary").inner_text()
+    listed = page.locator("#import-lines tbody tr").all_inner_texts()
+    assert [text.split("\t")[0] for text in listed] == ["3", "4", "5", "6"]
+    assert "not a valid email address" in listed[2] and "unknown topic 'teleportation'" in listed[3]
+    assert not Subscriber.objects.filter(email__iexact="grace@example.org").exists()
+    screenshot(page, "admin-import-refused")
+
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("\n".join(rows[:4]) + "\n")
+    page.set_input_files("#id_file", str(fixed))
+    page.check("#id_consented")
+    page.fill("#id_source", "Reading group sign-up sheet, 2026")
+    page.get_by_role("button", name="Import").click()
+    page.wait_for_selector("#import-report[data-written=yes]")
+    summary = page.locator("#import-summary").inner_text()
+    assert "Imported 1 subscriber(s), active (consent recorded); skipped 2." in summary
+    listed = page.locator("#import-lines tbody tr").all_inner_texts()
+    assert "same address as line 2" in listed[0] and "suppressed" in listed[1]
+    grace = Subscriber.objects.get(email="grace@example.org")
+    assert grace.status == Subscriber.Status.ACTIVE
+    assert grace.consent_source.startswith("imported: Reading group sign-up sheet, 2026")
+    screenshot(page, "admin-import-done")
