@@ -276,7 +276,7 @@ class PaperAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             text = form.cleaned_data["saved_file"]
             if text is not None:
-                name = request.FILES["saved_file"].name
+                name = str(getattr(request.FILES.get("saved_file"), "name", "") or "the uploaded file")
                 try:
                     result = papers_load_text(text=text, name=name)
                 except SourceError as exc:
@@ -326,7 +326,7 @@ class TopicAdmin(admin.ModelAdmin):
 
     @admin.display(description="papers", ordering="paper_count")
     def paper_count(self, topic: Topic) -> int:
-        return topic.paper_count
+        return int(getattr(topic, "paper_count", 0))  # annotated by get_queryset
 
     @admin.display(description="phrases")
     def phrase_count(self, topic: Topic) -> int:

@@ -57,12 +57,21 @@ class PreviewForm(forms.Form):
 
     def __init__(self, data: "QueryDict | dict | None" = None, **kwargs: Any) -> None:
         # Links give the address; the autocomplete shows and sends the id.
+        self.missing_address = ""
         if data is not None and data.get("subscriber") and not str(data["subscriber"]).isdigit():
-            found = Subscriber.objects.filter(email__iexact=str(data["subscriber"]).strip()).first()
-            if found is not None:
-                data = data.copy()
-                data["subscriber"] = str(found.pk)
+            address = str(data["subscriber"]).strip()
+            found = Subscriber.objects.filter(email__iexact=address).first()
+            data = data.copy()
+            data["subscriber"] = str(found.pk) if found else ""
+            self.missing_address = "" if found else address
         super().__init__(data, **kwargs)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.missing_address:
+            self.errors.pop("subscriber", None)
+            self.add_error("subscriber", f"No subscriber with the address {self.missing_address}.")
+        return data
 
 
 class TestSendForm(forms.Form):
@@ -281,7 +290,7 @@ def runs_chart() -> dict:
     height, width = 120, 18
     bars = []
     for index, day in enumerate(days):
-        row = totals.get(day, {})
+        row: Any = totals.get(day, {})
         sent, failed = row.get("sent") or 0, row.get("failed") or 0
         sent_h = round(sent / peak * height)
         failed_h = round(failed / peak * height)

@@ -51,7 +51,7 @@ class ImportForm(forms.Form):
     dry_run = forms.BooleanField(required=False, label="Only check the file", initial=False)
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("consented") and not (data.get("source") or "").strip():
             self.add_error("source", "Say where these readers gave their consent: it is kept as proof.")
         return data

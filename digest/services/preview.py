@@ -187,7 +187,7 @@ def _as_sent(
 def _items_for(composer: DigestComposer, reader: Reader, paper_ids: list[int]) -> list[RankedItem]:
     if not paper_ids:
         return []
-    days = [composer.papers[p].featured_on for p in paper_ids if composer.papers[p].featured_on]
+    days = [day for p in paper_ids if (day := composer.papers[p].featured_on) is not None]
     ranker = composer.ranker(min([reader.window_start, *days]))
     items = []
     for paper_id in paper_ids:

@@ -12,6 +12,7 @@ from digest.models import Delivery, DigestRun
 from digest.sources.base import SourceError
 from digest.tasks import nightly_run
 from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.digest.sending_support import run_night
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +177,74 @@ def test_subscriber_page_shows_delivery_history_and_preview_link(admin_client, a
     assert "Delivery history" in body
     assert "3 papers for Tue" in body
     assert "Preview the digest they would get today" in body
+
+
+def test_preview_of_a_sent_edition_shows_the_digest_that_went_out(admin_client, ada):
+    make_paper(2, topics={"reasoning": 0.8}, title="Second proof", upvotes=3)
+    run_night()
+    delivery = Delivery.objects.get()
+    response = admin_client.get(
+        "/admin/digest/digestrun/preview/", {"subscriber": ada.pk, "edition": EDITION}
+    )
+    body = response.content.decode()
+    assert 'data-outcome="sent"' in body
+    assert "Sent to ada@example.org" in body
+    assert "relevance gate" not in body
+    assert f"<h2>{delivery.subject}</h2>".replace("<script>", "&lt;script&gt;")[:40] in body
+    assert reverse("admin:digest_delivery_change", args=[delivery.pk]) in body
+
+
+def test_preview_names_the_cause_when_nothing_would_go(admin_client, db):
+    reader = make_reader("idle@example.org", [], status="paused")
+    response = admin_client.get(
+        "/admin/digest/digestrun/preview/", {"subscriber": reader.email, "edition": EDITION}
+    )
+    body = response.content.decode()
+    assert 'data-outcome="nothing"' in body
+    assert "They paused their digest." in body
+
+
+def test_preview_picker_searches_instead_of_listing_every_address(admin_client, ada):
+    for n in range(5):
+        make_reader(f"someone{n}@example.org", ["video"])
+    body = admin_client.get("/admin/digest/digestrun/preview/").content.decode()
+    assert "someone0@example.org" not in body  # no <option> per subscriber
+    assert 'data-ajax--url="/admin/autocomplete/"' in body
+    found = admin_client.get(
+        "/admin/autocomplete/",
+        {"term": "someone3", "app_label": "digest", "model_name": "delivery", "field_name": "subscriber"},
+    ).json()
+    assert [row["text"] for row in found["results"]] == ["someone3@example.org"]
+
+
+def test_preview_with_an_unknown_address_says_so(admin_client, db):
+    response = admin_client.get(
+        "/admin/digest/digestrun/preview/", {"subscriber": "ghost@example.org", "edition": EDITION}
+    )
+    assert "No subscriber with the address ghost@example.org." in response.content.decode()
+
+
+def test_runs_list_links_each_status_to_its_progress_and_shows_errors(admin_client, db):
+    run = DigestRun.objects.create(edition=EDITION, status="failed", errors=["note: 3 skipped", "hf is down"])
+    body = admin_client.get("/admin/digest/digestrun/").content.decode()
+    assert reverse("admin:digest_digestrun_progress", args=[run.pk]) in body
+    assert "hf is down" in body and "3 skipped" not in body
+    assert "Paperboy admin" in body and "Django administration" not in body
+    page = admin_client.get(reverse("admin:digest_digestrun_progress", args=[run.pk])).content.decode()
+    assert "hf is down" in page and "3 skipped" in page
+    # The run page's link to its edition's deliveries is a filter the list accepts (not a 302 to ?e=1).
+    deliveries = admin_client.get("/admin/digest/delivery/", {"edition": EDITION.isoformat()})
+    assert deliveries.status_code == 200 and "cl" in deliveries.context
+
+
+def test_progress_of_an_unknown_run_is_404_and_starting_needs_change_permission(
+    client, db, django_user_model
+):
+    viewer = django_user_model.objects.create_user("viewer", password="pw-long-enough-1", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_digestrun"))
+    client.force_login(viewer)
+    assert client.get(reverse("admin:digest_digestrun_progress", args=[999])).status_code == 404
+    assert client.post("/admin/digest/digestrun/start/", {"edition": EDITION.isoformat()}).status_code == 403
+    assert DigestRun.objects.count() == 0
