@@ -165,7 +165,7 @@ def test_fetch_now_refuses_an_upload_over_the_size_cap(admin_client, monkeypatch
     assert "over the 100-byte cap. Nothing was stored." in response.context["form"].errors["saved_file"][0]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_embedded_fetch_now_runs_in_the_background(admin_client, monkeypatch):
     fetched = []
     release = threading.Event()

@@ -81,7 +81,7 @@ def blocked_fetch(monkeypatch):
     return release
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_embedded_start_returns_while_the_run_works_and_its_failure_shows_as_failed(
     admin_client, blocked_fetch
 ):
@@ -109,7 +109,7 @@ def test_embedded_start_returns_while_the_run_works_and_its_failure_shows_as_fai
     assert Delivery.objects.count() == 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_run_that_crashes_in_the_background_is_marked_failed(admin_client, monkeypatch):
     def crash(**kwargs):
         raise RuntimeError("disk full")
