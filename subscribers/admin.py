@@ -166,12 +166,19 @@ class SubscriberAdmin(admin.ModelAdmin):
     def preview_link(self, obj) -> str:
         if not obj.pk:
             return "–"
-        query = urlencode({"subscriber": obj.email, "edition": timezone.now().date().isoformat()})
-        return format_html(
-            '<a href="{}?{}">Preview the digest they would get today</a>',
-            reverse("admin:digest_digestrun_preview"),
-            query,
+        preview = reverse("admin:digest_digestrun_preview")
+        today = urlencode({"subscriber": obj.pk, "edition": timezone.now().date().isoformat()})
+        links = format_html('<a href="{}?{}">Preview the digest they would get today</a>', preview, today)
+        last = (
+            obj.deliveries.filter(status="sent")
+            .order_by("-edition")
+            .values_list("edition", flat=True)
+            .first()
         )
+        if last is not None:
+            query = urlencode({"subscriber": obj.pk, "edition": last.isoformat()})
+            links += format_html(' · <a href="{}?{}">the last one they got ({})</a>', preview, query, last)
+        return links
 
     @admin.display(description="joined", ordering="created_at")
     def joined(self, obj: Subscriber) -> str:

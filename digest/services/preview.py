@@ -245,6 +245,11 @@ def _why_empty(composer: DigestComposer, reader: Reader) -> list[str]:
     window = f"{start}" if start == last else f"{start} to {last}"
     if not prefs.topics and not prefs.interests and not prefs.affinity.weights:
         return ["They have no topics or interests, so no paper can match."]
+    if start > last:
+        return [
+            f"Their last digest went out on {start}, after the last day this edition covers ({last}); "
+            "a digest only covers papers featured since the previous one."
+        ]
     ranker = composer.ranker(start)
     if not ranker.candidates:
         hidden = Paper.objects.filter(hidden=True, featured_on__gte=start, featured_on__lte=last).count()

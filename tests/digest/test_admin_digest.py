@@ -177,6 +177,7 @@ def test_subscriber_page_shows_delivery_history_and_preview_link(admin_client, a
     assert "Delivery history" in body
     assert "3 papers for Tue" in body
     assert "Preview the digest they would get today" in body
+    assert f"subscriber={ada.pk}&amp;edition={EDITION.isoformat()}" in body  # the last one they got
 
 
 def test_preview_of_a_sent_edition_shows_the_digest_that_went_out(admin_client, ada):

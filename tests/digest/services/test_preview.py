@@ -1,6 +1,6 @@
 """The preview tells what a reader got for a sent edition, and why nothing goes when nothing would."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core import mail
@@ -60,12 +60,29 @@ def test_a_sent_edition_keeps_the_recorded_order_and_notes_papers_hidden_since(p
     assert preview.titles[delivery.paper_ids[0]]  # still named in the page
 
 
+def sent_at(reader: Subscriber, moment: datetime) -> None:
+    """Pretend the night's digest went out at this moment."""
+    Delivery.objects.filter(subscriber=reader).update(sent_at=moment)
+    Subscriber.objects.filter(pk=reader.pk).update(last_digest_at=moment)
+    reader.refresh_from_db()
+
+
 def test_the_next_edition_after_a_sent_one_ranks_like_the_night(papers):
     ada = make_reader("ada@example.org", ["reasoning"])
     run_night()
+    sent_at(ada, datetime(2026, 11, 24, 6, 0, tzinfo=UTC))
     preview = digest_preview(subscriber=ada, edition=EDITION + timedelta(days=1))
     assert preview.outcome == Outcome.NOTHING
     assert "No papers were featured in their window" in preview.reasons[0]
+
+
+def test_an_edition_older_than_the_last_send_says_the_window_is_past(papers):
+    ada = make_reader("ada@example.org", ["reasoning"])
+    run_night()
+    sent_at(ada, datetime(2026, 12, 4, 6, 0, tzinfo=UTC))  # a late run of the 24th
+    preview = digest_preview(subscriber=ada, edition=EDITION + timedelta(days=1))
+    assert preview.outcome == Outcome.NOTHING
+    assert preview.reasons[0].startswith("Their last digest went out on 2026-12-04, after the last day")
 
 
 def test_an_unsent_edition_shows_what_would_go(papers):
