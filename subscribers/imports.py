@@ -29,14 +29,13 @@ import re
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models.functions import Lower
 
 from digest.models import Topic
 from subscribers.addresses import normalize_email, validate_email_address
 from subscribers.forms import InterestsField
 from subscribers.models import Subscriber, SuppressionEvent
-from subscribers.services import subscriber_add
+from subscribers.services import NewSubscriber, subscribers_add
 
 COLUMNS = ("email", "topics", "interests", "frequency", "weekday")
 MAX_ROWS = 50_000
@@ -127,17 +126,13 @@ def subscribers_import(
     rows = _check(text, report)
     if report.errors or dry_run:
         return report
-    with transaction.atomic():
-        for row in rows:
-            subscriber_add(
-                email=row.email,
-                topics=row.topics,
-                interests=row.interests,
-                frequency=row.frequency,
-                weekday=row.weekday,
-                confirmed=consented,
-                consent_source=f"imported: {source}" if source else "imported",
-            )
+    subscribers_add(
+        people=[
+            NewSubscriber(row.email, row.topics, row.interests, row.frequency, row.weekday) for row in rows
+        ],
+        confirmed=consented,
+        consent_source=f"imported: {source}" if source else "imported",
+    )
     report.written = True
     return report
 

@@ -157,17 +157,19 @@ def test_uploads_must_be_utf8_text():
 def test_a_failure_while_writing_rolls_back_every_row(monkeypatch):
     calls = []
 
-    def add_then_fail(**kwargs):
-        if calls:
-            raise RuntimeError("database went away")
-        calls.append(kwargs["email"])
-        return Subscriber.objects.create(email=kwargs["email"])
+    real = Subscriber.topics.through.objects.bulk_create
 
-    monkeypatch.setattr("subscribers.imports.subscriber_add", add_then_fail)
+    def fail_after_the_readers(objs, **kwargs):
+        calls.append(Subscriber.objects.count())  # the readers were written...
+        raise RuntimeError("database went away")  # ...then their topics failed
+
+    monkeypatch.setattr(Subscriber.topics.through.objects, "bulk_create", fail_after_the_readers)
     with pytest.raises(RuntimeError):
         subscribers_import(text=GOOD)
-    assert calls == ["new.one@example.org"]
-    assert Subscriber.objects.count() == 0
+    monkeypatch.setattr(Subscriber.topics.through.objects, "bulk_create", real)
+    assert calls == [2]
+    assert Subscriber.objects.count() == 0  # rolled back together
+    assert mail.outbox == []
 
 
 def test_import_subscribers_command_reports_each_line(on_the_list, tmp_path, capsys, commit):
