@@ -67,6 +67,9 @@ class Subscriber(models.Model):
     consent_source = models.CharField(
         max_length=500,
         blank=True,
+        # A database default too, so bulk loads that name columns (COPY) need not list it.
+        default="",
+        db_default="",
         help_text="How consent was given outside the signup form, e.g. an imported list's source.",
     )
 
