@@ -1,6 +1,7 @@
 """Admin for the nightly run: runs with a 30-day chart, deliveries, previews,
 test sends, re-sends and starting a run by hand."""
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -110,6 +111,16 @@ def run_progress(run: DigestRun) -> dict[str, Any]:
     }
 
 
+def count_column(field: str, label: str) -> Callable[[admin.ModelAdmin, DigestRun], int]:
+    """A list column showing one of the run's counters under a short header."""
+
+    @admin.display(description=label, ordering=field)
+    def column(model_admin: admin.ModelAdmin, run: DigestRun) -> int:
+        return int(getattr(run, field))
+
+    return column
+
+
 @admin.register(DigestRun)
 class DigestRunAdmin(admin.ModelAdmin):
     list_display = (
@@ -144,25 +155,11 @@ class DigestRunAdmin(admin.ModelAdmin):
         return f"{(run.finished_at - run.started_at).total_seconds():.1f} s"
 
     # Short headers: the list's header cells do not wrap.
-    @admin.display(description="papers", ordering="papers_count")
-    def papers(self, run: DigestRun) -> int:
-        return run.papers_count
-
-    @admin.display(description="due", ordering="due_count")
-    def due(self, run: DigestRun) -> int:
-        return run.due_count
-
-    @admin.display(description="sent", ordering="sent_count")
-    def sent(self, run: DigestRun) -> int:
-        return run.sent_count
-
-    @admin.display(description="empty", ordering="empty_count")
-    def empty(self, run: DigestRun) -> int:
-        return run.empty_count
-
-    @admin.display(description="failed", ordering="failed_count")
-    def failed(self, run: DigestRun) -> int:
-        return run.failed_count
+    papers = count_column("papers_count", "papers")
+    due = count_column("due_count", "due")
+    sent = count_column("sent_count", "sent")
+    empty = count_column("empty_count", "empty")
+    failed = count_column("failed_count", "failed")
 
     @admin.display(description="uncertain")
     def uncertain(self, run: DigestRun) -> int:
