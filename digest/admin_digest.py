@@ -98,7 +98,7 @@ def run_progress(run: DigestRun) -> dict[str, Any]:
     elif run.status == DigestRun.Status.SENDING:
         phase = f"Sending: {waiting} of {run.due_count} deliveries still to go"
     elif run.status == DigestRun.Status.FAILED:
-        phase = "Failed"
+        phase = "The run stopped: nothing more goes out for it. The errors below say why"
     else:
         phase = "Finished"
     return {
@@ -207,7 +207,12 @@ class DigestRunAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             run = digest_run_launch(edition=form.cleaned_data["edition"], fetch=form.cleaned_data["fetch"])
             return redirect("admin:digest_digestrun_progress", run_id=run.pk)
-        context = {**self.admin_site.each_context(request), "title": "Start a digest run", "form": form}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start a digest run",
+            "form": form,
+            "media": self.media,
+        }
         return TemplateResponse(request, "admin/digest/digestrun/start.html", context)
 
     def progress_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
@@ -219,6 +224,7 @@ class DigestRunAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Run {run.pk} for {run.edition}",
+            "media": self.media,
             "run": run,
             "progress": progress,
             "refresh_seconds": PROGRESS_REFRESH_SECONDS if progress["active"] else None,
