@@ -55,9 +55,10 @@ def fetch_papers_task(day_iso: str, source: str = "hf") -> dict:
 
 @shared_task(name="digest.nightly_run")
 def nightly_run(
-    edition_iso: str | None = None, fetch: bool = True, source: str = "hf", run_id: int | None = None
+    edition_iso: str | None = None, fetch: bool = True, source: str | None = None, run_id: int | None = None
 ) -> int:
-    """Fetch, plan and fan out one edition (on the run row `run_id`, if given). Returns the DigestRun id."""
+    """Fetch (every source in DIGEST_SOURCES, or just `source`), plan and fan out one edition,
+    on the run row `run_id` when an admin started it. Returns the DigestRun id."""
     from datetime import date
 
     from django.utils import timezone
