@@ -49,7 +49,7 @@ def test_start_run_queues_the_task_on_commit_and_shows_the_run_while_it_waits(
     run = DigestRun.objects.get()
     assert response.status_code == 302
     assert response.url == reverse("admin:digest_digestrun_progress", args=[run.pk])
-    assert queued == [(EDITION.isoformat(), False, "hf", run.pk)]
+    assert queued == [(EDITION.isoformat(), False, None, run.pk)]  # None: every source
     assert run.status == DigestRun.Status.RUNNING  # the request did not do the run's work
 
     page = admin_client.get(response.url).content.decode()
@@ -73,11 +73,11 @@ def blocked_fetch(monkeypatch):
     """A fetch that waits until the test lets it fail, as an offline source does after its retries."""
     release = threading.Event()
 
-    def fetch(**kwargs):
+    def fetch(name, day, **options):
         release.wait(30)
-        raise SourceError("hf", "https://huggingface.co/api/daily_papers", "connection refused")
+        raise SourceError(name, "https://huggingface.co/api/daily_papers", "connection refused")
 
-    monkeypatch.setattr("digest.services.runs.papers_fetch", fetch)
+    monkeypatch.setattr("digest.sources.fetch_with_fallback", fetch)
     return release
 
 

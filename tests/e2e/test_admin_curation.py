@@ -155,11 +155,11 @@ def test_a_run_started_from_the_admin_shows_its_failure(admin_page, monkeypatch)
     make_reader("ada@example.org", ["reasoning"])
     release = threading.Event()
 
-    def offline_fetch(**kwargs):
+    def offline_fetch(name, day, **options):
         release.wait(60)
-        raise SourceError("hf", "https://huggingface.co/api/daily_papers", "connection refused (offline)")
+        raise SourceError(name, "https://huggingface.co/api/daily_papers", "connection refused (offline)")
 
-    monkeypatch.setattr("digest.services.runs.papers_fetch", offline_fetch)
+    monkeypatch.setattr("digest.sources.fetch_with_fallback", offline_fetch)
     page.goto(page.admin_base + "digest/digestrun/")
     page.get_by_role("link", name="Start a run now").click()
     page.fill("#id_edition", EDITION.isoformat())
