@@ -19,8 +19,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from digest.models import Delivery, DigestRun
+from digest.models import Delivery, DigestRun, SubscriberDeliveryRollup
 from digest.services.preview import digest_preview
+from digest.services.retention import EditionTooOld, deliveries_retention_guard
 from digest.services.runs import deliveries_resend, digest_run_launch
 from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
@@ -31,6 +32,14 @@ CHART_DAYS = 30
 class StartRunForm(forms.Form):
     edition = forms.DateField(help_text="The day the digest is for (YYYY-MM-DD).")
     fetch = forms.BooleanField(required=False, initial=True, help_text="Fetch yesterday's papers first.")
+
+    def clean_edition(self) -> date:
+        edition = self.cleaned_data["edition"]
+        try:
+            deliveries_retention_guard(edition=edition)
+        except EditionTooOld as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return edition
 
 
 class ReaderField(forms.ModelChoiceField):
@@ -79,7 +88,7 @@ class TestSendForm(forms.Form):
     to = forms.EmailField(label="Send a test copy to", max_length=254)
 
 
-ACTIVE_RUN = (DigestRun.Status.RUNNING, DigestRun.Status.SENDING)
+ACTIVE_RUN = (DigestRun.Status.RUNNING, DigestRun.Status.PLANNING, DigestRun.Status.SENDING)
 # Deliveries whose outcome the ESP left unclear are counted once the run model records them.
 RUN_HAS_UNCERTAIN = any(f.name == "uncertain_count" for f in DigestRun._meta.get_fields())
 # Seconds between reloads of a run's page while it runs (a meta refresh: no script needed).
@@ -94,7 +103,9 @@ def run_progress(run: DigestRun) -> dict[str, Any]:
         run=run, status__in=(Delivery.Status.PLANNED, Delivery.Status.SENDING)
     ).count()
     if run.status == DigestRun.Status.RUNNING:
-        phase = "Fetching papers and planning deliveries" if run.due_count == 0 else "Planning deliveries"
+        phase = "Fetching papers"
+    elif run.status == DigestRun.Status.PLANNING:
+        phase = "Planning one delivery per due reader"
     elif run.status == DigestRun.Status.SENDING:
         phase = f"Sending: {waiting} of {run.due_count} deliveries still to go"
     elif run.status == DigestRun.Status.FAILED:
@@ -358,3 +369,16 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = "Delivery history"
+
+
+class DeliveryRollupInline(admin.TabularInline):
+    """A subscriber's history before DIGEST_DELIVERY_RETENTION_DAYS: the purged rows, counted per month."""
+
+    model = SubscriberDeliveryRollup
+    fields = ("month", "status", "count", "first_edition", "last_edition")
+    readonly_fields = fields
+    ordering = ("-month", "status")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "Older delivery history (counted per month)"

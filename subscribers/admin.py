@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from digest.admin_digest import DeliveryInline
+from digest.admin_digest import DeliveryInline, DeliveryRollupInline
 from subscribers import services
 from subscribers.imports import SOURCE_MAX_LENGTH, ImportFileError, read_upload, subscribers_import
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
@@ -81,7 +81,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         css = {"all": ("digest/admin.css",)}
 
     actions = ("suppress_selected", "resend_confirmation", "export_csv")
-    inlines = (DeliveryInline,)
+    inlines = (DeliveryInline, DeliveryRollupInline)
     readonly_fields = (
         "preview_link",
         *CONSENT_FIELDS,

@@ -54,7 +54,7 @@ def test_start_run_queues_the_task_on_commit_and_shows_the_run_while_it_waits(
 
     page = admin_client.get(response.url).content.decode()
     assert 'http-equiv="refresh"' in page
-    assert "Fetching papers and planning deliveries" in page
+    assert "Fetching papers" in page
     assert "was started" not in page
 
     with_broker.conf.task_always_eager = True  # now the worker runs it
@@ -114,8 +114,8 @@ def test_a_run_that_crashes_in_the_background_is_marked_failed(admin_client, mon
     def crash(**kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("digest.services.runs.deliveries_plan", crash)
-    admin_client.post("/admin/digest/digestrun/start/", {"edition": EDITION.isoformat()})
+    monkeypatch.setattr("digest.services.runs.papers_fetch_for_run", crash)
+    admin_client.post("/admin/digest/digestrun/start/", {"edition": EDITION.isoformat(), "fetch": "on"})
     wait_for_background()
     run = DigestRun.objects.get()
     assert run.status == DigestRun.Status.FAILED
