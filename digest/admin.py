@@ -5,24 +5,43 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db import models, transaction
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import Max
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from digest.background import task_start_after_commit
 from digest.models import Paper, PaperTopic, Topic
 from digest.selectors import topics_with_paper_counts
-from digest.services import papers_retag
+from digest.services import papers_load_text, papers_retag
+from digest.sources import SourceError, http
 from digest.sources.base import SOURCES
+
+admin.site.site_header = f"{settings.PRODUCT_NAME} admin"
+admin.site.site_title = f"{settings.PRODUCT_NAME} admin"
+admin.site.index_title = f"Papers, readers and digests of {settings.PRODUCT_NAME}"
+# The app list sidebar costs a third of a laptop's width; every list needs it more.
+# The home page and the breadcrumbs still lead everywhere.
+admin.site.enable_nav_sidebar = False
 
 
 def queue_fetch(day: date, source: str) -> None:
-    """Queue the fetch task once the current transaction commits."""
+    """Fetch after the request: a Celery task on commit, or a thread in the embedded mode."""
     from digest.tasks import fetch_papers_task
 
-    transaction.on_commit(lambda: fetch_papers_task.delay(day.isoformat(), source))
+    task_start_after_commit(fetch_papers_task, day.isoformat(), source)
+
+
+def last_featured_day() -> date:
+    """The newest day with papers, so "Fetch now" offers a day that exists (offline too)."""
+    latest = Paper.objects.aggregate(day=Max("featured_on"))["day"]
+    return latest or timezone.now().date() - timedelta(days=1)
 
 
 class PaperTopicInline(admin.TabularInline):
@@ -66,9 +85,10 @@ class SourceFilter(admin.SimpleListFilter):
 
 class FetchNowForm(forms.Form):
     day = forms.DateField(
-        initial=lambda: timezone.now().date() - timedelta(days=1),
+        initial=last_featured_day,
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="The Hugging Face featured day (or arXiv submission day) to fetch.",
+        help_text="The Hugging Face featured day (or arXiv submission day) to fetch; "
+        "it starts at the newest day stored.",
     )
     source = forms.ChoiceField(
         choices=[
@@ -78,29 +98,52 @@ class FetchNowForm(forms.Form):
         ],
         initial="hf",
     )
+    saved_file = forms.FileField(
+        required=False,
+        label="Or load a saved response",
+        help_text="A saved Hugging Face API JSON response, papers page (HTML) or arXiv Atom feed; the "
+        "format is detected. It is stored at once, whole or not at all, and the day and source above "
+        "are ignored.",
+    )
+
+    def clean_saved_file(self) -> str | None:
+        """The upload's text, under the same size cap as a fetched response."""
+        upload = self.cleaned_data.get("saved_file")
+        if not upload:
+            return None
+        if upload.size > http.MAX_RESPONSE_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size} bytes, over the {http.MAX_RESPONSE_BYTES}-byte cap. "
+                "Nothing was stored."
+            )
+        return upload.read().decode("utf-8", errors="replace")
 
 
 @admin.register(Paper)
 class PaperAdmin(admin.ModelAdmin):
+    # What curators decide with, in a width that fits 1280 px: the title wraps, the
+    # comment count and arXiv id (searchable, and on each paper's page) stay off the list.
     list_display = (
-        "arxiv_id",
         "title_short",
         "featured_on",
         "upvotes",
-        "num_comments",
         "topic_list",
         "hidden",
         "pinned",
     )
-    list_display_links = ("arxiv_id", "title_short")
+    list_display_links = ("title_short",)
     list_editable = ("hidden", "pinned")
     list_filter = ("featured_on", TopicFilter, SourceFilter, "hidden", "pinned")
     search_fields = ("arxiv_id", "title", "abstract", "note")
     ordering = ("-featured_on", "-upvotes")
-    sortable_by = ("arxiv_id", "featured_on", "upvotes", "num_comments")
+    sortable_by = ("featured_on", "upvotes")
     date_hierarchy = "featured_on"
     list_per_page = 50
     inlines = [PaperTopicInline]
+
+    class Media:
+        css = {"all": ("digest/admin.css",)}
+
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     actions = ["hide", "unhide", "pin", "unpin", "retag", "fetch_days_again"]
     readonly_fields = (
@@ -145,6 +188,7 @@ class PaperAdmin(admin.ModelAdmin):
 
     @admin.display(description="title")
     def title_short(self, paper: Paper) -> str:
+        """The title (cut at 90 characters), which links to the paper."""
         return paper.title if len(paper.title) <= 90 else paper.title[:87] + "…"
 
     @admin.display(description="topics")
@@ -213,7 +257,7 @@ class PaperAdmin(admin.ModelAdmin):
             queue_fetch(day, "hf")
         self.message_user(request, f"Queued a fetch for {len(days)} day(s).")
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         custom = [
             path(
                 "fetch-now/",
@@ -223,20 +267,33 @@ class PaperAdmin(admin.ModelAdmin):
         ]
         return custom + super().get_urls()
 
-    def fetch_now_view(self, request):
-        """GET shows the form; POST queues the fetch task and returns to the list."""
+    def fetch_now_view(self, request: HttpRequest) -> HttpResponse:
+        """GET shows the form; POST queues the fetch, or stores an uploaded saved response
+        at once, and returns to the list."""
         if not self.has_change_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
-        form = FetchNowForm(request.POST or None)
+        form = FetchNowForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            day, source = form.cleaned_data["day"], form.cleaned_data["source"]
-            queue_fetch(day, source)
-            self.message_user(
-                request, f"Queued a fetch of {day.isoformat()} from {source}.", messages.SUCCESS
-            )
-            return redirect(reverse("admin:digest_paper_changelist"))
+            text = form.cleaned_data["saved_file"]
+            if text is not None:
+                name = str(getattr(request.FILES.get("saved_file"), "name", "") or "the uploaded file")
+                try:
+                    result = papers_load_text(text=text, name=name)
+                except SourceError as exc:
+                    form.add_error("saved_file", f"Nothing was stored. {exc}")
+                else:
+                    self.message_user(request, f"Stored {name}: {result.source}: {result}.", messages.SUCCESS)
+                    return redirect(reverse("admin:digest_paper_changelist"))
+            else:
+                day, source = form.cleaned_data["day"], form.cleaned_data["source"]
+                queue_fetch(day, source)
+                self.message_user(
+                    request,
+                    f"Fetching {day.isoformat()} from {source} in the background; reload the list to see "
+                    "its papers. If the source fails, nothing is stored and ADMIN_EMAILS get the reason.",
+                    messages.INFO,
+                )
+                return redirect(reverse("admin:digest_paper_changelist"))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -269,7 +326,7 @@ class TopicAdmin(admin.ModelAdmin):
 
     @admin.display(description="papers", ordering="paper_count")
     def paper_count(self, topic: Topic) -> int:
-        return topic.paper_count
+        return int(getattr(topic, "paper_count", 0))  # annotated by get_queryset
 
     @admin.display(description="phrases")
     def phrase_count(self, topic: Topic) -> int:

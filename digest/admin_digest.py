@@ -1,25 +1,30 @@
 """Admin for the nightly run: runs with a 30-day chart, deliveries, previews,
 test sends, re-sends and starting a run by hand."""
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.mail import get_connection
-from django.db import transaction
 from django.db.models import Sum
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from digest.models import Delivery, DigestRun, SubscriberDeliveryRollup
 from digest.services.preview import digest_preview
 from digest.services.retention import EditionTooOld, deliveries_retention_guard
-from digest.services.runs import deliveries_resend
+from digest.services.runs import deliveries_resend, digest_run_launch
 from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
 
@@ -40,9 +45,46 @@ class StartRunForm(forms.Form):
         return edition
 
 
+class ReaderField(forms.ModelChoiceField):
+    """A subscriber picked by the admin's autocomplete (their id), or given by address in a link."""
+
+    def to_python(self, value: object) -> Subscriber | None:
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        if text.isdigit():
+            return super().to_python(text)
+        subscriber = Subscriber.objects.filter(email__iexact=text).first()
+        if subscriber is None:
+            raise forms.ValidationError(f"No subscriber with the address {text}.", code="invalid_choice")
+        return subscriber
+
+
 class PreviewForm(forms.Form):
-    subscriber = forms.ModelChoiceField(queryset=Subscriber.objects.order_by("email"), to_field_name="email")
-    edition = forms.DateField(help_text="YYYY-MM-DD")
+    subscriber = ReaderField(
+        queryset=Subscriber.objects.all(),
+        widget=AutocompleteSelect(Delivery._meta.get_field("subscriber"), admin.site),
+        help_text="Type part of an address.",
+    )
+    edition = forms.DateField(help_text="YYYY-MM-DD", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, data: "QueryDict | dict | None" = None, **kwargs: Any) -> None:
+        # Links give the address; the autocomplete shows and sends the id.
+        self.missing_address = ""
+        if data is not None and data.get("subscriber") and not str(data["subscriber"]).isdigit():
+            address = str(data["subscriber"]).strip()
+            found = Subscriber.objects.filter(email__iexact=address).first()
+            data = data.copy()
+            data["subscriber"] = str(found.pk) if found else ""
+            self.missing_address = "" if found else address
+        super().__init__(data, **kwargs)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.missing_address:
+            self.errors.pop("subscriber", None)
+            self.add_error("subscriber", f"No subscriber with the address {self.missing_address}.")
+        return data
 
 
 class TestSendForm(forms.Form):
@@ -57,25 +99,75 @@ class TestSendForm(forms.Form):
         return to
 
 
+ACTIVE_RUN = (DigestRun.Status.RUNNING, DigestRun.Status.PLANNING, DigestRun.Status.SENDING)
+# Deliveries whose outcome the ESP left unclear are counted once the run model records them.
+RUN_HAS_UNCERTAIN = any(f.name == "uncertain_count" for f in DigestRun._meta.get_fields())
+# Seconds between reloads of a run's page while it runs (a meta refresh: no script needed).
+PROGRESS_REFRESH_SECONDS = 3
+
+
+def run_progress(run: DigestRun) -> dict[str, Any]:
+    """Counts for a run's page: what was due, what happened, what is left."""
+    uncertain = getattr(run, "uncertain_count", None)
+    done = run.sent_count + run.failed_count + run.empty_count + (uncertain or 0)
+    waiting = Delivery.objects.filter(
+        run=run, status__in=(Delivery.Status.PLANNED, Delivery.Status.SENDING)
+    ).count()
+    if run.status == DigestRun.Status.RUNNING:
+        phase = "Fetching papers"
+    elif run.status == DigestRun.Status.PLANNING:
+        phase = "Planning one delivery per due reader"
+    elif run.status == DigestRun.Status.SENDING:
+        phase = f"Sending: {waiting} of {run.due_count} deliveries still to go"
+    elif run.status == DigestRun.Status.FAILED:
+        phase = "The run stopped: nothing more goes out for it. The errors below say why"
+    else:
+        phase = "Finished"
+    return {
+        "phase": phase,
+        "active": run.status in ACTIVE_RUN,
+        "done": done,
+        "waiting": waiting,
+        "uncertain": uncertain,
+        "percent": round(100 * done / run.due_count) if run.due_count else None,
+    }
+
+
+def count_column(field: str, label: str) -> Callable[[admin.ModelAdmin, DigestRun], int]:
+    """A list column showing one of the run's counters under a short header."""
+
+    @admin.display(description=label, ordering=field)
+    def column(model_admin: admin.ModelAdmin, run: DigestRun) -> int:
+        return int(getattr(run, field))
+
+    return column
+
+
 @admin.register(DigestRun)
 class DigestRunAdmin(admin.ModelAdmin):
     list_display = (
         "edition",
-        "status",
+        "status_link",
         "started_at",
         "duration",
-        "papers_count",
-        "due_count",
-        "sent_count",
-        "empty_count",
-        "failed_count",
+        "papers",
+        "due",
+        "sent",
+        "empty",
+        "failed",
+        *(("uncertain",) if RUN_HAS_UNCERTAIN else ()),
+        "first_error",
     )
+    list_display_links = ("edition",)
     list_filter = ("status", "dry_run")
     date_hierarchy = "edition"
     readonly_fields = [field.name for field in DigestRun._meta.fields]
     change_list_template = "admin/digest/digestrun/change_list.html"
 
-    def has_add_permission(self, request):
+    class Media:
+        css = {"all": ("digest/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.display(description="took")
@@ -84,33 +176,86 @@ class DigestRunAdmin(admin.ModelAdmin):
             return "–"
         return f"{(run.finished_at - run.started_at).total_seconds():.1f} s"
 
-    def get_urls(self):
+    # Short headers: the list's header cells do not wrap.
+    papers = count_column("papers_count", "papers")
+    due = count_column("due_count", "due")
+    sent = count_column("sent_count", "sent")
+    empty = count_column("empty_count", "empty")
+    failed = count_column("failed_count", "failed")
+
+    @admin.display(description="uncertain")
+    def uncertain(self, run: DigestRun) -> int:
+        return int(getattr(run, "uncertain_count", 0) or 0)
+
+    @admin.display(description="status", ordering="status")
+    def status_link(self, run: DigestRun) -> str:
+        return format_html(
+            '<a class="run-status run-{}" href="{}">{}</a>',
+            run.status,
+            reverse("admin:digest_digestrun_progress", args=[run.pk]),
+            run.get_status_display(),
+        )
+
+    @admin.display(description="errors")
+    def first_error(self, run: DigestRun) -> str:
+        errors = [str(error) for error in run.errors or [] if not str(error).startswith("note:")]
+        if not errors:
+            return ""
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        return Truncator(errors[0]).chars(140) + more
+
+    def get_urls(self) -> list[URLPattern]:
         own = [
             path("start/", self.admin_site.admin_view(self.start_view), name="digest_digestrun_start"),
             path("preview/", self.admin_site.admin_view(self.preview_view), name="digest_digestrun_preview"),
+            path(
+                "<int:run_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="digest_digestrun_progress",
+            ),
         ]
         return own + super().get_urls()
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), **runs_chart()}
         return super().changelist_view(request, extra_context=extra_context)
 
-    def start_view(self, request):
+    # Each view checks its permission first, before doing anything.
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("digest.start_digestrun"):
             raise PermissionDenied
         form = StartRunForm(request.POST or None, initial={"edition": timezone.now().date()})
         if request.method == "POST" and form.is_valid():
-            from digest.tasks import nightly_run
-
-            edition = form.cleaned_data["edition"].isoformat()
-            fetch = form.cleaned_data["fetch"]
-            transaction.on_commit(lambda: nightly_run.delay(edition, fetch))
-            self.message_user(request, f"The run for {edition} was started.", messages.SUCCESS)
-            return redirect("admin:digest_digestrun_changelist")
-        context = {**self.admin_site.each_context(request), "title": "Start a digest run", "form": form}
+            run = digest_run_launch(edition=form.cleaned_data["edition"], fetch=form.cleaned_data["fetch"])
+            return redirect("admin:digest_digestrun_progress", run_id=run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start a digest run",
+            "form": form,
+            "media": self.media,
+        }
         return TemplateResponse(request, "admin/digest/digestrun/start.html", context)
 
-    def preview_view(self, request):
+    def progress_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(DigestRun, pk=run_id)
+        progress = run_progress(run)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Run {run.pk} for {run.edition}",
+            "media": self.media,
+            "run": run,
+            "progress": progress,
+            "refresh_seconds": PROGRESS_REFRESH_SECONDS if progress["active"] else None,
+            "errors": [str(e) for e in run.errors or [] if not str(e).startswith("note:")],
+            "notes": [str(e)[len("note: ") :] for e in run.errors or [] if str(e).startswith("note:")],
+        }
+        return TemplateResponse(request, "admin/digest/digestrun/progress.html", context)
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("digest.preview_digest"):
             raise PermissionDenied
         if request.method == "POST" and not request.user.has_perm("digest.send_test_digest"):
@@ -120,9 +265,11 @@ class DigestRunAdmin(admin.ModelAdmin):
         test_form = TestSendForm(request.POST if request.method == "POST" else None)
         context = {
             **self.admin_site.each_context(request),
+            "opts": self.model._meta,
             "title": "Preview a digest",
             "form": form,
             "test_form": test_form,
+            "media": self.media + form.media,
         }
         if form.is_valid():
             subscriber = form.cleaned_data["subscriber"]
@@ -134,19 +281,17 @@ class DigestRunAdmin(admin.ModelAdmin):
             if request.method == "POST" and test_form.is_valid():
                 self._send_test(request, subscriber, edition, test_form.cleaned_data["to"])
                 return redirect(
-                    f"{reverse('admin:digest_digestrun_preview')}?subscriber={subscriber.email}&edition={edition}"
+                    f"{reverse('admin:digest_digestrun_preview')}?subscriber={subscriber.pk}&edition={edition}"
                 )
         return TemplateResponse(request, "admin/digest/digestrun/preview.html", context)
 
-    def _send_test(self, request, subscriber, edition: date, to: str) -> None:
+    def _send_test(self, request: HttpRequest, subscriber: Subscriber, edition: date, to: str) -> None:
         # Links in a test copy are not the subscriber's own: clicking "unsubscribe"
         # in a colleague's inbox must not unsubscribe the real reader.
         preview = digest_preview(subscriber=subscriber, edition=edition, as_test=True)
         message = preview.message(to=to)
         if message is None:
-            self.message_user(
-                request, "Nothing passes this reader's relevance gate: no test sent.", messages.WARNING
-            )
+            self.message_user(request, f"No test sent. {preview.summary}", messages.WARNING)
             return
         message.subject = f"[Test] {message.subject}"
         connection = get_connection()
@@ -183,7 +328,7 @@ def runs_chart() -> dict:
     height, width = 120, 18
     bars = []
     for index, day in enumerate(days):
-        row = totals.get(day, {})
+        row: Any = totals.get(day, {})
         sent, failed = row.get("sent") or 0, row.get("failed") or 0
         sent_h = round(sent / peak * height)
         failed_h = round(failed / peak * height)
@@ -211,7 +356,8 @@ def runs_chart() -> dict:
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("edition", "subscriber", "status", "attempts", "sent_at", "esp_message_id", "short_error")
+    # The ESP message id is long and rarely read: it is searchable and on each delivery's page.
+    list_display = ("edition", "subscriber", "status", "attempts", "sent_at", "short_error")
     list_filter = ("status", "edition")
     search_fields = ("subscriber__email", "esp_message_id", "subject")
     list_select_related = ("subscriber",)
@@ -219,12 +365,15 @@ class DeliveryAdmin(admin.ModelAdmin):
     actions = ("resend",)
     list_per_page = 100
 
-    def has_add_permission(self, request):
+    class Media:
+        css = {"all": ("digest/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.display(description="error")
     def short_error(self, delivery: Delivery) -> str:
-        return delivery.error[:120]
+        return Truncator(delivery.error).chars(120)
 
     def has_resend_permission(self, request) -> bool:
         return request.user.has_perm("digest.resend_delivery")

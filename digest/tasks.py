@@ -54,18 +54,25 @@ def fetch_papers_task(day_iso: str, source: str = "hf") -> dict:
 
 
 @shared_task(name="digest.nightly_run")
-def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str | None = None) -> int:
-    """Fetch (every source in DIGEST_SOURCES, or just `source`), plan and fan out one edition.
-    Returns the DigestRun id."""
+def nightly_run(
+    edition_iso: str | None = None, fetch: bool = True, source: str | None = None, run_id: int | None = None
+) -> int:
+    """Fetch (every source in DIGEST_SOURCES, or just `source`), plan and fan out one edition,
+    on the run row `run_id` when an admin started it. Returns the DigestRun id."""
     from datetime import date
 
     from django.utils import timezone
 
     from digest.models import DigestRun
-    from digest.services.runs import digest_run_dispatch, digest_run_start
+    from digest.services.runs import digest_run_dispatch, digest_run_fail_unexpected, digest_run_start
 
     edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
-    run = digest_run_start(edition=edition, fetch=fetch, source=source)
+    try:
+        run = digest_run_start(edition=edition, fetch=fetch, source=source, run_id=run_id)
+    except Exception as exc:
+        if run_id is not None:  # an admin is watching this row: never leave it "running"
+            digest_run_fail_unexpected(run_id=run_id, error=exc)
+        raise
     # A run left in planning (its database went away) is finished by recover_runs.
     if run.status == DigestRun.Status.SENDING:
         digest_run_dispatch(run_id=run.pk)

@@ -1,15 +1,20 @@
 import csv
+from datetime import datetime
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from digest.admin_digest import DeliveryInline, DeliveryRollupInline
 from subscribers import services
+from subscribers.imports import SOURCE_MAX_LENGTH, ImportFileError, read_upload, subscribers_import
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
 from subscribers.selectors import subscriber_growth, subscriber_status_counts
 
@@ -20,25 +25,61 @@ CONSENT_FIELDS = (
     "confirmed_at",
     "confirm_ip",
     "confirm_user_agent",
+    "consent_source",
 )
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8, with a header row: email, topics, interests, frequency (and optionally weekday).",
+    )
+    consented = forms.BooleanField(
+        required=False,
+        label="These readers already consented",
+        help_text="They opted in elsewhere: store them as active, with no confirmation email. "
+        "Unticked, each gets the double opt-in email and stays pending until they confirm.",
+    )
+    source = forms.CharField(
+        required=False,
+        max_length=SOURCE_MAX_LENGTH,
+        label="Source of the list",
+        help_text="Where and how they signed up, e.g. “NeurIPS 2026 booth sign-up sheet”. Required with "
+        "consent: it is stored on each reader as the proof.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+    dry_run = forms.BooleanField(required=False, label="Only check the file", initial=False)
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        if data.get("consented") and not (data.get("source") or "").strip():
+            self.add_error("source", "Say where these readers gave their consent: it is kept as proof.")
+        return data
 
 
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    # Days, not timestamps, so the list fits a 1280 px screen; each page has the exact times.
     list_display = (
         "email",
         "status",
         "frequency",
         "topic_count",
-        "created_at",
-        "confirmed_at",
-        "last_digest_at",
+        "joined",
+        "confirmed",
+        "last_digest",
     )
     list_filter = ("status", "frequency", "topics")
     search_fields = ("email", "interests")
     date_hierarchy = "created_at"
+    # Explicit: the topic count annotation groups rows, and grouped queries drop Meta.ordering.
+    ordering = ("-created_at",)
     filter_horizontal = ("topics",)
     list_per_page = 100
+
+    class Media:
+        css = {"all": ("digest/admin.css",)}
+
     actions = ("suppress_selected", "resend_confirmation", "export_csv")
     inlines = (DeliveryInline, DeliveryRollupInline)
     readonly_fields = (
@@ -96,16 +137,73 @@ class SubscriberAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(topic_total=Count("topics", distinct=True))
 
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="subscribers_subscriber_import",
+            )
+        ]
+        return own + super().get_urls()
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """GET shows the form; POST checks the whole file, then imports it or reports why not."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            who = request.user.get_username()
+            source = form.cleaned_data["source"].strip()
+            try:
+                report = subscribers_import(
+                    text=read_upload(form.cleaned_data["file"].read()),
+                    consented=form.cleaned_data["consented"],
+                    source=f"{source} (uploaded by {who})" if source else f"uploaded by {who}",
+                    dry_run=form.cleaned_data["dry_run"],
+                )
+            except ImportFileError as exc:
+                form.add_error("file", f"{exc} Nothing was imported.")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import subscribers",
+            "form": form,
+            "report": report,
+            "listed": sorted(report.errors + report.skipped, key=lambda line: line.line) if report else [],
+        }
+        return TemplateResponse(request, "admin/subscribers/subscriber/import.html", context)
+
     @admin.display(description="Digest")
     def preview_link(self, obj) -> str:
         if not obj.pk:
             return "–"
-        query = urlencode({"subscriber": obj.email, "edition": timezone.now().date().isoformat()})
-        return format_html(
-            '<a href="{}?{}">Preview the digest they would get today</a>',
-            reverse("admin:digest_digestrun_preview"),
-            query,
+        preview = reverse("admin:digest_digestrun_preview")
+        today = urlencode({"subscriber": obj.pk, "edition": timezone.now().date().isoformat()})
+        links = format_html('<a href="{}?{}">Preview the digest they would get today</a>', preview, today)
+        last = (
+            obj.deliveries.filter(status="sent")
+            .order_by("-edition")
+            .values_list("edition", flat=True)
+            .first()
         )
+        if last is not None:
+            query = urlencode({"subscriber": obj.pk, "edition": last.isoformat()})
+            links += format_html(' · <a href="{}?{}">the last one they got ({})</a>', preview, query, last)
+        return links
+
+    @admin.display(description="joined", ordering="created_at")
+    def joined(self, obj: Subscriber) -> str:
+        return _day(obj.created_at)
+
+    @admin.display(description="confirmed", ordering="confirmed_at")
+    def confirmed(self, obj: Subscriber) -> str:
+        return _day(obj.confirmed_at)
+
+    @admin.display(description="last digest", ordering="last_digest_at")
+    def last_digest(self, obj: Subscriber) -> str:
+        return _day(obj.last_digest_at)
 
     @admin.display(description="Topics", ordering="topic_total")
     def topic_count(self, obj) -> int:
@@ -194,6 +292,10 @@ class SubscriberAdmin(admin.ModelAdmin):
                 ]
             )
         return response
+
+
+def _day(moment: datetime | None) -> str:
+    return timezone.localtime(moment).date().isoformat() if moment else "–"
 
 
 def _csv_safe(value: str) -> str:

@@ -81,6 +81,14 @@ class Subscriber(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     confirm_ip = models.GenericIPAddressField(null=True, blank=True)
     confirm_user_agent = models.CharField(max_length=512, blank=True)
+    consent_source = models.CharField(
+        max_length=500,
+        blank=True,
+        # A database default too, so bulk loads that name columns (COPY) need not list it.
+        default="",
+        db_default="",
+        help_text="How consent was given outside the signup form, e.g. an imported list's source.",
+    )
 
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     unsubscribe_reason = models.CharField(max_length=64, blank=True)

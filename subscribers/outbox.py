@@ -18,6 +18,7 @@ once, nearly always exactly once. Failed attempts back off and are retried up to
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -56,6 +57,20 @@ def outgoing_email_queue(
     row = OutgoingEmail.objects.create(kind=kind, subscriber_id=subscriber_id, payload=payload or {})
     transaction.on_commit(outgoing_email_kick)
     return row
+
+
+def outgoing_emails_queue(*, kind: str, subscriber_ids: Iterable[int]) -> int:
+    """Store one email of this kind per subscriber in one insert, with a single drain queued on commit."""
+    rows = OutgoingEmail.objects.bulk_create(
+        [
+            OutgoingEmail(kind=kind, subscriber_id=subscriber_id, payload={})
+            for subscriber_id in subscriber_ids
+        ],
+        batch_size=1000,
+    )
+    if rows:
+        transaction.on_commit(outgoing_email_kick)
+    return len(rows)
 
 
 def outgoing_email_kick() -> None:

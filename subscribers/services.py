@@ -8,7 +8,7 @@ worker, so a rolled-back change never sends mail and a committed one always does
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +20,7 @@ from django.utils import timezone
 from subscribers.addresses import normalize_email
 from subscribers.follows import clean_arxiv_categories, clean_author_names
 from subscribers.models import DeletionRecord, OutgoingEmail, Subscriber, SuppressionEvent
-from subscribers.outbox import outgoing_email_queue
+from subscribers.outbox import outgoing_email_queue, outgoing_emails_queue
 from subscribers.selectors import subscriber_get_by_email
 
 logger = logging.getLogger(__name__)
@@ -158,6 +158,19 @@ def subscriber_signup(
     raise RuntimeError("signup could not be stored")
 
 
+@dataclass(frozen=True)
+class NewSubscriber:
+    """One reader an admin adds: by hand, or as a line of an imported list."""
+
+    email: str
+    topics: tuple = ()
+    interests: str = ""
+    frequency: str = Subscriber.Frequency.DAILY
+    weekday: int = 0
+    arxiv_categories: tuple[str, ...] = ()
+    followed_authors: tuple[str, ...] = ()
+
+
 def subscriber_add(
     *,
     email: str,
@@ -166,30 +179,62 @@ def subscriber_add(
     frequency: str = Subscriber.Frequency.DAILY,
     weekday: int = 0,
     confirmed: bool = False,
+    consent_source: str = "",
     arxiv_categories: Iterable[str] = (),
     followed_authors: Iterable[str] = (),
 ) -> Subscriber:
-    """Add a subscriber as an admin. Confirmed ones skip the double opt-in email."""
-    email = normalize_email(email)
-    follows = _follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors)
+    """Add a subscriber as an admin. Confirmed ones skip the double opt-in email;
+    `consent_source` records where their consent was given (kept as proof)."""
+    person = NewSubscriber(
+        email, tuple(topics), interests, frequency, weekday, tuple(arxiv_categories), tuple(followed_authors)
+    )
+    return subscribers_add(people=[person], confirmed=confirmed, consent_source=consent_source)[0]
+
+
+def subscribers_add(
+    *, people: Sequence[NewSubscriber], confirmed: bool = False, consent_source: str = ""
+) -> list[Subscriber]:
+    """Add many subscribers as an admin, in one transaction and a few bulk queries.
+    Unconfirmed ones get the double opt-in email once the transaction commits."""
+    follows = [
+        _follows(arxiv_categories=person.arxiv_categories, followed_authors=person.followed_authors)
+        for person in people
+    ]
     now = timezone.now()
     with transaction.atomic():
-        subscriber = Subscriber.objects.create(
-            email=email,
-            status=Status.ACTIVE if confirmed else Status.PENDING,
-            interests=interests,
-            frequency=frequency,
-            weekday=weekday,
-            **follows,
-            signup_at=now,
-            signup_user_agent="added by an admin",
-            confirmed_at=now if confirmed else None,
-            confirm_user_agent="added by an admin" if confirmed else "",
+        created = Subscriber.objects.bulk_create(
+            [
+                Subscriber(
+                    email=normalize_email(person.email),
+                    status=Status.ACTIVE if confirmed else Status.PENDING,
+                    interests=person.interests,
+                    frequency=person.frequency,
+                    weekday=person.weekday,
+                    **person_follows,
+                    signup_at=now,
+                    signup_user_agent="added by an admin",
+                    confirmed_at=now if confirmed else None,
+                    confirm_user_agent="added by an admin" if confirmed else "",
+                    consent_source=consent_source,
+                )
+                for person, person_follows in zip(people, follows, strict=True)
+            ],
+            batch_size=1000,
         )
-        subscriber.topics.set(list(topics))
+        links = Subscriber.topics.through
+        links.objects.bulk_create(
+            [
+                links(subscriber_id=subscriber.pk, topic_id=getattr(topic, "pk", topic))
+                for subscriber, person in zip(created, people, strict=True)
+                for topic in dict.fromkeys(person.topics)
+            ],
+            batch_size=5000,
+        )
         if not confirmed:
-            outgoing_email_queue(kind=OutgoingEmail.Kind.CONFIRMATION, subscriber_id=subscriber.pk)
-    return subscriber
+            outgoing_emails_queue(
+                kind=OutgoingEmail.Kind.CONFIRMATION, subscriber_ids=[subscriber.pk for subscriber in created]
+            )
+    return created
 
 
 def subscriber_confirm(*, subscriber: Subscriber, ip: str | None, user_agent: str | None) -> bool:
@@ -364,6 +409,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "confirmed_at": stamp(subscriber.confirmed_at),
             "confirm_ip": subscriber.confirm_ip,
             "confirm_user_agent": subscriber.confirm_user_agent,
+            "source": subscriber.consent_source,
         },
         "unsubscribed_at": stamp(subscriber.unsubscribed_at),
         "unsubscribe_reason": subscriber.unsubscribe_reason,

@@ -5,7 +5,15 @@ from digest.services.ingest import (
     papers_fetch,
     papers_ingest,
     papers_load_file,
+    papers_load_text,
     papers_retag,
 )
 
-__all__ = ["IngestResult", "papers_fetch", "papers_ingest", "papers_load_file", "papers_retag"]
+__all__ = [
+    "IngestResult",
+    "papers_fetch",
+    "papers_ingest",
+    "papers_load_file",
+    "papers_load_text",
+    "papers_retag",
+]

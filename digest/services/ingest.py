@@ -316,8 +316,13 @@ def papers_load_file(*, path: str | Path) -> IngestResult:
         raise SourceError(
             "file", str(path), f"file of {size} bytes is over the {http.MAX_RESPONSE_BYTES}-byte cap"
         )
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    source, records = sources.parse_saved(text, name=str(path))
+    return papers_load_text(text=path.read_bytes().decode("utf-8", errors="replace"), name=str(path))
+
+
+def papers_load_text(*, text: str, name: str) -> IngestResult:
+    """Ingest the text of a saved response (a file, or one uploaded in the admin), checked
+    the same way as a fetched one; `name` says where it came from in errors."""
+    source, records = sources.parse_saved(text, name=name)
     result = papers_ingest(records=records)
     result.source = source
     return result

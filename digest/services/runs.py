@@ -34,10 +34,15 @@ def notify_admins(subject: str, message: str) -> None:
 
 
 def digest_run_start(
-    *, edition: date, fetch: bool = True, source: str | None = None, only_email: str | None = None
+    *,
+    edition: date,
+    fetch: bool = True,
+    source: str | None = None,
+    only_email: str | None = None,
+    run_id: int | None = None,
 ) -> DigestRun:
     """Fetch yesterday's papers from every source (DIGEST_SOURCES, or just `source`)
-    and plan today's deliveries.
+    and plan today's deliveries, on a new run row or on the one `digest_run_launch` created.
 
     A source that fails is named in the run's errors and mailed to the admins,
     and the run sends what the others gave. When every source fails, or any
@@ -48,7 +53,10 @@ def digest_run_start(
     the run once the database answers again.
     """
     deliveries_retention_guard(edition=edition)
-    run = DigestRun.objects.create(edition=edition, only_email=only_email or "")
+    if run_id:
+        run = DigestRun.objects.get(id=run_id)
+    else:
+        run = DigestRun.objects.create(edition=edition, only_email=only_email or "")
     if fetch and not papers_fetch_for_run(run=run, sources=[source] if source else settings.DIGEST_SOURCES):
         return run
     run.status = DigestRun.Status.PLANNING
@@ -294,3 +302,30 @@ def deliveries_resend(*, delivery_ids: list[int]) -> int:
         for delivery_id, run_id in failed:
             send_tasks_queue(run_id=run_id, ranges=[(delivery_id, delivery_id)])
     return len(failed)
+
+
+def digest_run_launch(*, edition: date, fetch: bool = True) -> DigestRun:
+    """Start a run from the admin: its row now, so the page can follow it, and
+    the work after the response (a Celery task, or a thread without a broker)."""
+    from digest.background import task_start_after_commit
+    from digest.tasks import nightly_run
+
+    run = DigestRun.objects.create(edition=edition)
+    run_id = run.pk
+    task_start_after_commit(
+        nightly_run,
+        edition.isoformat(),
+        fetch,
+        None,  # every source in DIGEST_SOURCES, as the nightly run
+        run_id,
+        on_error=lambda exc: digest_run_fail_unexpected(run_id=run_id, error=exc),
+    )
+    return run
+
+
+def digest_run_fail_unexpected(*, run_id: int, error: BaseException) -> None:
+    """Mark a run failed when its task crashed while fetching. A run that got as far as
+    planning or sending is left to `recover_runs`, which finishes what it started."""
+    run = DigestRun.objects.filter(id=run_id, status=DigestRun.Status.RUNNING).first()
+    if run is not None:
+        digest_run_fail(run=run, error=f"The run stopped with an error: {type(error).__name__}: {error}")

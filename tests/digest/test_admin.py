@@ -1,11 +1,15 @@
+import json
+import threading
 from datetime import date
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from digest.background import wait_for_background
 from digest.models import Paper, PaperTopic, Topic
-from digest.services import papers_load_file
+from digest.services import IngestResult, papers_load_file
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +24,7 @@ def papers():
 
 
 def test_changelist_filters_search_and_sorts_by_upvotes(admin_client, papers):
-    response = admin_client.get(CHANGELIST, {"o": "-4"})  # upvotes column, descending
+    response = admin_client.get(CHANGELIST, {"o": "-3"})  # upvotes column, descending
     assert response.status_code == 200
     shown = [row.arxiv_id for row in response.context["cl"].result_list]
     assert shown == ["2603.02210", "2603.01877", "2603.00415"]
@@ -75,14 +79,21 @@ def test_retag_action_keeps_curator_tags(admin_client, papers):
     assert {"safety", "image-generation"} <= slugs
 
 
+@pytest.fixture
+def with_broker(eager_celery):
+    """Production mode: tasks go to a broker instead of running in this process."""
+    eager_celery.conf.task_always_eager = False
+    return eager_celery
+
+
 def test_fetch_now_get_shows_a_form_and_post_queues_the_task_after_commit(
-    admin_client, monkeypatch, django_capture_on_commit_callbacks
+    admin_client, monkeypatch, django_capture_on_commit_callbacks, with_broker
 ):
     queued = []
     monkeypatch.setattr("digest.tasks.fetch_papers_task.delay", lambda *args: queued.append(args))
     url = reverse("admin:digest_paper_fetch_now")
     response = admin_client.get(url)
-    assert response.status_code == 200 and b"Queue fetch" in response.content
+    assert response.status_code == 200 and b"Fetch or load" in response.content
     assert queued == []
     assert b"Fetch now" in admin_client.get(CHANGELIST).content
 
@@ -100,8 +111,82 @@ def test_fetch_now_rejects_a_bad_form(admin_client, monkeypatch):
     assert response.status_code == 200 and queued == []
 
 
+def test_fetch_now_offers_the_newest_day_with_papers(admin_client, papers):
+    form = admin_client.get(reverse("admin:digest_paper_fetch_now")).context["form"]
+    assert form["day"].value() == date(2026, 3, 4)
+
+
+def test_fetch_now_stores_an_uploaded_saved_response_at_once(admin_client):
+    upload = SimpleUploadedFile("saved.json", (FIXTURES / "hf_api_2026.json").read_bytes())
+    response = admin_client.post(
+        reverse("admin:digest_paper_fetch_now"), {"day": "2026-11-21", "source": "hf", "saved_file": upload}
+    )
+    assert response.status_code == 302 and response.url == CHANGELIST
+    assert Paper.objects.count() == 3
+    assert "Stored saved.json: hf" in admin_client.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error"),
+    [
+        ("page.html", b"<html><body>No papers here</body></html>", "Nothing was stored."),
+        ("api.json", b'{"not": "a list"}', "Nothing was stored."),
+        ("feed.atom", b"<?xml version='1.0'?><feed", "Nothing was stored."),
+    ],
+)
+def test_fetch_now_rejects_an_unrecognised_upload_and_stores_nothing(admin_client, name, content, error):
+    upload = SimpleUploadedFile(name, content)
+    response = admin_client.post(
+        reverse("admin:digest_paper_fetch_now"), {"day": "2026-11-21", "source": "hf", "saved_file": upload}
+    )
+    assert response.status_code == 200
+    errors = response.context["form"].errors["saved_file"]
+    assert errors[0].startswith(error) and name in errors[0]
+    assert Paper.objects.count() == 0
+
+
+def test_fetch_now_upload_with_one_bad_item_stores_nothing_of_a_broken_file(admin_client):
+    items = json.loads((FIXTURES / "hf_api_2026.json").read_text())
+    broken = json.dumps(items)[:-40]  # cut off mid-item
+    upload = SimpleUploadedFile("cut.json", broken.encode())
+    response = admin_client.post(
+        reverse("admin:digest_paper_fetch_now"), {"day": "2026-11-21", "source": "hf", "saved_file": upload}
+    )
+    assert "Nothing was stored." in response.context["form"].errors["saved_file"][0]
+    assert Paper.objects.count() == 0
+
+
+def test_fetch_now_refuses_an_upload_over_the_size_cap(admin_client, monkeypatch):
+    monkeypatch.setattr("digest.sources.http.MAX_RESPONSE_BYTES", 100)
+    upload = SimpleUploadedFile("big.json", b"[" + b" " * 200 + b"]")
+    response = admin_client.post(
+        reverse("admin:digest_paper_fetch_now"), {"day": "2026-11-21", "source": "hf", "saved_file": upload}
+    )
+    assert "over the 100-byte cap. Nothing was stored." in response.context["form"].errors["saved_file"][0]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_embedded_fetch_now_runs_in_the_background(admin_client, monkeypatch):
+    fetched = []
+    release = threading.Event()
+
+    def fetch(*, day, source, **options):
+        release.wait(30)
+        fetched.append((day, source))
+        return IngestResult(source=source)
+
+    monkeypatch.setattr("digest.services.papers_fetch", fetch)
+    url = reverse("admin:digest_paper_fetch_now")
+    response = admin_client.post(url, {"day": "2026-11-21", "source": "hf"})
+    assert response.status_code == 302
+    assert fetched == []  # answered before the fetch finished
+    release.set()
+    wait_for_background()
+    assert fetched == [(date(2026, 11, 21), "hf")]
+
+
 def test_fetch_days_again_action_queues_each_featured_day(
-    admin_client, papers, monkeypatch, django_capture_on_commit_callbacks
+    admin_client, papers, monkeypatch, django_capture_on_commit_callbacks, with_broker
 ):
     queued = []
     monkeypatch.setattr("digest.tasks.fetch_papers_task.delay", lambda *args: queued.append(args))

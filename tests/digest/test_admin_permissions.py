@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.test import Client
 
+from digest.background import wait_for_background
 from digest.models import Delivery, DigestRun
 from tests.digest.builders import EDITION, make_paper, make_reader
 
@@ -54,11 +55,12 @@ def test_change_permission_alone_no_longer_starts_a_run(ada, django_capture_on_c
     assert not DigestRun.objects.exists()
 
 
-def test_start_permission_starts_a_run(ada, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_start_permission_starts_a_run(ada):
     client = staff("view_digestrun", "start_digestrun")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(START, {"edition": EDITION.isoformat(), "fetch": ""})
+    response = client.post(START, {"edition": EDITION.isoformat(), "fetch": ""})
     assert response.status_code == 302
+    wait_for_background()
     assert DigestRun.objects.get().status == DigestRun.Status.SUCCEEDED
 
 

@@ -104,3 +104,46 @@ def test_subscriber_page_shows_consent_record(admin_client, people):
     assert response.status_code == 200
     html = response.content.decode()
     assert "Consent" in html and "192.0.2.10" in html
+
+
+IMPORT_URL = "/admin/subscribers/subscriber/import/"
+
+
+def test_import_upload_adds_good_rows_and_lists_skipped_ones(admin_client, people, commit):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    existing = Subscriber.objects.first()
+    text = f"email,topics\nimported@example.org,reasoning\n{existing.email},reasoning\n"
+    upload = SimpleUploadedFile("list.csv", text.encode())
+    with commit():
+        response = admin_client.post(
+            IMPORT_URL, {"file": upload, "consented": "on", "source": "conference sheet"}
+        )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Imported 1 subscriber(s), active (consent recorded); skipped 1." in page
+    assert "already on the list" in page
+    imported = Subscriber.objects.get(email="imported@example.org")
+    assert imported.consent_source == "imported: conference sheet (uploaded by admin)"
+    assert "Import subscribers" in admin_client.get("/admin/subscribers/subscriber/").content.decode()
+
+
+def test_import_upload_with_a_bad_row_imports_nothing(admin_client, people):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    before = Subscriber.objects.count()
+    upload = SimpleUploadedFile("list.csv", b"email,topics\nfine@example.org,reasoning\nbad,reasoning\n")
+    response = admin_client.post(IMPORT_URL, {"file": upload})
+    page = response.content.decode()
+    assert "Nothing was imported: 1 line(s) have errors." in page
+    assert "not a valid email address: &#x27;bad&#x27;" in page
+    assert Subscriber.objects.count() == before
+
+
+def test_import_upload_needs_a_source_for_consent(admin_client, db):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("list.csv", b"email,topics\nfine@example.org,reasoning\n")
+    response = admin_client.post(IMPORT_URL, {"file": upload, "consented": "on"})
+    assert "kept as proof" in response.content.decode()
+    assert not Subscriber.objects.exists()

@@ -73,3 +73,8 @@ class Command(BaseCommand):
         for delivery in sent.order_by("subscriber__email"):
             self.stdout.write(f"  {delivery.subscriber.email:<20} {delivery.status:<8} {delivery.subject}")
         self.stdout.write(f"Outbox: {outbox}")
+        admin_url = f"{settings.SITE_URL}/{settings.ADMIN_URL}"
+        self.stdout.write(
+            f"\nTo open the admin at {admin_url} (papers, readers, runs, previews), make yourself an "
+            "account first:\n  .venv/bin/python manage.py createsuperuser"
+        )

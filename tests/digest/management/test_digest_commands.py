@@ -90,4 +90,11 @@ def test_demo_command_leaves_one_eml_per_reader_and_can_run_again(isolated_outbo
     assert len(first) == sent
     call_command("demo")
     assert len(list(isolated_outbox.glob("*.eml"))) == 2 * sent
-    assert "Outbox:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Outbox:" in out
+    # The last lines say how to get into the admin.
+    assert out.rstrip().splitlines()[-2:] == [
+        f"To open the admin at {settings.SITE_URL}/{settings.ADMIN_URL} (papers, readers, runs, previews), "
+        "make yourself an account first:",
+        "  .venv/bin/python manage.py createsuperuser",
+    ]
