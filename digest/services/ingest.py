@@ -21,7 +21,7 @@ from digest import sources
 from digest.models import Paper, PaperTopic, Topic
 from digest.sources import http
 from digest.sources.base import SOURCE_ARXIV, SOURCE_HF_API, SOURCE_HF_PAGE, PaperRecord, SourceError
-from digest.tagging import get_tagger
+from digest.tagging.tagger import get_tagger
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,16 @@ from pathlib import Path
 
 import pytest
 
-from digest.tagging import THRESHOLD, Tagger, TopicSpec, default_topic_specs, get_tagger, stem, tag_text
-from digest.taxonomy import DEFAULT_SLUGS, DEFAULT_TOPICS
+from digest.tagging.tagger import (
+    THRESHOLD,
+    Tagger,
+    TopicSpec,
+    default_topic_specs,
+    get_tagger,
+    stem,
+    tag_text,
+)
+from digest.tagging.taxonomy import DEFAULT_SLUGS, DEFAULT_TOPICS
 
 LABELLED = Path(__file__).resolve().parent.parent / "fixtures" / "tagging" / "labelled_papers.json"
 FLOOR = 0.85

@@ -5,7 +5,7 @@ Admins edit and extend topics in the admin afterwards; the slugs below are
 fixed because subscribers' preferences refer to them.
 
 Phrase lines (one per line in the admin) follow a small syntax, read by
-``digest.tagging``:
+``digest.tagging.tagger``:
 
     chain-of-thought   a strong phrase; hyphens, spaces and plurals all match
     ~reasoning         a weak phrase: supporting evidence only

@@ -7,7 +7,7 @@ How a paper is scored against a topic
    words are split too ("chain-of-thought" matches "chain of thought") and
    also kept joined ("multi-modal" matches "multimodal"). Each word is reduced
    to a light stem so plurals match ("LLM agents" matches "LLM agent").
-2. Each topic's phrases (see ``digest.taxonomy`` for the line syntax), its name
+2. Each topic's phrases (see ``digest.tagging.taxonomy`` for the line syntax), its name
    and the short fragments of its description are matched against the title,
    the abstract and Hugging Face's ``ai_keywords``. Where phrases overlap the
    longest one wins, so "process reward model" counts for reasoning and not as
@@ -394,6 +394,6 @@ def tag_text(
 
 def default_topic_specs() -> list[TopicSpec]:
     """The shipped taxonomy as TopicSpecs, for scripts and tests that run without a database."""
-    from digest.taxonomy import DEFAULT_TOPICS
+    from digest.tagging.taxonomy import DEFAULT_TOPICS
 
     return [TopicSpec(t["slug"], t["name"], t["description"], tuple(t["phrases"])) for t in DEFAULT_TOPICS]
