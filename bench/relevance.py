@@ -148,8 +148,12 @@ def tagging_report(papers: Sequence[LabelledPaper], *, errors: bool = False) -> 
         "micro_precision": _ratio(right, tags),
         "micro_recall": _ratio(found, required),
         "per_topic": {
-            slug: {"precision": _ratio(row[1], row[0]), "recall": _ratio(row[3], row[2]), "tags": row[0],
-                   "required": row[2]}
+            slug: {
+                "precision": _ratio(row[1], row[0]),
+                "recall": _ratio(row[3], row[2]),
+                "tags": row[0],
+                "required": row[2],
+            }
             for slug, row in sorted(per_topic.items())
         },  # fmt: skip
     }
@@ -184,7 +188,9 @@ def interest_metrics(ranked: list[str], grades: dict[str, int]) -> dict[str, flo
     }
 
 
-def interests_report(papers: Sequence[LabelledPaper], grades: dict[str, dict[str, int]], rank: RankFn) -> dict:
+def interests_report(
+    papers: Sequence[LabelledPaper], grades: dict[str, dict[str, int]], rank: RankFn
+) -> dict:
     ids = {paper.arxiv_id for paper in papers}
     rows: dict[str, list[float]] = defaultdict(list)
     per_interest = {}
@@ -192,10 +198,12 @@ def interests_report(papers: Sequence[LabelledPaper], grades: dict[str, dict[str
     for interest, graded in grades.items():
         in_split = {arxiv_id: grade for arxiv_id, grade in graded.items() if arxiv_id in ids}
         ranked = rank(interest)
-        if not in_split:
+        if not graded:  # one of the interests that match no paper at all
             no_match += 1
             empty_no_match += not ranked
             per_interest[interest] = {"sent": len(ranked[:CUTOFF])}
+            continue
+        if not in_split:  # nothing relevant among this split's days: no ranking to judge
             continue
         metrics = interest_metrics(ranked, in_split)
         for name, value in metrics.items():
@@ -274,7 +282,7 @@ def project_ranker(
 
 def build_ranker(papers: Sequence[LabelledPaper], archive: Sequence[LabelledPaper] | None = None):
     """A Ranker over these papers, with corpus statistics and tags computed as ingest would."""
-    from digest.ranking import Candidate, Ranker
+    from digest.ranking import Ranker
     from digest.tagging.analysis import CorpusStats
     from digest.tagging.tagger import default_topic_specs, get_tagger
 
@@ -349,8 +357,12 @@ def report(dev: DevSet, *, errors: bool = False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=None, help=f"labelled set folder (default: ${ENV_VAR} or {DEFAULT_DATA})")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", default=None, help=f"labelled set folder (default: ${ENV_VAR} or {DEFAULT_DATA})"
+    )
     parser.add_argument("--errors", action="store_true", help="list tagging misses and extras")
     parser.add_argument("--per-interest", action="store_true", help="keep each interest's numbers")
     args = parser.parse_args()

@@ -99,6 +99,9 @@ class PaperTopic(models.Model):
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="paper_topics")
     score = models.FloatField(default=1.0, help_text="0 to 1; 0 on a curator row means 'not this topic'.")
     set_by_curator = models.BooleanField(default=False)
+    evidence = models.JSONField(
+        default=list, blank=True, help_text="The phrases that earned an automatic tag, strongest first."
+    )
 
     class Meta:
         ordering = ["-score"]
@@ -212,7 +215,9 @@ class TermAlias(models.Model):
     a paper meets a reader's "reinforcement learning" and the other way round.
     """
 
-    term = models.CharField(max_length=100, unique=True, help_text='The short form, e.g. "RLHF" or "KV cache".')
+    term = models.CharField(
+        max_length=100, unique=True, help_text='The short form, e.g. "RLHF" or "KV cache".'
+    )
     expansions = models.TextField(
         help_text='One wording per line, e.g. "reinforcement learning from human feedback". Case, hyphens '
         "and plurals do not matter; # starts a comment."
@@ -246,7 +251,7 @@ class CorpusStat(models.Model):
     # Total analysed words per field, for average field lengths.
     title_words = models.PositiveBigIntegerField(default=0)
     summary_words = models.PositiveBigIntegerField(default=0)
-    keyword_words = models.PositiveBigIntegerField(default=0)
+    keywords_words = models.PositiveBigIntegerField(default=0)
     abstract_words = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

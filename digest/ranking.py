@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -156,21 +156,29 @@ class InterestMatch:
     reason: str
 
 
+# Corpus statistics, or a function that loads them for the candidates' vocabulary.
+StatsSource = CorpusStats | Callable[[set[str]], CorpusStats]
+
+
 class InterestIndex:
     """The night's candidates as BM25F postings: term -> paper -> (field-weighted tf, fields)."""
 
-    def __init__(self, candidates: Sequence[Candidate], stats: CorpusStats, analyzer: Analyzer):
-        self.stats = stats
+    def __init__(self, candidates: Sequence[Candidate], stats: StatsSource, analyzer: Analyzer):
         self.analyzer = analyzer
         self.postings: dict[str, dict[int, tuple[float, int]]] = defaultdict(dict)
         self.counts: dict[str, dict[int, int]] = defaultdict(dict)  # raw counts, for learned models
         self.sequences: dict[int, dict[str, list[str]]] = {}
-        averages = {name: stats.average(name) or 1.0 for name in FIELDS}
         for candidate in candidates:
-            per_field: dict[str, list[str]] = {}
-            for name, text in candidate.fields().items():
-                per_field[name] = analyzer.terms(text) if text else []
-            self.sequences[candidate.paper_id] = per_field
+            self.sequences[candidate.paper_id] = {
+                name: analyzer.terms(text) if text else [] for name, text in candidate.fields().items()
+            }
+        if callable(stats):
+            stats = stats(
+                {term for fields in self.sequences.values() for terms in fields.values() for term in terms}
+            )
+        self.stats: CorpusStats = stats
+        averages = {name: stats.average(name) or 1.0 for name in FIELDS}
+        for paper_id, per_field in self.sequences.items():
             weighted: dict[str, float] = defaultdict(float)
             where: dict[str, int] = defaultdict(int)
             for name, terms in per_field.items():
@@ -178,10 +186,10 @@ class InterestIndex:
                     continue
                 norm = 1 - FIELD_B[name] + FIELD_B[name] * len(terms) / averages[name]
                 weight = FIELD_WEIGHTS[name] / norm
+                bit = _FIELD_BITS[name]
                 for term in terms:
                     weighted[term] += weight
-                    where[term] |= _FIELD_BITS[name]
-            paper_id = candidate.paper_id
+                    where[term] |= bit
             for term, value in weighted.items():
                 self.postings[term][paper_id] = (value, where[term])
             for name in ("title", "summary", "abstract"):
@@ -299,39 +307,6 @@ def _interest_reason(text: str, hits: list[tuple[Concept, int]], total: int, phr
 
 
 @dataclass(frozen=True)
-class Affinity:
-    """What a reader's 👍 and 👎 votes taught us, as a weight change per topic.
-
-    Each vote adds (+1 or -1) times the voted paper's tag score to each of its
-    topics; the running total t becomes MAX_AFFINITY * tanh(t / 3), a change of
-    at most ±30% that grows quickly for the first votes and then saturates.
-    A chosen topic's relevance is multiplied by (1 + change). A topic the reader
-    did not choose but keeps upvoting counts as a weak interest of its own,
-    worth tag score * change / MAX_AFFINITY * 0.6.
-    """
-
-    weights: tuple[tuple[str, float], ...] = ()
-
-    @classmethod
-    def from_votes(cls, votes: Iterable[tuple[int, dict[str, float]]]) -> Affinity:
-        totals: dict[str, float] = defaultdict(float)
-        for vote, topic_scores in votes:
-            for slug, score in topic_scores.items():
-                totals[slug] += vote * score
-        weights = tuple(
-            sorted(
-                (slug, round(MAX_AFFINITY * math.tanh(total / 3), 3))
-                for slug, total in totals.items()
-                if abs(total) > 1e-9
-            )
-        )
-        return cls(weights=weights)
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.weights)
-
-
-@dataclass(frozen=True)
 class LearnedModel:
     """A reader's fitted model: TF-IDF (sublinear tf, l2 norm) over `terms`, then logistic regression."""
 
@@ -363,17 +338,68 @@ class LearnedModel:
 
 
 @dataclass(frozen=True)
+class Affinity:
+    """What a reader's 👍 and 👎 votes (and liked papers) taught us.
+
+    Per topic, a weight change: each vote adds (+1 or -1) times the voted
+    paper's tag score to each of its topics; the running total t becomes
+    MAX_AFFINITY * tanh(t / 3), a change of at most ±30% that grows quickly for
+    the first votes and then saturates. A chosen topic's relevance is
+    multiplied by (1 + change). A topic the reader did not choose but keeps
+    upvoting counts as a weak interest of its own, worth tag score * change /
+    MAX_AFFINITY * 0.6.
+
+    With enough votes, also a `LearnedModel` over the papers' words.
+    """
+
+    weights: tuple[tuple[str, float], ...] = ()
+    learned: LearnedModel | None = None
+
+    @classmethod
+    def from_votes(
+        cls, votes: Iterable[tuple[int, dict[str, float]]], learned: LearnedModel | None = None
+    ) -> Affinity:
+        totals: dict[str, float] = defaultdict(float)
+        for vote, topic_scores in votes:
+            for slug, score in topic_scores.items():
+                totals[slug] += vote * score
+        weights = tuple(
+            sorted(
+                (slug, round(MAX_AFFINITY * math.tanh(total / 3), 3))
+                for slug, total in totals.items()
+                if abs(total) > 1e-9
+            )
+        )
+        return cls(weights=weights, learned=learned)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.weights)
+
+    def key(self) -> tuple:
+        return (self.weights, self.learned.key if self.learned else None)
+
+
+@dataclass(frozen=True)
 class Preferences:
     topics: frozenset[str]
     interests: tuple[str, ...] = ()
     max_items: int = 8
     affinity: Affinity = field(default_factory=Affinity)
-    learned: LearnedModel | None = None
+    also_trending: bool = True
+
+    @property
+    def learned(self) -> LearnedModel | None:
+        return self.affinity.learned
 
     def key(self) -> tuple:
         """Subscribers whose keys are equal get the same ranked list."""
-        learned = self.learned.key if self.learned else None
-        return (tuple(sorted(self.topics)), self.interests, self.max_items, self.affinity.weights, learned)
+        return (
+            tuple(sorted(self.topics)),
+            self.interests,
+            self.max_items,
+            self.affinity.key(),
+            self.also_trending,
+        )
 
 
 @dataclass(frozen=True)
@@ -440,7 +466,7 @@ class Ranker:
         topic_names: dict[str, str] | None = None,
         gate: float = DEFAULT_GATE,
         trend_weight: float = DEFAULT_TREND_WEIGHT,
-        stats: CorpusStats | None = None,
+        stats: StatsSource | None = None,
         analyzer: Analyzer | None = None,
         tagger: Tagger | None = None,
     ):
@@ -525,7 +551,7 @@ class Ranker:
         if reason is None:
             evidence = candidate.topic_evidence.get(slug, ())
             label = f"Topic {self.topic_label(slug)}"
-            reason = f"{label}: {', '.join(evidence[:3])}" if evidence else f"{label}: tagged by a curator"
+            reason = f"{label}: {', '.join(evidence[:3])}" if evidence else label
             self._reasons[key] = reason
         return reason
 
@@ -567,7 +593,9 @@ class Ranker:
         primary = scored[0][2] if scored and scored[0][0] >= self.gate else "learned"
         return Match(relevance=relevance, reasons=tuple(dict.fromkeys(reasons))[:3], primary=primary)
 
-    def _topic_matches(self, topics: frozenset[str], exclude: frozenset[int]) -> Iterator[tuple[Candidate, Match]]:
+    def _topic_matches(
+        self, topics: frozenset[str], exclude: frozenset[int]
+    ) -> Iterator[tuple[Candidate, Match]]:
         """What `match` finds for topics alone (no interests, no votes), most
         readers' case, from per-topic lists of the papers whose tag passes the
         gate: a paper with no such tag cannot pass, and only such tags are named
@@ -657,7 +685,9 @@ class Ranker:
                 score=0.0,
                 relevance=0.0,
                 trend=round(self.trend.get(c.paper_id, 0.0), 6),
-                reasons=(f"Also trending: {c.upvotes} upvotes on Hugging Face, not matched to your interests",),
+                reasons=(
+                    f"Also trending: {c.upvotes} upvotes on Hugging Face, not matched to your interests",
+                ),
                 pinned=False,
                 trending=True,
             )

@@ -7,7 +7,8 @@ from datetime import date
 
 from django.db.models import Count, Q, QuerySet
 
-from digest.models import Paper, PaperTopic, Topic
+from digest.models import CorpusStat, Paper, PaperTopic, TermStat, Topic
+from digest.tagging.analysis import FIELDS, CorpusStats
 
 
 def topics_with_paper_counts(queryset: QuerySet[Topic] | None = None) -> QuerySet[Topic]:
@@ -60,3 +61,29 @@ def papers_export(*, day: date | None = None) -> list[dict]:
         }
         for paper in papers
     ]
+
+
+def corpus_stats_for(*, terms: Iterable[str]) -> CorpusStats:
+    """The archive's totals and the document frequencies of these terms (others count as unseen)."""
+    totals = CorpusStat.objects.filter(pk=1).first()
+    stats = CorpusStats()
+    if totals is None:
+        return stats
+    stats.papers = totals.papers
+    stats.words = {name: getattr(totals, f"{name}_words") for name in FIELDS}
+    wanted = list(set(terms))
+    for start in range(0, len(wanted), 2000):
+        rows = TermStat.objects.filter(term__in=wanted[start : start + 2000]).values_list("term", "papers")
+        stats.df.update(rows)
+    return stats
+
+
+def paper_topic_evidence(*, paper_ids: Iterable[int]) -> dict[int, dict[str, tuple[str, ...]]]:
+    """Paper id -> {topic slug: the phrases that tagged it}; empty for curator tags."""
+    evidence: dict[int, dict[str, tuple[str, ...]]] = {}
+    rows = PaperTopic.objects.filter(
+        paper_id__in=list(paper_ids), score__gt=0, topic__is_active=True
+    ).values_list("paper_id", "topic__slug", "evidence")
+    for paper_id, slug, phrases in rows:
+        evidence.setdefault(paper_id, {})[slug] = tuple(phrases or ())
+    return evidence

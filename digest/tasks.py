@@ -124,3 +124,17 @@ def recover_runs() -> int:
             send_chunk.delay(run_id, first, last)
             queued += 1
     return queued
+
+
+@shared_task(name="digest.corpus_stats_rebuild")
+def corpus_stats_rebuild_task() -> int:
+    from digest.services.corpus import corpus_stats_rebuild
+
+    return corpus_stats_rebuild()
+
+
+@shared_task(name="digest.reader_model_fit")
+def reader_model_fit_task(subscriber_id: int) -> bool:
+    from digest.services.learning import reader_model_fit
+
+    return reader_model_fit(subscriber_id=subscriber_id)

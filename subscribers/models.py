@@ -58,7 +58,8 @@ class Subscriber(models.Model):
         default=list, blank=True, help_text="arXiv ids of papers the reader likes: more like these."
     )
     show_trending = models.BooleanField(
-        default=True, help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such."
+        default=True,
+        help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such.",
     )
     # Every signed link carries this number; bumping it revokes all of them.
     token_version = models.PositiveIntegerField(default=1)

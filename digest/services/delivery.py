@@ -201,6 +201,7 @@ def load_readers(
             "interests",
             "digest_size",
             "last_digest_at",
+            "show_trending",
         )
     }
     topics: dict[int, list[str]] = defaultdict(list)
@@ -225,7 +226,7 @@ def load_readers(
         if row is None or (require_active and row[2] != Subscriber.Status.ACTIVE):
             inactive[delivery_id] = row[2] if row else "deleted"
             continue
-        _, email, _, token_version, frequency, interests, digest_size, last_digest_at = row
+        _, email, _, token_version, frequency, interests, digest_size, last_digest_at, show_trending = row
         readers[delivery_id] = Reader(
             subscriber_id=subscriber_id,
             email=email,
@@ -235,6 +236,7 @@ def load_readers(
                 interests=interests,
                 digest_size=digest_size,
                 affinity=affinities.get(subscriber_id),
+                show_trending=show_trending,
             ),
             window_start=window_start(
                 edition=edition,

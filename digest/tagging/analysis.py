@@ -36,11 +36,92 @@ PUNCTUATION = frozenset(".,;:!?()[]|")
 # Function words dropped from interests (a paper's text keeps them, so phrases
 # still line up); "papers about X" asks for X.
 STOPWORDS = frozenset(
-    """a an and are as at be by for from how in into is it its of on or over the their this that to toward
-    towards using via with without about new novel based approach approaches method methods model models
-    study studies work works anything stuff like paper papers what which who whose happen happens
-    happening make making made inside within between all any some more most better improving improve
-    i me my we our you your interested interest want news latest recent""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "how",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "over",
+        "the",
+        "their",
+        "this",
+        "that",
+        "to",
+        "toward",
+        "towards",
+        "using",
+        "via",
+        "with",
+        "without",
+        "about",
+        "new",
+        "novel",
+        "based",
+        "approach",
+        "approaches",
+        "method",
+        "methods",
+        "model",
+        "models",
+        "study",
+        "studies",
+        "work",
+        "works",
+        "anything",
+        "stuff",
+        "like",
+        "paper",
+        "papers",
+        "what",
+        "which",
+        "who",
+        "whose",
+        "happen",
+        "happens",
+        "happening",
+        "make",
+        "making",
+        "made",
+        "inside",
+        "within",
+        "between",
+        "all",
+        "any",
+        "some",
+        "more",
+        "most",
+        "better",
+        "improving",
+        "improve",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "interested",
+        "interest",
+        "want",
+        "news",
+        "latest",
+        "recent",
+    ]
 )
 
 
@@ -115,7 +196,9 @@ class Analyzer:
             if len(word) > 2 and word[-1] == "s":
                 head = word[:-1]
                 # "LLMs" -> "LLM", "LoRAs" -> "LoRA", and "llms" when "LLM" is a known acronym.
-                if (sum(c.isupper() for c in head) >= 2 and not head[-1].islower()) or head.lower() in acronyms:
+                if (
+                    sum(c.isupper() for c in head) >= 2 and not head[-1].islower()
+                ) or head.lower() in acronyms:
                     word = head
             lowered = word.lower().replace("'", "")
             if len(word) > 1 and word.isupper() and "-" not in word:
@@ -128,7 +211,10 @@ class Analyzer:
 
     def _plain_stems(self, text: str) -> list[str]:
         return [
-            self._stem_word(part) for word in self._words(text) if word not in PUNCTUATION for part in word.split("-")
+            self._stem_word(part)
+            for word in self._words(text)
+            if word not in PUNCTUATION
+            for part in word.split("-")
         ]
 
     def _keys(self, text: str) -> list[tuple[str, ...]]:
@@ -320,7 +406,9 @@ class CorpusStats:
             self.df[term] = self.df.get(term, 0) + sign
 
     @classmethod
-    def from_documents(cls, documents: Iterable[dict[str, str]], analyzer: Analyzer | None = None) -> CorpusStats:
+    def from_documents(
+        cls, documents: Iterable[dict[str, str]], analyzer: Analyzer | None = None
+    ) -> CorpusStats:
         analyzer = analyzer or default_analyzer()
         stats = cls()
         for texts in documents:

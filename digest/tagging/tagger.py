@@ -301,7 +301,9 @@ class Tagger:
         # ("we introduce ...", "this paper ...") say more than passing mentions.
         claim_hits = self._scan(" ".join(s for s in described if _CLAIM.search(s)))
         found: dict[int, tuple[float, bool]] = {}
-        for phrase_id in title_hits.keys() | keyword_hits.keys() | abstract_hits.keys() | measured_hits.keys():
+        for phrase_id in (
+            title_hits.keys() | keyword_hits.keys() | abstract_hits.keys() | measured_hits.keys()
+        ):
             evidence = 0.0
             main = False
             if phrase_id in title_hits:
@@ -315,7 +317,9 @@ class Tagger:
                     evidence += CLAIM_BONUS
             elif phrase_id in measured_hits:
                 measured_mentions = measured_hits[phrase_id]
-                evidence += MEASUREMENT_FACTOR * (ABSTRACT_WEIGHT + REPEAT_BONUS * min(measured_mentions - 1, 1))
+                evidence += MEASUREMENT_FACTOR * (
+                    ABSTRACT_WEIGHT + REPEAT_BONUS * min(measured_mentions - 1, 1)
+                )
             if phrase_id in keyword_hits:
                 evidence += KEYWORD_REPEAT_WEIGHT if (main or phrase_id in measured_hits) else KEYWORD_WEIGHT
             found[phrase_id] = (evidence, main)
@@ -325,7 +329,10 @@ class Tagger:
         self, title: str, abstract: str, keywords: Iterable[str] = ()
     ) -> dict[str, tuple[float, bool]]:
         """Slug -> (evidence, whether a strong phrase matched as main evidence), for topics with any match."""
-        return {slug: (total, strong) for slug, (total, strong, _) in self._explained(title, abstract, keywords).items()}
+        return {
+            slug: (total, strong)
+            for slug, (total, strong, _) in self._explained(title, abstract, keywords).items()
+        }
 
     def _explained(
         self, title: str, abstract: str, keywords: Iterable[str]

@@ -4,20 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('subscribers', '0001_initial'),
+        ("subscribers", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='subscriber',
-            name='liked_papers',
-            field=models.JSONField(blank=True, default=list, help_text='arXiv ids of papers the reader likes: more like these.'),
+            model_name="subscriber",
+            name="liked_papers",
+            field=models.JSONField(
+                blank=True, default=list, help_text="arXiv ids of papers the reader likes: more like these."
+            ),
         ),
         migrations.AddField(
-            model_name='subscriber',
-            name='show_trending',
-            field=models.BooleanField(default=True, help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such."),
+            model_name="subscriber",
+            name="show_trending",
+            field=models.BooleanField(
+                default=True,
+                help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such.",
+            ),
         ),
     ]

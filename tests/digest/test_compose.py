@@ -78,7 +78,7 @@ def test_email_has_links_reasons_footer_and_dark_mode(settings):
         assert "https://digest.example.org/unsubscribe/" in part
         assert "https://digest.example.org/manage/" in part
         assert "https://digest.example.org/feedback/" in part
-    assert "Why: Topic: Code" in digest.text
+    assert "Why: Topic Code" in digest.text
     assert "prefers-color-scheme: dark" in digest.html
     assert '<link rel="stylesheet"' not in digest.html
     assert digest.headers["List-Unsubscribe"].startswith("<https://digest.example.org/unsubscribe/")
@@ -163,7 +163,7 @@ def test_digest_assembled_from_shared_paper_blocks_matches_a_fresh_render():
         assert "PBXITEMPBX" not in warm.html + warm.text
         assert "PBXL" not in warm.html + warm.text
     both = shared.message_parts(readers[3])
-    assert "Why: Topic: Agents" in both.text
+    assert "Why: Topic Agents" in both.text
     assert "1. " in both.text and "3. " in both.text
     assert "3 papers picked for you" in both.html
     assert "A &lt;b&gt;bold&lt;/b&gt; &amp; quoted &quot;title&quot;" in both.html

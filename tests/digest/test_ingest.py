@@ -153,10 +153,11 @@ def test_a_failure_during_ingest_writes_nothing(monkeypatch):
 def test_ingest_uses_bulk_queries_not_one_per_paper(django_assert_max_num_queries):
     small = [record(f"2611.{n:05d}", title=f"Video generation {n}") for n in range(20)]
     large = [record(f"2612.{n:05d}", title=f"Video generation {n}") for n in range(400)]
-    with django_assert_max_num_queries(12):
+    # A handful more than the papers and tags need: the alias map and the corpus word counts.
+    with django_assert_max_num_queries(18):
         papers_ingest(records=small)
     # SQLite splits bulk inserts into batches of a few dozen rows; still far below one query per paper.
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(40):
         papers_ingest(records=large)
     assert PaperTopic.objects.filter(topic__slug="video").count() == 420
 
