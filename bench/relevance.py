@@ -89,7 +89,7 @@ def load_dev_set(path: Path) -> DevSet:
     for line in (path / "topics.tsv").read_text(encoding="utf-8").splitlines():
         if not line or line.startswith("#"):
             continue
-        arxiv_id, required, acceptable = (line.split("\t") + ["", ""])[:3]
+        arxiv_id, required, acceptable = ([*line.split("\t"), "", ""])[:3]
         topics[arxiv_id] = (_labels(required), _labels(acceptable))
     papers = []
     for index, record in enumerate(records):
@@ -155,7 +155,7 @@ def tagging_report(papers: Sequence[LabelledPaper], *, errors: bool = False) -> 
                 "required": row[2],
             }
             for slug, row in sorted(per_topic.items())
-        },  # fmt: skip
+        },
     }
     if errors:
         report["errors"] = mistakes

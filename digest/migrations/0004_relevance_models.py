@@ -46,7 +46,8 @@ class Migration(migrations.Migration):
                 (
                     "expansions",
                     models.TextField(
-                        help_text='One wording per line, e.g. "reinforcement learning from human feedback". Case, hyphens and plurals do not matter; # starts a comment.'
+                        help_text='One wording per line, e.g. "reinforcement learning from human feedback". '
+                        "Case, hyphens and plurals do not matter; # starts a comment."
                     ),
                 ),
                 ("is_active", models.BooleanField(default=True)),

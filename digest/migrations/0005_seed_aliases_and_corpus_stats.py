@@ -6,15 +6,29 @@ from django.db import migrations
 # A topic whose phrases still hash to this was never edited in the admin, so it
 # takes the revised phrases; edited topics are left as their admins made them.
 FIRST_SHIPPED = {
-    "reasoning": "18f72f15e6471743", "instruction-tuning": "97cfab8d341c4179", "alignment": "b79dd2094c9a9bc4",
-    "reinforcement-learning": "4616f12e229371f6", "efficiency": "630873540f8ceb13",
-    "architectures": "4e520292601542d5", "multimodal": "fdacc02300000da9", "image-generation": "dff4bf2340417629",
-    "video": "d05327d62859e8b4", "audio-speech": "e73358042da10f7b", "code": "6edf20905afa06eb",
-    "agents": "2c91c0b82f05ed10", "retrieval-search": "724dfea831351e40", "evaluation": "5cc8fe04a819d820",
-    "safety": "d6c3b46d0faa0d87", "data": "a118c85c07da1b2a", "long-context": "45911afc6afd7022",
-    "multilingual": "dad3da4f3c1ee05c", "robotics": "e93d288f611fe19f", "3d": "47c11cf6530eeacf",
-    "science-health": "e9182b729a82abcd", "interpretability": "c5846f096c87c0c2",
-}  # fmt: skip
+    "reasoning": "18f72f15e6471743",
+    "instruction-tuning": "97cfab8d341c4179",
+    "alignment": "b79dd2094c9a9bc4",
+    "reinforcement-learning": "4616f12e229371f6",
+    "efficiency": "630873540f8ceb13",
+    "architectures": "4e520292601542d5",
+    "multimodal": "fdacc02300000da9",
+    "image-generation": "dff4bf2340417629",
+    "video": "d05327d62859e8b4",
+    "audio-speech": "e73358042da10f7b",
+    "code": "6edf20905afa06eb",
+    "agents": "2c91c0b82f05ed10",
+    "retrieval-search": "724dfea831351e40",
+    "evaluation": "5cc8fe04a819d820",
+    "safety": "d6c3b46d0faa0d87",
+    "data": "a118c85c07da1b2a",
+    "long-context": "45911afc6afd7022",
+    "multilingual": "dad3da4f3c1ee05c",
+    "robotics": "e93d288f611fe19f",
+    "3d": "47c11cf6530eeacf",
+    "science-health": "e9182b729a82abcd",
+    "interpretability": "c5846f096c87c0c2",
+}
 
 
 def _digest(text):

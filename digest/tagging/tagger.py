@@ -356,7 +356,7 @@ class Tagger:
     def tag_with_evidence(
         self, title: str, abstract: str, keywords: Iterable[str] = ()
     ) -> list[tuple[str, float, tuple[str, ...]]]:
-        """(slug, score, the phrases that earned it, strongest first) for every topic at or above THRESHOLD."""
+        """(slug, score, the phrases that earned it, strongest first) for each topic at or above THRESHOLD."""
         tags = [
             (slug, score_from_evidence(total), phrases)
             for slug, (total, has_strong, phrases) in self._explained(title, abstract, keywords).items()
@@ -406,7 +406,7 @@ def _compiled(signature: tuple, analyzer: Analyzer) -> Tagger:
 
 
 def get_tagger(topics: Iterable[object], analyzer: Analyzer | None = None) -> Tagger:
-    """The compiled tagger for this topic set, built once and reused while topics and aliases are unchanged."""
+    """The compiled tagger for this topic set, reused while the topics and the aliases are unchanged."""
     return _compiled(_signature(topics), analyzer or default_analyzer())
 
 

@@ -1,3 +1,4 @@
+import itertools
 from datetime import date
 
 from digest.ranking import (
@@ -212,7 +213,7 @@ def test_upvotes_break_ties_but_do_not_buy_a_place():
     ]
     ranked = _interest_ranking(candidates, "speculative decoding")
     assert ranked[-1].paper_id == 3  # the most upvoted match is the least relevant
-    assert all(a.relevance >= b.relevance - 0.05 for a, b in zip(ranked, ranked[1:], strict=False))
+    assert all(a.relevance >= b.relevance - 0.05 for a, b in itertools.pairwise(ranked))
 
 
 def test_also_trending_holds_top_upvoted_papers_missing_from_the_list():
