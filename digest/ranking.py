@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from digest.tagging.analysis import FIELDS, STOPWORDS, Analyzer, CorpusStats, default_analyzer
+from digest.tagging.analysis import FIELDS, PUNCTUATION, STOPWORDS, Analyzer, CorpusStats, default_analyzer
 from digest.tagging.tagger import Tagger
 
 DEFAULT_GATE = 0.3
@@ -168,10 +168,21 @@ class InterestIndex:
         self.postings: dict[str, dict[int, tuple[float, int]]] = defaultdict(dict)
         self.counts: dict[str, dict[int, int]] = defaultdict(dict)  # raw counts, for learned models
         self.sequences: dict[int, dict[str, list[str]]] = {}
+        # stem -> a word as the papers write it, for reasons ("molecules", not "molecul")
+        self.surface: dict[str, str] = {}
         for candidate in candidates:
-            self.sequences[candidate.paper_id] = {
-                name: analyzer.terms(text) if text else [] for name, text in candidate.fields().items()
-            }
+            per_field: dict[str, list[str]] = {}
+            for name, text in candidate.fields().items():
+                if not text:
+                    per_field[name] = []
+                    continue
+                analysed = analyzer.analyse(text)
+                per_field[name] = [stem for stem in analysed.stems if stem not in PUNCTUATION]
+                per_field[name].extend(joined for joined, _ in analysed.compounds.values())
+                if name == "title" or name == "abstract":
+                    for stem, word in zip(analysed.stems, analysed.raw, strict=True):
+                        self.surface.setdefault(stem, word)
+            self.sequences[candidate.paper_id] = per_field
         if callable(stats):
             stats = stats(
                 {term for fields in self.sequences.values() for terms in fields.values() for term in terms}
@@ -326,14 +337,15 @@ class LearnedModel:
                 value = (1 + math.log(count)) * idf
                 dots[paper_id] += value * coefficient
                 squares[paper_id] += value * value
-                if coefficient > 0:
+                if coefficient > 0 and term not in STOPWORDS:
                     pushes[paper_id].append((value * coefficient, term))
         out: dict[int, tuple[float, tuple[str, ...]]] = {}
         for paper_id in index.sequences:
             norm = math.sqrt(squares.get(paper_id, 0.0)) or 1.0
             logit = dots.get(paper_id, 0.0) / norm + self.intercept
             top = sorted(pushes.get(paper_id, ()), reverse=True)[:3]
-            out[paper_id] = (1 / (1 + math.exp(-logit)), tuple(term for _, term in top))
+            words = tuple(index.surface.get(term, term) for _, term in top)
+            out[paper_id] = (1 / (1 + math.exp(-logit)), words)
         return out
 
 

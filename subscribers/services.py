@@ -94,6 +94,7 @@ def subscriber_signup(
     ip: str | None,
     user_agent: str | None,
     digest_size: int | None = None,
+    liked_papers: list[str] | None = None,
 ) -> SignupOutcome:
     """Take a signup from the public form.
 
@@ -115,6 +116,8 @@ def subscriber_signup(
     preferences = {"interests": interests, "frequency": frequency, "weekday": weekday}
     if digest_size is not None:
         preferences["digest_size"] = digest_size
+    if liked_papers is not None:
+        preferences["liked_papers"] = list(liked_papers)
 
     for _attempt in range(2):
         try:
@@ -219,6 +222,8 @@ def subscriber_update_preferences(
     frequency: str,
     weekday: int,
     digest_size: int | None = None,
+    liked_papers: list[str] | None = None,
+    show_trending: bool | None = None,
 ) -> Subscriber:
     with transaction.atomic():
         subscriber.interests = interests
@@ -228,9 +233,25 @@ def subscriber_update_preferences(
         if digest_size is not None:
             subscriber.digest_size = digest_size
             fields.append("digest_size")
+        if show_trending is not None:
+            subscriber.show_trending = show_trending
+            fields.append("show_trending")
+        refit = liked_papers is not None and list(liked_papers) != list(subscriber.liked_papers or [])
+        if liked_papers is not None:
+            subscriber.liked_papers = list(liked_papers)
+            fields.append("liked_papers")
         subscriber.save(update_fields=fields)
         subscriber.topics.set(list(topics))
+        if refit:
+            _queue_model_fit(subscriber.pk)
     return subscriber
+
+
+def _queue_model_fit(subscriber_id: int) -> None:
+    """Liked papers are examples for the reader's learned model: refit it once this is committed."""
+    from digest.tasks import reader_model_fit_task
+
+    transaction.on_commit(lambda: reader_model_fit_task.delay(subscriber_id))
 
 
 def _transition(subscriber: Subscriber, *, from_statuses: Iterable[str], **changes) -> bool:
@@ -307,6 +328,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "status": subscriber.status,
         "topics": [{"slug": topic.slug, "name": topic.name} for topic in subscriber.topics.order_by("slug")],
         "interests": subscriber.interest_list,
+        "liked_papers": list(subscriber.liked_papers or []),
+        "show_trending": subscriber.show_trending,
         "frequency": subscriber.frequency,
         "weekday": subscriber.get_weekday_display() if subscriber.frequency == "weekly" else None,
         "digest_size": subscriber.digest_size,

@@ -92,6 +92,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         email=data["email"],
         topics=data["topics"],
         interests=data["interests"],
+        liked_papers=data["liked_papers"],
         frequency=data["frequency"],
         weekday=data["weekday"],
         ip=_client_ip(request),
@@ -168,6 +169,8 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             frequency=data["frequency"],
             weekday=data["weekday"],
             digest_size=data["digest_size"],
+            liked_papers=data["liked_papers"],
+            show_trending=data["show_trending"],
         )
         messages.success(request, "Your preferences are saved.")
         return redirect(here)

@@ -17,6 +17,8 @@ class Preview:
     digest: PersonalDigest | None
     ranked: list[RankedItem]
     titles: dict[int, str]
+    also_trending: list[RankedItem] = field(default_factory=list)
+    arxiv_ids: dict[int, str] = field(default_factory=dict)
 
     def message(self, to: str | None = None):
         """The message as it would be sent, or None when nothing matched."""
@@ -42,12 +44,44 @@ def digest_preview(*, subscriber: Subscriber, edition: date, as_test: bool = Fal
     reader = readers[0]
     if as_test:
         reader = replace(reader, subscriber_id=0, token_version=0)
+    ranked = composer.ranked_for(reader)
     return Preview(
         subscriber=subscriber,
         digest=composer.message_parts(reader),
-        ranked=composer.ranked_for(reader),
+        ranked=ranked,
         titles={paper_id: view.title for paper_id, view in composer.papers.items()},
+        also_trending=composer.also_trending_for(reader, ranked),
+        arxiv_ids={paper_id: view.arxiv_id for paper_id, view in composer.papers.items()},
     )
+
+
+def preview_sections(preview: Preview, *, edition: date) -> dict:
+    """The ranking as data: the matched papers and the "Also trending" section, with scores and reasons."""
+
+    def rows(items: list[RankedItem]) -> list[dict]:
+        return [
+            {
+                "position": position,
+                "arxiv_id": preview.arxiv_ids.get(item.paper_id, ""),
+                "title": preview.titles.get(item.paper_id, ""),
+                "score": item.score,
+                "relevance": item.relevance,
+                "trend": item.trend,
+                "pinned": item.pinned,
+                "reasons": list(item.reasons),
+            }
+            for position, item in enumerate(items, start=1)
+        ]
+
+    return {
+        "subscriber": preview.subscriber.email,
+        "edition": edition.isoformat(),
+        "subject": preview.digest.subject if preview.digest else None,
+        "sections": [
+            {"name": "matches", "label": "Picked for you", "items": rows(preview.ranked)},
+            {"name": "also_trending", "label": "Also trending", "items": rows(preview.also_trending)},
+        ],
+    }
 
 
 @dataclass

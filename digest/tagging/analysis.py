@@ -184,7 +184,13 @@ class Analyzer:
         """Stem one lower-case word (cached; PyStemmer is fast, a dict is faster)."""
         stemmed = self._stems.get(word)
         if stemmed is None:
-            stemmed = word if len(word) <= 2 or not word.isalpha() else self._stemmer.stemWord(word)
+            if len(word) <= 2 or not word.isalpha():
+                stemmed = word
+            elif len(word) >= 6 and word.endswith(("er", "ers")):
+                # Agent nouns keep their ending: a "tokenizer" is not "token", an "encoder" not "encoding".
+                stemmed = word[:-1] if word.endswith("s") else word
+            else:
+                stemmed = self._stemmer.stemWord(word)
             self._stems[word] = stemmed
         return stemmed
 

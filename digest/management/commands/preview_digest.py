@@ -1,19 +1,24 @@
 """Print the digest one subscriber would get, without sending or storing anything."""
 
+import json
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from digest.management.arguments import as_date, iso_date
-from digest.services.preview import digest_preview
+from digest.services.preview import digest_preview, preview_sections
 from subscribers.models import Subscriber
 
 
 class Command(BaseCommand):
-    help = "Print the digest a subscriber would get for an edition: HTML, text or a whole .eml message."
+    help = (
+        "Print the digest a subscriber would get for an edition: HTML, text, a whole .eml message, "
+        "or the ranking as JSON (sections, items, scores and reasons)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("email")
-        parser.add_argument("--format", choices=("html", "text", "eml"), default="text")
+        parser.add_argument("--format", choices=("html", "text", "eml", "json"), default="text")
         parser.add_argument("--date", type=iso_date, help="Edition date, YYYY-MM-DD (default: today, UTC).")
 
     def handle(self, *args, **options):
@@ -22,6 +27,11 @@ class Command(BaseCommand):
             raise CommandError(f"No subscriber with the address {options['email']!r}.")
         edition = as_date(options["date"]) or timezone.now().date()
         preview = digest_preview(subscriber=subscriber, edition=edition)
+        if options["format"] == "json":
+            self.stdout.write(
+                json.dumps(preview_sections(preview, edition=edition), indent=2, ensure_ascii=False)
+            )
+            return
         if preview.digest is None:
             self.stderr.write(
                 f"Nothing passes {subscriber.email}'s relevance gate on {edition}: no email would be sent."
