@@ -34,6 +34,7 @@ Every reason an item carries is produced by the computation that scored it.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import defaultdict
@@ -170,6 +171,7 @@ class InterestIndex:
         self.sequences: dict[int, dict[str, list[str]]] = {}
         # stem -> a word as the papers write it, for reasons ("molecules", not "molecul")
         self.surface: dict[str, str] = {}
+        self._position_cache: dict[tuple[int, str], dict[str, list[int]]] = {}
         for candidate in candidates:
             per_field: dict[str, list[str]] = {}
             for name, text in candidate.fields().items():
@@ -265,15 +267,25 @@ class InterestIndex:
             )
         return out
 
+    def _positions(self, paper_id: int, name: str) -> dict[str, list[int]]:
+        key = (paper_id, name)
+        found = self._position_cache.get(key)
+        if found is None:
+            found = self._position_cache[key] = defaultdict(list)
+            for index, term in enumerate(self.sequences[paper_id][name]):
+                found[term].append(index)
+        return found
+
     def _phrase_field(self, paper_id: int, concepts: Sequence[Concept]) -> str:
         """The first field where all the concepts stand within a short window, in any order."""
         window = len(concepts) + 1
         for name in ("title", "summary", "abstract"):
-            terms = self.sequences[paper_id][name]
+            where = self._positions(paper_id, name)
             positions: list[list[int]] = []
             for concept in concepts:
-                heads = {alternative[0] for alternative in concept.alternatives}
-                found = [index for index, term in enumerate(terms) if term in heads]
+                found = sorted(
+                    index for alternative in concept.alternatives for index in where.get(alternative[0], ())
+                )
                 if not found:
                     break
                 positions.append(found)
@@ -567,9 +579,17 @@ class Ranker:
             self._reasons[key] = reason
         return reason
 
-    def match(self, candidate: Candidate, prefs: Preferences, affinity: dict | None = None) -> Match | None:
+    def match(
+        self,
+        candidate: Candidate,
+        prefs: Preferences,
+        affinity: dict | None = None,
+        interests: list[dict[int, InterestMatch]] | None = None,
+    ) -> Match | None:
         if affinity is None:
             affinity = prefs.affinity.as_dict()
+        if interests is None:
+            interests = [self.interest_matches(raw) for raw in prefs.interests]
         topic_scores = candidate.topic_scores
         scored: list[tuple[float, str, str]] = []  # (score, reason, primary key)
         for slug in prefs.topics:
@@ -581,8 +601,8 @@ class Ranker:
             if change > 0 and slug not in prefs.topics and slug in candidate.topic_scores:
                 score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
                 scored.append((score, f"Like papers you upvoted: {self.topic_label(slug)}", slug))
-        for raw in prefs.interests:
-            found = self.interest_matches(raw).get(candidate.paper_id)
+        for raw, matches in zip(prefs.interests, interests, strict=True):
+            found = matches.get(candidate.paper_id)
             if found is not None:
                 scored.append((found.relevance, found.reason, f"interest:{raw}"))
         scored.sort(key=lambda item: item[0], reverse=True)
@@ -659,8 +679,9 @@ class Ranker:
         affinity = prefs.affinity.as_dict()
         matches: Iterable[tuple[Candidate, Match | None]]
         if affinity or prefs.interests or prefs.learned is not None:
+            interests = [self.interest_matches(raw) for raw in prefs.interests]
             matches = (
-                (candidate, self.match(candidate, prefs, affinity))
+                (candidate, self.match(candidate, prefs, affinity, interests))
                 for candidate in self._pool(prefs)
                 if candidate.paper_id not in exclude
             )
@@ -684,6 +705,9 @@ class Ranker:
                 scored.append((item, found.primary))
         pinned.sort(key=lambda item: (-item.score, item.paper_id))
         chosen = pinned[:limit]
+        if len(scored) > 4 * limit:
+            # Diversity only reorders near the top: the best few times the list length are enough.
+            scored = heapq.nsmallest(4 * limit, scored, key=lambda pair: (-pair[0].score, pair[0].paper_id))
         return chosen + diversify(scored, limit - len(chosen))
 
     def also_trending(
