@@ -100,7 +100,10 @@ class PaperTopic(models.Model):
     score = models.FloatField(default=1.0, help_text="0 to 1; 0 on a curator row means 'not this topic'.")
     set_by_curator = models.BooleanField(default=False)
     evidence = models.JSONField(
-        default=list, blank=True, help_text="The phrases that earned an automatic tag, strongest first."
+        default=list,
+        db_default=models.Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="The phrases that earned an automatic tag, strongest first.",
     )
 
     class Meta:

@@ -77,6 +77,7 @@ class Migration(migrations.Migration):
             name="evidence",
             field=models.JSONField(
                 blank=True,
+                db_default=models.Value([], output_field=models.JSONField()),
                 default=list,
                 help_text="The phrases that earned an automatic tag, strongest first.",
             ),

@@ -13,13 +13,17 @@ class Migration(migrations.Migration):
             model_name="subscriber",
             name="liked_papers",
             field=models.JSONField(
-                blank=True, default=list, help_text="arXiv ids of papers the reader likes: more like these."
+                blank=True,
+                db_default=models.Value([], output_field=models.JSONField()),
+                default=list,
+                help_text="arXiv ids of papers the reader likes: more like these.",
             ),
         ),
         migrations.AddField(
             model_name="subscriber",
             name="show_trending",
             field=models.BooleanField(
+                db_default=True,
                 default=True,
                 help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such.",
             ),
