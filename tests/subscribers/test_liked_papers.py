@@ -11,7 +11,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_signup_stores_liked_papers_as_bare_ids(client, commit):
-    pasted = "https://arxiv.org/abs/2401.01234v2, arXiv:2312.00001\nhttps://huggingface.co/papers/2505.12345 2401.01234"
+    pasted = (
+        "https://arxiv.org/abs/2401.01234v2, arXiv:2312.00001\n"
+        + "https://huggingface.co/papers/2505.12345 2401.01234"
+    )
     with commit():
         response = client.post(SIGNUP, form(liked_papers=pasted))
     assert response.status_code == 302
