@@ -64,6 +64,9 @@ BODY_PHRASE_BONUS = 0.15
 # An interest that names a topic through a specific phrase ("VLA models" names Robotics)
 # also matches that topic's papers, at this fraction of their tag score: below direct matches.
 BRIDGE_WEIGHT = 0.5
+# ...only while fewer papers than a digest holds match the interest's own words, so an interest
+# with plenty of direct matches is not padded with its whole topic.
+BRIDGE_BELOW = 8
 _ALTERNATIVES = re.compile(r"\s+(?:and|or)\s+|\s*[&/]\s*", re.IGNORECASE)
 # Weight of the learned model against stated topics and interests.
 LEARNED_WEIGHT = 0.4
@@ -539,7 +542,8 @@ class Ranker:
 
     def interest_matches(self, text: str) -> dict[int, InterestMatch]:
         """Papers matching a free-text interest. "X and Y" (or "X or Y", "X/Y") asks for either;
-        a specific phrase naming a topic brings that topic's papers in below direct matches."""
+        when few papers match directly, a specific phrase naming a topic brings that topic's papers
+        in below them."""
         found = self._interests.get(text)
         if found is not None:
             return found
@@ -549,7 +553,7 @@ class Ranker:
             for paper_id, match in self.index.match(parse_interest(part, self.analyzer), text).items():
                 if paper_id not in found or found[paper_id].relevance < match.relevance:
                     found[paper_id] = match
-        if self.tagger is not None:
+        if self.tagger is not None and len(found) < BRIDGE_BELOW:
             for slug, _ in self.tagger.specific_topics(text):
                 for candidate, tag in self._gated_by_topic.get(slug, ()):
                     relevance = BRIDGE_WEIGHT * tag
