@@ -290,3 +290,23 @@ def test_preferences_key_groups_identical_preferences():
     b = Preferences(topics=frozenset({"agents", "code"}), interests=("rag",))
     c = Preferences(topics=frozenset({"agents"}), interests=("rag",))
     assert a.key() == b.key() != c.key()
+
+
+def test_half_of_an_interest_never_passes_however_strong_it_is():
+    candidates = [
+        paper(1, "Decoding, decoding and more decoding", {}, abstract="Decoding strategies for decoding."),
+        paper(2, "Speculative execution", {}, abstract="Unrelated."),
+        paper(3, "Cooking", {}, abstract="Unrelated."),
+    ]
+    # Both words are equally rare here, so "decoding" alone is half the interest's weight.
+    assert _interest_ranking(candidates, "speculative decoding") == []
+
+
+def test_a_clearly_better_match_beats_a_far_more_upvoted_one():
+    candidates = [
+        paper(1, "a", {"code": 0.9}, upvotes=1),
+        paper(2, "b", {"code": 0.7}, upvotes=1000),
+        paper(3, "c", {"code": 0.9}, upvotes=50),
+    ]
+    ranked = Ranker(candidates).rank(Preferences(topics=frozenset({"code"})))
+    assert [item.paper_id for item in ranked] == [3, 1, 2]  # upvotes order the equals, never the better

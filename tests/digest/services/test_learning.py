@@ -4,6 +4,7 @@ import pytest
 
 from digest.compose import DigestComposer, load_affinities
 from digest.models import Feedback, ReaderModel
+from digest.selectors import readers_for_deliveries
 from digest.services.feedback import feedback_record
 from digest.services.learning import reader_model_fit
 from tests.digest.builders import EDITION, YESTERDAY, make_paper, make_reader
@@ -37,9 +38,7 @@ def test_votes_fit_a_model_that_lifts_papers_like_the_liked_ones(django_capture_
 
     def order():
         composer = DigestComposer.for_edition(EDITION)
-        from digest.services.delivery import load_readers
-
-        readers, _ = load_readers(edition=EDITION, rows=[(0, reader.pk, 0)])
+        readers, _ = readers_for_deliveries(edition=EDITION, rows=[(0, reader.pk, 0)])
         return [item.paper_id for item in composer.ranked_for(readers[0])]
 
     assert order() == [chat.pk, graph.pk]  # equal relevance: upvotes break the tie

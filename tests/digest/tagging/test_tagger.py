@@ -14,7 +14,7 @@ from digest.tagging.tagger import (
 )
 from digest.tagging.taxonomy import DEFAULT_SLUGS, DEFAULT_TOPICS
 
-LABELLED = Path(__file__).resolve().parent.parent / "fixtures" / "tagging" / "labelled_papers.json"
+LABELLED = Path(__file__).resolve().parents[2] / "fixtures" / "tagging" / "labelled_papers.json"
 FLOOR = 0.85
 
 
