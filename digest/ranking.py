@@ -37,7 +37,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -71,6 +71,7 @@ _ALTERNATIVES = re.compile(r"\s+(?:and|or)\s+|\s*[&/]\s*", re.IGNORECASE)
 # Weight of the learned model against stated topics and interests.
 LEARNED_WEIGHT = 0.4
 LEARNED_REASON_FLOOR = 0.6
+INTEREST_CACHE_SIZE = 1024
 FIELD_LABELS = {"title": "the title", "summary": "the HF summary", "keywords": "the HF keywords",
                 "abstract": "the abstract"}  # fmt: skip
 _FIELD_BITS = {name: 1 << index for index, name in enumerate(FIELDS)}
@@ -506,7 +507,8 @@ class Ranker:
         self._stats = stats
         self.trend = trend_percentiles(self.candidates)
         self._index: InterestIndex | None = None
-        self._interests: dict[str, dict[int, InterestMatch]] = {}
+        # Per interest text, bounded: a night sees thousands of distinct interests.
+        self._interests: OrderedDict[str, dict[int, InterestMatch]] = OrderedDict()
         self._learned: dict[tuple, dict[int, tuple[float, tuple[str, ...]]]] = {}
         self._reasons: dict[tuple[str, int], str] = {}
         self._by_id = {candidate.paper_id: candidate for candidate in self.candidates}
@@ -546,6 +548,7 @@ class Ranker:
         in below them."""
         found = self._interests.get(text)
         if found is not None:
+            self._interests.move_to_end(text)
             return found
         found = {}
         parts = [part for part in _ALTERNATIVES.split(text) if part.strip()] or [text]
@@ -561,7 +564,11 @@ class Ranker:
                     if current is None or current.relevance < relevance:
                         reason = f'Interest "{text}": through {self._topic_reason(slug, candidate)}'
                         found[candidate.paper_id] = InterestMatch(relevance=relevance, reason=reason)
+        # A match far below the gate can never name a reason or pass; keep the cache small.
+        found = {paper_id: match for paper_id, match in found.items() if match.relevance >= self.gate / 2}
         self._interests[text] = found
+        if len(self._interests) > INTEREST_CACHE_SIZE:
+            self._interests.popitem(last=False)
         return found
 
     def learned_scores(self, model: LearnedModel) -> dict[int, tuple[float, tuple[str, ...]]]:
