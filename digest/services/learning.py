@@ -17,8 +17,6 @@ a sparse dot product (``digest.ranking.LearnedModel``).
 from __future__ import annotations
 
 from django.db import transaction
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from digest.models import Feedback, Paper, ReaderModel
 from digest.ranking import LearnedModel
@@ -39,6 +37,10 @@ def _identity(terms: list[str]) -> list[str]:
 
 def reader_model_fit(*, subscriber_id: int) -> bool:
     """Fit (or drop) the reader's model from their current votes; True when a model was stored."""
+    # Imported here: only the fitting task needs scikit-learn, not every worker that ranks.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None:
         return False
