@@ -29,6 +29,11 @@ How a paper is scored for a reader:
 4. "Also trending": the window's most upvoted papers that the reader's list
    does not hold, at most TRENDING_LIMIT, in a separate, labelled section.
 
+Readers may also follow arXiv categories and authors (`follow_matches`): a
+paper in a followed category is a candidate worth a fixed relevance and then
+ranked like any other; a paper by a followed author always makes the list,
+first, with the reason "Author: <name>".
+
 Every reason an item carries is produced by the computation that scored it.
 """
 
@@ -42,6 +47,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from digest.authors import AuthorIndex
+from digest.sources.arxiv_categories import category_label
 from digest.tagging.analysis import FIELDS, PUNCTUATION, STOPWORDS, Analyzer, CorpusStats, default_analyzer
 from digest.tagging.tagger import Tagger
 
@@ -51,6 +58,9 @@ DIVERSITY_DECAY = 0.85
 # Largest change, either way, that votes can make to a topic's weight.
 MAX_AFFINITY = 0.3
 TRENDING_LIMIT = 3
+# Relevance of a paper in a followed arXiv category: its primary one, or a cross-list.
+CATEGORY_PRIMARY_RELEVANCE = 0.5
+CATEGORY_RELEVANCE = 0.4
 
 # BM25F: how much a word counts in each field, and how much each field's length normalises.
 FIELD_WEIGHTS = {"title": 3.0, "summary": 1.5, "keywords": 1.0, "abstract": 1.0}
@@ -90,6 +100,8 @@ class Candidate:
     ai_summary: str = ""
     # topic slug -> the phrases that tagged it, strongest first (empty for a curator's tag)
     topic_evidence: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, str]:
         return {
@@ -414,6 +426,8 @@ class Preferences:
     max_items: int = 8
     affinity: Affinity = field(default_factory=Affinity)
     also_trending: bool = True
+    categories: frozenset[str] = frozenset()
+    authors: tuple[str, ...] = ()
 
     @property
     def learned(self) -> LearnedModel | None:
@@ -427,7 +441,11 @@ class Preferences:
             self.max_items,
             self.affinity.key(),
             self.also_trending,
+            *self.follows_key(),
         )
+
+    def follows_key(self) -> tuple:
+        return (tuple(sorted(self.categories)), self.authors)
 
 
 @dataclass(frozen=True)
@@ -439,6 +457,8 @@ class RankedItem:
     reasons: tuple[str, ...]
     pinned: bool
     trending: bool = False
+    # By an author the reader follows: kept even past the reader's digest size.
+    followed: bool = False
 
 
 @dataclass(frozen=True)
@@ -446,22 +466,24 @@ class Match:
     relevance: float
     reasons: tuple[str, ...]
     primary: str
+    by_author: bool = False
 
 
-def trend_percentiles(candidates: Sequence[Candidate]) -> dict[int, float]:
-    """Upvote percentile of each paper among the papers featured the same day.
+def trend_percentiles(candidates: Sequence[Candidate], *, by_day: bool = True) -> dict[int, float]:
+    """Upvote percentile of each paper among the papers featured the same day
+    (or, with by_day=False, among all the candidates: a week's best).
 
     1.0 is the day's most upvoted paper, 0.0 its least; ties share the average
     rank. Papers with no featured day (arXiv-only) get 0.
     """
-    by_day: dict[date, list[Candidate]] = defaultdict(list)
+    by_day_papers: dict[date | None, list[Candidate]] = defaultdict(list)
     result: dict[int, float] = {}
     for candidate in candidates:
         if candidate.featured_on is None:
             result[candidate.paper_id] = 0.0
         else:
-            by_day[candidate.featured_on].append(candidate)
-    for day_papers in by_day.values():
+            by_day_papers[candidate.featured_on if by_day else None].append(candidate)
+    for day_papers in by_day_papers.values():
         if len(day_papers) == 1:
             result[day_papers[0].paper_id] = 1.0
             continue
@@ -497,6 +519,7 @@ class Ranker:
         stats: StatsSource | None = None,
         analyzer: Analyzer | None = None,
         tagger: Tagger | None = None,
+        trend_by_day: bool = True,
     ):
         self.candidates = list(candidates)
         self.topic_names = topic_names or {}
@@ -505,7 +528,8 @@ class Ranker:
         self.analyzer = analyzer or default_analyzer()
         self.tagger = tagger
         self._stats = stats
-        self.trend = trend_percentiles(self.candidates)
+        self.trend = trend_percentiles(self.candidates, by_day=trend_by_day)
+        self._follows: FollowIndex | None = None
         self._index: InterestIndex | None = None
         # Per interest text, bounded: a night sees thousands of distinct interests.
         self._interests: OrderedDict[str, dict[int, InterestMatch]] = OrderedDict()
@@ -688,6 +712,7 @@ class Ranker:
         pinned: list[RankedItem] = []
         scored: list[tuple[RankedItem, str]] = []
         affinity = prefs.affinity.as_dict()
+        follows = follow_matches(self, prefs, exclude)
         matches: Iterable[tuple[Candidate, Match | None]]
         if affinity or prefs.interests or prefs.learned is not None:
             interests = [self.interest_matches(raw) for raw in prefs.interests]
@@ -698,6 +723,8 @@ class Ranker:
             )
         else:
             matches = self._topic_matches(prefs.topics, exclude)
+        if follows:
+            matches = with_follows(matches, follows)
         for candidate, found in matches:
             if found is None:
                 continue
@@ -709,13 +736,14 @@ class Ranker:
                 trend=round(trend, 6),
                 reasons=found.reasons,
                 pinned=candidate.pinned,
+                followed=found.by_author,
             )
-            if candidate.pinned:
+            if candidate.pinned or found.by_author:
                 pinned.append(item)
             else:
                 scored.append((item, found.primary))
-        pinned.sort(key=lambda item: (-item.score, item.paper_id))
-        chosen = pinned[:limit]
+        pinned.sort(key=lambda item: (not item.followed, -item.score, item.paper_id))
+        chosen = pinned[: max(limit, sum(item.followed for item in pinned))]
         if len(scored) > 4 * limit:
             # Diversity only reorders near the top: the best few times the list length are enough.
             scored = heapq.nsmallest(4 * limit, scored, key=lambda pair: (-pair[0].score, pair[0].paper_id))
@@ -741,6 +769,81 @@ class Ranker:
             for c in self._most_upvoted
             if c.paper_id not in taken
         ][:limit]
+
+
+# --- Followed categories and authors -------------------------------------------------
+
+
+class FollowIndex:
+    """A ranker's candidates by arXiv category and by author, built on first use."""
+
+    def __init__(self, candidates: Sequence[Candidate]):
+        self.by_id = {candidate.paper_id: candidate for candidate in candidates}
+        self.by_category: dict[str, list[Candidate]] = defaultdict(list)
+        for candidate in candidates:
+            for category in candidate.categories:
+                self.by_category[category].append(candidate)
+        self.authors = AuthorIndex((candidate.paper_id, candidate.authors) for candidate in candidates)
+
+
+def follow_matches(
+    ranker: Ranker, prefs: Preferences, exclude: frozenset[int]
+) -> dict[int, tuple[Candidate, Match]]:
+    """Papers in the reader's arXiv categories and by the authors they follow, with why.
+
+    A category match is worth CATEGORY_PRIMARY_RELEVANCE when it is the paper's
+    primary category, CATEGORY_RELEVANCE for a cross-list, and still has to pass
+    the gate; an author match always qualifies."""
+    if not prefs.categories and not prefs.authors:
+        return {}
+    if ranker._follows is None:
+        ranker._follows = FollowIndex(ranker.candidates)
+    index = ranker._follows
+    found: dict[int, Match] = {}
+    for category in sorted(prefs.categories):
+        reason = f"Category: {category_label(category)}"
+        for candidate in index.by_category.get(category, ()):
+            if candidate.paper_id in exclude:
+                continue
+            primary = candidate.categories[0] == category
+            relevance = CATEGORY_PRIMARY_RELEVANCE if primary else CATEGORY_RELEVANCE
+            current = found.get(candidate.paper_id)
+            if relevance < ranker.gate or (current and current.relevance >= relevance):
+                continue
+            found[candidate.paper_id] = Match(relevance, (reason,), f"category:{category}")
+    for followed in prefs.authors:
+        for paper_id, written in index.authors.papers_by(followed).items():
+            if paper_id in exclude:
+                continue
+            current = found.get(paper_id)
+            reasons: tuple[str, ...] = (f"Author: {written}",)
+            if current and current.by_author:
+                continue
+            if current:
+                reasons += current.reasons
+            found[paper_id] = Match(1.0, reasons, f"author:{followed}", by_author=True)
+    return {paper_id: (index.by_id[paper_id], match) for paper_id, match in found.items()}
+
+
+def with_follows(
+    matches: Iterable[tuple[Candidate, Match | None]], follows: dict[int, tuple[Candidate, Match]]
+) -> Iterator[tuple[Candidate, Match | None]]:
+    """The ranker's matches with the reader's category and author matches folded in:
+    the stronger relevance counts, an author match leads the reasons."""
+    follows = dict(follows)
+    for candidate, found in matches:
+        _, extra = follows.pop(candidate.paper_id, (candidate, None))
+        if extra is None:
+            yield candidate, found
+        elif found is None:
+            yield candidate, extra
+        else:
+            extra_leads = extra.by_author or extra.relevance > found.relevance
+            lead, other = (extra, found) if extra_leads else (found, extra)
+            reasons = tuple(dict.fromkeys(lead.reasons + other.reasons))[:3]
+            relevance = max(found.relevance, extra.relevance)
+            yield candidate, Match(relevance, reasons, lead.primary, by_author=extra.by_author)
+    yield from follows.values()
 
 
 def trending(ranker: Ranker, limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:

@@ -1,9 +1,12 @@
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from digest.models import Topic
 from digest.sources.base import normalise_arxiv_id
 from subscribers.addresses import MAX_EMAIL_LENGTH, normalize_email
+from subscribers.follows import clean_arxiv_categories, clean_author_names, split_authors, split_categories
 from subscribers.models import DIGEST_SIZE_MAX, DIGEST_SIZE_MIN, Subscriber
 
 INTERESTS_MAX_LENGTH = 1000
@@ -105,6 +108,38 @@ class LikedPapersField(forms.CharField):
         return ids
 
 
+class ArxivCategoriesField(forms.CharField):
+    """arXiv category codes separated by commas or spaces; cleaned to a list in arXiv's spelling."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 400)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return clean_arxiv_categories(split_categories(super().clean(value)))
+
+
+class AuthorsField(forms.CharField):
+    """Author names, one per line; cleaned to a list."""
+
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 3000)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return clean_author_names(split_authors(super().clean(value)))
+
+
 def _topic_field() -> forms.ModelMultipleChoiceField:
     return forms.ModelMultipleChoiceField(
         queryset=Topic.objects.filter(is_active=True).order_by("name"),
@@ -129,6 +164,15 @@ class PreferencesForm(forms.Form):
         label="Papers you liked (optional)",
         help_text="arXiv ids or links, e.g. “2401.01234”: we send more like these.",
     )
+    arxiv_categories = ArxivCategoriesField(
+        label="arXiv categories to follow (optional)",
+        help_text="New papers in these categories join your candidates, e.g. “cs.RO, stat.ML, eess.AS”.",
+    )
+    followed_authors = AuthorsField(
+        label="Authors to follow (optional)",
+        help_text="One name per line, e.g. “Yoshua Bengio” or “Y. Bengio”: "
+        "their papers always make your digest.",
+    )
     frequency = forms.ChoiceField(
         choices=Subscriber.Frequency.choices,
         initial=Subscriber.Frequency.DAILY,
@@ -147,13 +191,27 @@ class PreferencesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["topics"] = _topic_field()
         self.order_fields(
-            ["email", "topics", "interests", "liked_papers", "frequency", "weekday", "digest_size"]
+            [
+                "email",
+                "topics",
+                "interests",
+                "liked_papers",
+                "arxiv_categories",
+                "followed_authors",
+                "frequency",
+                "weekday",
+                "digest_size",
+            ]
         )
 
     def clean(self):
         cleaned = super().clean()
-        if not self.errors and not cleaned.get("topics") and not cleaned.get("interests"):
-            raise ValidationError("Pick at least one topic or describe your interests.", code="empty")
+        chosen = ("topics", "interests", "arxiv_categories", "followed_authors")
+        if not self.errors and not any(cleaned.get(name) for name in chosen):
+            raise ValidationError(
+                "Pick at least one topic, describe your interests, or follow a category or an author.",
+                code="empty",
+            )
         return cleaned
 
 
@@ -191,6 +249,8 @@ class ManageForm(PreferencesForm):
             "interests": subscriber.interests,
             "liked_papers": " ".join(subscriber.liked_papers or []),
             "show_trending": subscriber.show_trending,
+            "arxiv_categories": subscriber.arxiv_categories,
+            "followed_authors": subscriber.followed_authors,
             "frequency": subscriber.frequency,
             "weekday": subscriber.weekday,
             "digest_size": subscriber.digest_size,

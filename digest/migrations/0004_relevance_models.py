@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("digest", "0003_deliveries_runs_feedback"),
-        ("subscribers", "0002_liked_papers_show_trending"),
+        ("subscribers", "0003_liked_papers_show_trending"),
     ]
 
     operations = [
