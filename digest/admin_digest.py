@@ -4,7 +4,9 @@ test sends, re-sends and starting a run by hand."""
 from datetime import date, timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.mail import get_connection
 from django.db import transaction
@@ -14,18 +16,28 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from digest.models import Delivery, DigestRun
+from digest.models import Delivery, DigestRun, SubscriberDeliveryRollup
 from digest.services.preview import digest_preview
+from digest.services.retention import EditionTooOld, deliveries_retention_guard
 from digest.services.runs import deliveries_resend
 from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
 
 CHART_DAYS = 30
+User = get_user_model()
 
 
 class StartRunForm(forms.Form):
     edition = forms.DateField(help_text="The day the digest is for (YYYY-MM-DD).")
     fetch = forms.BooleanField(required=False, initial=True, help_text="Fetch yesterday's papers first.")
+
+    def clean_edition(self) -> date:
+        edition = self.cleaned_data["edition"]
+        try:
+            deliveries_retention_guard(edition=edition)
+        except EditionTooOld as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return edition
 
 
 class PreviewForm(forms.Form):
@@ -35,6 +47,14 @@ class PreviewForm(forms.Form):
 
 class TestSendForm(forms.Form):
     to = forms.EmailField(label="Send a test copy to", max_length=254)
+
+    def clean_to(self) -> str:
+        to = self.cleaned_data["to"]
+        if not test_send_allowed(to):
+            raise forms.ValidationError(
+                "Test copies go only to a staff user's address or one in DIGEST_TEST_SEND_ALLOWED."
+            )
+        return to
 
 
 @admin.register(DigestRun)
@@ -76,7 +96,7 @@ class DigestRunAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context=extra_context)
 
     def start_view(self, request):
-        if not request.user.has_perm("digest.change_digestrun"):
+        if not request.user.has_perm("digest.start_digestrun"):
             raise PermissionDenied
         form = StartRunForm(request.POST or None, initial={"edition": timezone.now().date()})
         if request.method == "POST" and form.is_valid():
@@ -91,6 +111,10 @@ class DigestRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/digest/digestrun/start.html", context)
 
     def preview_view(self, request):
+        if not request.user.has_perm("digest.preview_digest"):
+            raise PermissionDenied
+        if request.method == "POST" and not request.user.has_perm("digest.send_test_digest"):
+            raise PermissionDenied
         data = request.POST if request.method == "POST" else (request.GET or None)
         form = PreviewForm(data, initial={"edition": timezone.now().date()})
         test_form = TestSendForm(request.POST if request.method == "POST" else None)
@@ -103,7 +127,8 @@ class DigestRunAdmin(admin.ModelAdmin):
         if form.is_valid():
             subscriber = form.cleaned_data["subscriber"]
             edition = form.cleaned_data["edition"]
-            preview = digest_preview(subscriber=subscriber, edition=edition)
+            # Inert links: the page's HTML must not hold links that act for the reader.
+            preview = digest_preview(subscriber=subscriber, edition=edition, as_test=True)
             context["preview"] = preview
             context["items"] = [(item, preview.titles.get(item.paper_id, "")) for item in preview.ranked]
             if request.method == "POST" and test_form.is_valid():
@@ -134,6 +159,14 @@ class DigestRunAdmin(admin.ModelAdmin):
         finally:
             connection.close()
         self.message_user(request, f"Sent a test of {subscriber.email}'s digest to {to}.", messages.SUCCESS)
+
+
+def test_send_allowed(address: str) -> bool:
+    """A test copy goes to a staff user's own address or one listed in DIGEST_TEST_SEND_ALLOWED."""
+    wanted = address.strip().lower()
+    if wanted in {allowed.strip().lower() for allowed in settings.DIGEST_TEST_SEND_ALLOWED}:
+        return True
+    return User.objects.filter(is_staff=True, is_active=True, email__iexact=wanted).exists()
 
 
 def runs_chart() -> dict:
@@ -193,7 +226,10 @@ class DeliveryAdmin(admin.ModelAdmin):
     def short_error(self, delivery: Delivery) -> str:
         return delivery.error[:120]
 
-    @admin.action(description="Re-send selected failed deliveries", permissions=["change"])
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("digest.resend_delivery")
+
+    @admin.action(description="Re-send selected failed deliveries", permissions=["resend"])
     def resend(self, request, queryset):
         count = deliveries_resend(delivery_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"Queued {count} failed deliveries to be sent again.", messages.SUCCESS)
@@ -211,3 +247,16 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = "Delivery history"
+
+
+class DeliveryRollupInline(admin.TabularInline):
+    """A subscriber's history before DIGEST_DELIVERY_RETENTION_DAYS: the purged rows, counted per month."""
+
+    model = SubscriberDeliveryRollup
+    fields = ("month", "status", "count", "first_edition", "last_edition")
+    readonly_fields = fields
+    ordering = ("-month", "status")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "Older delivery history (counted per month)"

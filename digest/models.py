@@ -119,7 +119,8 @@ class DigestRun(models.Model):
     """One night's run: what it found, whom it was for, and how sending went."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
+        RUNNING = "running", "Running"  # fetching papers
+        PLANNING = "planning", "Planning"
         SENDING = "sending", "Sending"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
@@ -139,9 +140,22 @@ class DigestRun(models.Model):
     errors = models.JSONField(default=list, blank=True)
     # Unfinished deliveries when recovery last looked; no change since means stalled.
     remaining_at_check = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Planning's progress marker: when its last batch of rows was written. A run
+    # in planning whose marker has gone quiet lost its planner and is resumed.
+    planned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    plan_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # A run for one reader only (run_digest --only); resuming its planning keeps to them.
+    only_email = models.EmailField(blank=True, editable=False)
 
     class Meta:
         ordering = ["-started_at"]
+        # Each of these acts beyond viewing rows: a preview shows a reader's
+        # interests and digest, a test send mails it, a run mails everyone.
+        permissions = [
+            ("preview_digest", "Can preview a reader's digest"),
+            ("send_test_digest", "Can send a test copy of a reader's digest"),
+            ("start_digestrun", "Can start a digest run by hand"),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} for {self.edition} ({self.status})"
@@ -187,6 +201,7 @@ class Delivery(models.Model):
             )
         ]
         indexes = [models.Index(fields=["edition", "status"], name="delivery_edition_status")]
+        permissions = [("resend_delivery", "Can re-send failed deliveries")]
 
     def __str__(self) -> str:
         return f"{self.edition} → subscriber {self.subscriber_id} ({self.status})"
@@ -282,3 +297,46 @@ class ReaderModel(models.Model):
 
     def __str__(self) -> str:
         return f"model for {self.subscriber_id} ({self.positives}+/{self.negatives}-)"
+
+
+class DeliveryRollup(models.Model):
+    """Counts of deliveries per edition and status, kept after old rows are purged."""
+
+    edition = models.DateField()
+    status = models.CharField(max_length=16, choices=Delivery.Status.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-edition", "status"]
+        constraints = [
+            models.UniqueConstraint(fields=["edition", "status"], name="one_rollup_per_edition_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.edition} {self.status}: {self.count}"
+
+
+class SubscriberDeliveryRollup(models.Model):
+    """A reader's purged delivery history: digests per month and status."""
+
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="delivery_rollups"
+    )
+    month = models.DateField(help_text="First day of the month the editions fall in.")
+    status = models.CharField(max_length=16, choices=Delivery.Status.choices)
+    count = models.PositiveIntegerField(default=0)
+    first_edition = models.DateField()
+    last_edition = models.DateField()
+
+    class Meta:
+        ordering = ["-month", "status"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "month", "status"], name="one_rollup_per_subscriber_month_status"
+            )
+        ]
+        verbose_name = "older delivery"
+        verbose_name_plural = "older deliveries (purged, counted per month)"
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} {self.month:%Y-%m} {self.status}: {self.count}"

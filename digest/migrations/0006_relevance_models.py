@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("digest", "0003_deliveries_runs_feedback"),
-        ("subscribers", "0003_liked_papers_show_trending"),
+        ("digest", "0005_admin_action_permissions"),
+        ("subscribers", "0004_liked_papers_show_trending"),
     ]
 
     operations = [

@@ -93,7 +93,7 @@ def count_terms(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("digest", "0004_relevance_models")]
+    dependencies = [("digest", "0006_relevance_models")]
 
     operations = [
         migrations.RunPython(seed_aliases, migrations.RunPython.noop),
