@@ -58,6 +58,7 @@ def subscriber_signup_request(
     user_agent: str | None,
     arxiv_categories: Iterable[str] = (),
     followed_authors: Iterable[str] = (),
+    liked_papers: Iterable[str] = (),
 ) -> OutgoingEmail:
     """Take a signup from the public form, deciding nothing yet.
 
@@ -75,6 +76,7 @@ def subscriber_signup_request(
         "frequency": frequency,
         "weekday": weekday,
         **_follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors),
+        "liked_papers": list(liked_papers),
         "ip": ip,
         "user_agent": _clip(user_agent),
         "signup_at": timezone.now().isoformat(),
