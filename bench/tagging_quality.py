@@ -4,7 +4,7 @@ Measure the topic tagger on the hand-labelled papers.
     .venv/bin/python bench/tagging_quality.py            # micro P/R/F1 per split, as JSON
     .venv/bin/python bench/tagging_quality.py --errors   # also list each paper's misses and extras
 
-Uses the shipped taxonomy (digest/taxonomy.py) and needs no database.
+Uses the shipped taxonomy (digest/tagging/taxonomy.py) and needs no database.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest.tagging import default_topic_specs, get_tagger  # noqa: E402
+from digest.tagging.tagger import default_topic_specs, get_tagger  # noqa: E402
 
 LABELLED = ROOT / "tests" / "fixtures" / "tagging" / "labelled_papers.json"
 

@@ -323,7 +323,8 @@ DIGEST_SEND_TIME = env.str("DIGEST_SEND_TIME", default="06:00")
 DIGEST_MAX_ITEMS = env.int("DIGEST_MAX_ITEMS", default=8)
 DIGEST_MAX_ITEMS_LIMIT = 15
 DIGEST_RELEVANCE_GATE = env.float("DIGEST_RELEVANCE_GATE", default=0.3)
-DIGEST_TREND_WEIGHT = env.float("DIGEST_TREND_WEIGHT", default=0.35)
+# Upvotes break near-ties in relevance; they never outweigh a clearly better match.
+DIGEST_TREND_WEIGHT = env.float("DIGEST_TREND_WEIGHT", default=0.05)
 # When nothing passes a reader's relevance gate: send no email (true), or send the
 # day's most upvoted papers instead (false).
 DIGEST_SKIP_EMPTY = env.bool("DIGEST_SKIP_EMPTY", default=True)

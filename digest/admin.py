@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from digest.background import task_start_after_commit
-from digest.models import Paper, PaperTopic, Topic
+from digest.models import Paper, PaperTopic, TermAlias, Topic
 from digest.selectors import topics_with_paper_counts
 from digest.services import papers_load_text, papers_retag
 from digest.sources import SourceError, http
@@ -346,6 +346,29 @@ class TopicAdmin(admin.ModelAdmin):
     def retag_all(self, request, queryset):
         count = papers_retag(paper_ids=None)
         self.message_user(request, f"Retagged {count} papers.")
+
+
+@admin.register(TermAlias)
+class TermAliasAdmin(admin.ModelAdmin):
+    """Acronyms and synonyms the analyser folds together, for tagging and interests alike."""
+
+    list_display = ("term", "expansion_list", "is_active", "updated_at")
+    list_filter = ("is_active",)
+    search_fields = ("term", "expansions")
+    fields = ("term", "expansions", "is_active")
+
+    @admin.display(description="expansions")
+    def expansion_list(self, alias: TermAlias) -> str:
+        return " · ".join(line.strip() for line in alias.expansions.splitlines() if line.strip())
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self.message_user(
+            request,
+            "Alias saved: interests use it from the next digest on, and word counts are being recounted. "
+            "Run “Retag all papers” on Topics to apply it to existing tags.",
+            messages.INFO,
+        )
 
 
 # Runs, deliveries, previews and test sends live in their own module.

@@ -6,4 +6,4 @@ class DigestConfig(AppConfig):
     verbose_name = "Papers and digests"
 
     def ready(self):
-        from digest import checks  # noqa: F401  (registers system checks)
+        from digest import checks, signals  # noqa: F401  (registers system checks and receivers)

@@ -40,7 +40,9 @@ from django.utils.text import Truncator
 from digest.feedback import make_feedback_token
 from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
 from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
-from digest.selectors import paper_topic_scores
+from digest.selectors import corpus_stats_for, paper_topic_evidence, paper_topic_scores
+from digest.tagging.analysis import current_analyzer
+from digest.tagging.tagger import get_tagger
 from mail.build import build_message, message_domain, render_email, tidy_text
 from subscribers.links import email_links, list_headers
 
@@ -64,6 +66,9 @@ _SAFE_URL = re.compile(r"^https?://(?:[^\s\"'<>\\{}%]|%[0-9A-Fa-f]{2})+$", re.IG
 ITEM_MARK = "PBXITEMPBX"
 # Filled per list while assembling, never left for personalising.
 WHY_MARK = "PBXLWHYPBX"
+# Where a paper's block may open a section ("Also trending"), filled per list.
+SECTION_MARK = "PBXLSECTIONPBX"
+TRENDING_HEADING = "Also trending (not matched to your interests)"
 NUMBER_MARK = "PBXLNUMBERPBX"
 LIST_MARKS = ("PBXLSUBJECTPBX", "PBXLPREHEADERPBX", "PBXLCOUNTPBX", "PBXLSUMMARYPBX")
 # Assembled lists kept per composer; assembling again after eviction is cheap.
@@ -99,6 +104,8 @@ class PaperView(PaperLinks):
     pinned: bool
     keywords: tuple[str, ...]
     topic_scores: dict[str, float]
+    ai_summary: str = ""
+    topic_evidence: dict[str, tuple[str, ...]] = field(default_factory=dict)
     categories: tuple[str, ...] = ()
     # The day that puts it in a window: featured on Hugging Face, else published on arXiv.
     day: date | None = None
@@ -113,6 +120,8 @@ class PaperView(PaperLinks):
             upvotes=self.upvotes,
             featured_on=self.featured_on,
             pinned=self.pinned,
+            ai_summary=self.ai_summary,
+            topic_evidence=self.topic_evidence,
             categories=self.categories,
             authors=self.authors,
         )
@@ -174,6 +183,8 @@ class CompiledDigest:
     html_parts: list[str]
     text_parts: list[str]
     html_bytes: int
+    # The papers of the "Also trending" section (also in paper_ids, after the matches).
+    also_trending: tuple[int, ...] = ()
     kind: str = "daily"
     _templates: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
     _neutral: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False, compare=False)
@@ -325,11 +336,13 @@ def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
         "featured_on",
         "pinned",
         "ai_keywords",
+        "ai_summary",
         "categories",
         "published_at",
     )
     papers = list(rows.values_list(*fields))
     scores = paper_topic_scores(paper_ids=[row[0] for row in papers])
+    evidence = paper_topic_evidence(paper_ids=[row[0] for row in papers])
     views = {}
     for row in papers:
         data = dict(zip(fields, row, strict=True))
@@ -348,6 +361,8 @@ def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
             pinned=data["pinned"],
             keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
             topic_scores=scores.get(data["id"], {}),
+            ai_summary=data["ai_summary"] or "",
+            topic_evidence=evidence.get(data["id"], {}),
             categories=tuple(str(c) for c in (data["categories"] or [])),
             day=data["featured_on"] or (data["published_at"].date() if data["published_at"] else None),
         )
@@ -355,14 +370,17 @@ def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
 
 
 def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
-    """Each reader's learned topic weights from their 👍/👎 votes (two queries)."""
+    """Each reader's learned topic weights from their 👍/👎 votes and their fitted model (three queries)."""
+    from digest.services.learning import learned_models
+
+    models = learned_models(subscriber_ids=subscriber_ids)
     votes = list(
         Feedback.objects.filter(subscriber_id__in=subscriber_ids).values_list(
             "subscriber_id", "paper_id", "vote"
         )
     )
     if not votes:
-        return {}
+        return {sid: Affinity(learned=model) for sid, model in models.items()}
     topic_scores: dict[int, dict[str, float]] = defaultdict(dict)
     for paper_id, slug, score in PaperTopic.objects.filter(
         paper_id__in={paper_id for _, paper_id, _ in votes}, score__gt=0
@@ -371,7 +389,12 @@ def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
     per_reader: dict[int, list] = defaultdict(list)
     for subscriber_id, paper_id, vote in votes:
         per_reader[subscriber_id].append((vote, topic_scores.get(paper_id, {})))
-    return {sid: Affinity.from_votes(reader_votes) for sid, reader_votes in per_reader.items()}
+    found = {
+        sid: Affinity.from_votes(reader_votes, models.get(sid)) for sid, reader_votes in per_reader.items()
+    }
+    for sid, model in models.items():
+        found.setdefault(sid, Affinity(learned=model))
+    return found
 
 
 def topic_names() -> dict[str, str]:
@@ -396,6 +419,7 @@ def build_preferences(
     affinity: Affinity | None,
     categories: Iterable[str] = (),
     authors: Iterable[str] = (),
+    show_trending: bool = True,
 ) -> Preferences:
     size = max(1, min(int(digest_size or settings.DIGEST_MAX_ITEMS), settings.DIGEST_MAX_ITEMS_LIMIT))
     return Preferences(
@@ -403,6 +427,7 @@ def build_preferences(
         interests=split_interests(interests),
         max_items=size,
         affinity=affinity or Affinity(),
+        also_trending=show_trending,
         categories=frozenset(categories),
         authors=tuple(authors),
     )
@@ -458,11 +483,15 @@ class DigestComposer:
                 for view in self.papers.values()
                 if view.day is None or start <= view.day <= last
             ]
+            analyzer = current_analyzer()
             ranker = self._rankers[start] = Ranker(
                 candidates,
                 topic_names=self.names,
                 gate=settings.DIGEST_RELEVANCE_GATE,
                 trend_weight=settings.DIGEST_TREND_WEIGHT,
+                stats=lambda terms: corpus_stats_for(terms=terms),
+                analyzer=analyzer,
+                tagger=get_tagger(Topic.objects.filter(is_active=True).order_by("slug"), analyzer),
                 trend_by_day=start >= last,
             )
         return ranker
@@ -472,7 +501,7 @@ class DigestComposer:
         # Ranking picks greedily, so a shorter list is a prefix of a longer one:
         # rank once at the largest size and cut per reader, so readers who differ
         # only in digest size share one ranking.
-        key = (prefs.key()[:2], prefs.affinity.weights, prefs.follows_key(), reader.window_start)
+        key = (prefs.key()[:2], prefs.affinity.key(), prefs.follows_key(), reader.window_start)
         ranked = self._rankings.get(key)
         if ranked is None:
             longest = dataclasses.replace(prefs, max_items=settings.DIGEST_MAX_ITEMS_LIMIT)
@@ -491,13 +520,23 @@ class DigestComposer:
             ranked = trending(self.ranker(reader.window_start), prefs.max_items, exclude=reader.already_sent)
         return ranked[: max(prefs.max_items, sum(item.followed for item in ranked))]
 
+    def also_trending_for(self, reader: Reader, ranked: list[RankedItem]) -> list[RankedItem]:
+        """The "Also trending" section: the window's most upvoted papers missing from the list."""
+        if not reader.preferences.also_trending or not ranked or any(item.trending for item in ranked):
+            return []
+        return self.ranker(reader.window_start).also_trending(
+            [item.paper_id for item in ranked], exclude=reader.already_sent
+        )
+
     def compiled_for(self, reader: Reader) -> CompiledDigest | None:
         """The rendered digest with placeholders, or None when nothing passed the gate."""
         ranked = self.ranked_for(reader)
         if not ranked:
             return None
+        trending = self.also_trending_for(reader, ranked)
         key = (
             tuple((item.paper_id, item.reasons) for item in ranked),
+            tuple(item.paper_id for item in trending),
             interests_summary(reader.preferences, self.names),
             reader.kind,
             reader.window_start if reader.kind != DAILY else None,
@@ -505,7 +544,7 @@ class DigestComposer:
         compiled = self._rendered.get(key)
         if compiled is None:
             compiled = self._rendered[key] = self.render(
-                ranked, reader.preferences, kind=reader.kind, window_start=reader.window_start
+                ranked, reader.preferences, trending, kind=reader.kind, window_start=reader.window_start
             )
             self.lists_assembled += 1
             if self.render_cache_size is not None and len(self._rendered) > self.render_cache_size:
@@ -518,6 +557,7 @@ class DigestComposer:
         self,
         ranked: list[RankedItem],
         preferences: Preferences,
+        trending: list[RankedItem] | None = None,
         *,
         kind: str = DAILY,
         window_start: date | None = None,
@@ -525,11 +565,13 @@ class DigestComposer:
         summary = interests_summary(preferences, self.names)
         issue = Issue(kind=kind, start=window_start if kind != DAILY else None)
         items = list(ranked)
+        extra = list(trending or ())
         for abstract_chars in ABSTRACT_STEPS:
-            compiled = self._render_once(items, summary, abstract_chars, issue)
+            compiled = self._render_once(items, summary, abstract_chars, issue, extra)
             if fits(compiled):
                 return compiled
-        # Even without abstracts it is too long: drop papers from the end.
+        # Even without abstracts it is too long: drop the trending section, then papers from the end.
+        compiled = self._render_once(items, summary, 0, issue)
         while len(items) > 1 and not fits(compiled):
             items = items[:-1]
             compiled = self._render_once(items, summary, 0, issue)
@@ -552,6 +594,7 @@ class DigestComposer:
             "authors_line": authors_line(paper.authors),
             "abstract": Truncator(paper.abstract).chars(abstract_chars) if abstract_chars else "",
             "reasons": [WHY_MARK],
+            "section": SECTION_MARK,
             "number": NUMBER_MARK,
             "pinned": paper.pinned,
             "upvotes": paper.upvotes,
@@ -600,8 +643,14 @@ class DigestComposer:
         self._frames.setdefault((has_image, issue.kind, issue.start), (html[0], html[-1], text[0], text[-1]))
 
     def _render_once(
-        self, ranked: list[RankedItem], summary: str, abstract_chars: int, issue: "Issue"
+        self,
+        matched: list[RankedItem],
+        summary: str,
+        abstract_chars: int,
+        issue: "Issue",
+        trending: list[RankedItem] | None = None,
     ) -> CompiledDigest:
+        ranked = [*matched, *(trending or ())]
         papers = [self.papers[item.paper_id] for item in ranked]
         has_image = any(self._image(paper) for paper in papers)
         frame = (has_image, issue.kind, issue.start)
@@ -615,17 +664,27 @@ class DigestComposer:
 
         html_parts = [html_head]
         text_parts = [text_head]
+        first_trending = len(matched)
         for number, (item, paper) in enumerate(zip(ranked, papers, strict=True), start=1):
             html_block, text_block = self._blocks[(paper.id, abstract_chars)]
             why = inert(" · ".join(item.reasons))
-            html_parts.append(html_block.replace(WHY_MARK, escape(why)))
-            text_parts.append(text_block.replace(WHY_MARK, why).replace(NUMBER_MARK, str(number)))
+            opens = number - 1 == first_trending
+            html_parts.append(
+                html_block.replace(WHY_MARK, escape(why)).replace(
+                    SECTION_MARK, f"<strong>{escape(TRENDING_HEADING)}</strong>" if opens else ""
+                )
+            )
+            text_parts.append(
+                text_block.replace(WHY_MARK, why)
+                .replace(NUMBER_MARK, str(number))
+                .replace(SECTION_MARK, f"{TRENDING_HEADING}\n" if opens else "")
+            )
         html_parts.append(html_tail)
         text_parts.append(text_tail)
 
-        titles = [paper.title for paper in papers]
+        titles = [paper.title for paper in papers[: len(matched)]]
         subject = digest_subject(self.edition, titles, kind=issue.kind)
-        count = f"{len(papers)} paper{'s' if len(papers) != 1 else ''}"
+        count = f"{len(titles)} paper{'s' if len(titles) != 1 else ''}"
         head = preheader(
             [{"reasons": ranked[0].reasons, "title": titles[0]}, *({"title": t} for t in titles[1:])]
         )
@@ -643,6 +702,7 @@ class DigestComposer:
             html_parts=_compile(html),
             text_parts=_compile(text),
             html_bytes=len(html.encode()),
+            also_trending=tuple(item.paper_id for item in trending or ()),
             kind=issue.kind,
         )
 

@@ -99,6 +99,12 @@ class PaperTopic(models.Model):
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="paper_topics")
     score = models.FloatField(default=1.0, help_text="0 to 1; 0 on a curator row means 'not this topic'.")
     set_by_curator = models.BooleanField(default=False)
+    evidence = models.JSONField(
+        default=list,
+        db_default=models.Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="The phrases that earned an automatic tag, strongest first.",
+    )
 
     class Meta:
         ordering = ["-score"]
@@ -218,6 +224,79 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} {'👍' if self.vote > 0 else '👎'} {self.paper_id}"
+
+
+class TermAlias(models.Model):
+    """An acronym or synonym and the wordings that mean the same, for tagging and interest matching.
+
+    The text analyser reads the term and every expansion as one word, so "RL" in
+    a paper meets a reader's "reinforcement learning" and the other way round.
+    """
+
+    term = models.CharField(
+        max_length=100, unique=True, help_text='The short form, e.g. "RLHF" or "KV cache".'
+    )
+    expansions = models.TextField(
+        help_text='One wording per line, e.g. "reinforcement learning from human feedback". Case, hyphens '
+        "and plurals do not matter; # starts a comment."
+    )
+    is_active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["term"]
+        verbose_name = "term alias"
+        verbose_name_plural = "term aliases"
+
+    def __str__(self) -> str:
+        return self.term
+
+
+class TermStat(models.Model):
+    """How many stored papers contain a term (document frequency), kept current by ingest."""
+
+    term = models.CharField(max_length=100, unique=True)
+    papers = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.term}: {self.papers}"
+
+
+class CorpusStat(models.Model):
+    """Totals over the stored papers that BM25F needs beside document frequencies (one row)."""
+
+    papers = models.PositiveIntegerField(default=0)
+    # Total analysed words per field, for average field lengths.
+    title_words = models.PositiveBigIntegerField(default=0)
+    summary_words = models.PositiveBigIntegerField(default=0)
+    keywords_words = models.PositiveBigIntegerField(default=0)
+    abstract_words = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.papers} papers"
+
+
+class ReaderModel(models.Model):
+    """A reader's learned taste: logistic regression over TF-IDF features, fitted on their votes.
+
+    Stored compactly as the fitted vocabulary with its IDF weights and
+    coefficients, so ranking needs no pickled estimator.
+    """
+
+    subscriber = models.OneToOneField(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="reader_model"
+    )
+    vocabulary = models.JSONField(default=list, help_text="Analysed terms, in coefficient order.")
+    idf = models.JSONField(default=list)
+    coefficients = models.JSONField(default=list)
+    intercept = models.FloatField(default=0.0)
+    positives = models.PositiveIntegerField(default=0)
+    negatives = models.PositiveIntegerField(default=0)
+    fitted_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"model for {self.subscriber_id} ({self.positives}+/{self.negatives}-)"
 
 
 class DeliveryRollup(models.Model):

@@ -5,125 +5,86 @@ subscribers who share preferences, and tests can drive it without a database.
 
 How a paper is scored for a reader:
 
-1. Relevance. Every chosen topic and every free-text interest is scored on its
-   own, in [0, 1]: a topic by the paper's tag score for it, an interest by how
-   much of its wording appears in the title, the HF keywords and the abstract.
-   Topics the reader's votes have taught us about count too (see `Affinity`).
-   The paper's relevance is the maximum of these, so one strong match is
-   enough and many weak ones do not add up to noise.
+1. Relevance, in [0, 1]. Every chosen topic and every free-text interest is
+   scored on its own and the paper keeps the best:
+   - a topic by the paper's tag score for it (times the reader's vote
+     affinity, see `Affinity`);
+   - an interest by BM25F over the title, the HF summary, the HF keywords and
+     the abstract, with IDF and average field lengths from the whole archive
+     (`CorpusStats`, kept by ingest). Each interest word's weight is its IDF, so
+     "LLM" or "neural" weigh little and "speculative" a lot; a paper must
+     match at least SHARE_GATE of the interest's total weight, so one generic
+     word never passes, and words close together (in either order) earn a
+     phrase bonus.
+   With a learned model (`LearnedModel`, fitted on the reader's votes and
+   liked papers), relevance is (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT *
+   the model's probability that the reader likes the paper.
 2. Gate. Papers whose relevance is below `gate` are dropped.
-3. Trend. Upvotes are turned into a percentile among the papers featured on the
-   same day, so a quiet day's top paper competes with a busy day's.
-4. Final score = (1 - trend_weight) * relevance + trend_weight * trend.
-5. Order. Pinned papers that pass the gate go first; the rest by final score,
-   with a light diversity penalty so one topic cannot fill the email.
+3. Order by relevance. Upvotes only break near-ties: the score is relevance +
+   trend_weight * trend, where trend is the paper's upvote percentile among the
+   papers featured the same day and trend_weight is small (0.05), so a popular
+   paper cannot buy a place over a clearly more relevant one. Pinned papers
+   that pass the gate go first; a light diversity penalty keeps one topic
+   from filling the email.
+4. "Also trending": the window's most upvoted papers that the reader's list
+   does not hold, at most TRENDING_LIMIT, in a separate, labelled section.
 
 Readers may also follow arXiv categories and authors (`follow_matches`): a
 paper in a followed category is a candidate worth a fixed relevance and then
 ranked like any other; a paper by a followed author always makes the list,
 first, with the reason "Author: <name>".
+
+Every reason an item carries is produced by the computation that scored it.
 """
 
+from __future__ import annotations
+
+import heapq
 import math
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 
 from digest.authors import AuthorIndex
 from digest.sources.arxiv_categories import category_label
+from digest.tagging.analysis import FIELDS, PUNCTUATION, STOPWORDS, Analyzer, CorpusStats, default_analyzer
+from digest.tagging.tagger import Tagger
 
 DEFAULT_GATE = 0.3
-DEFAULT_TREND_WEIGHT = 0.35
+DEFAULT_TREND_WEIGHT = 0.05
 DIVERSITY_DECAY = 0.85
+# Largest change, either way, that votes can make to a topic's weight.
+MAX_AFFINITY = 0.3
+TRENDING_LIMIT = 3
 # Relevance of a paper in a followed arXiv category: its primary one, or a cross-list.
 CATEGORY_PRIMARY_RELEVANCE = 0.5
 CATEGORY_RELEVANCE = 0.4
-# Largest change, either way, that votes can make to a topic's weight.
-MAX_AFFINITY = 0.3
 
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-STOPWORDS = frozenset(
-    {
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "how",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "over",
-        "papers",
-        "paper",
-        "that",
-        "the",
-        "their",
-        "this",
-        "to",
-        "toward",
-        "towards",
-        "using",
-        "via",
-        "with",
-        "without",
-        "about",
-        "new",
-        "novel",
-        "based",
-        "approach",
-        "approaches",
-        "method",
-        "methods",
-        "model",
-        "models",
-        "study",
-        "studies",
-        "work",
-        "works",
-        "anything",
-        "stuff",
-        "like",
-    }
-)
-
-
-def stem(word: str) -> str:
-    """A deliberately small stemmer: enough to match plurals and -ing/-ed forms."""
-    if len(word) <= 4:
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("sses", "ches", "shes", "xes", "zes")):
-        return word[:-2]
-    for suffix in ("ing", "ed"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            return word[: -len(suffix)]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def terms(text: str) -> list[str]:
-    out = []
-    for word in _WORD.findall(text.lower()):
-        for part in word.split("-") if "-" in word else (word,):
-            if part and part not in STOPWORDS:
-                out.append(stem(part))
-    return out
+# BM25F: how much a word counts in each field, and how much each field's length normalises.
+FIELD_WEIGHTS = {"title": 3.0, "summary": 1.5, "keywords": 1.0, "abstract": 1.0}
+FIELD_B = {"title": 0.3, "summary": 0.5, "keywords": 0.3, "abstract": 0.75}
+K1 = 1.2
+# Share of an interest's IDF weight a paper must match.
+SHARE_GATE = 0.6
+# All of a multi-word interest's words within a short window ("selecting data" for "data selection").
+TITLE_PHRASE_BONUS = 0.25
+BODY_PHRASE_BONUS = 0.15
+# An interest that names a topic through a specific phrase ("VLA models" names Robotics)
+# also matches that topic's papers, at this fraction of their tag score: below direct matches.
+BRIDGE_WEIGHT = 0.5
+# ...only while fewer papers than a digest holds match the interest's own words, so an interest
+# with plenty of direct matches is not padded with its whole topic.
+BRIDGE_BELOW = 8
+_ALTERNATIVES = re.compile(r"\s+(?:and|or)\s+|\s*[&/]\s*", re.IGNORECASE)
+# Weight of the learned model against stated topics and interests.
+LEARNED_WEIGHT = 0.4
+LEARNED_REASON_FLOOR = 0.6
+INTEREST_CACHE_SIZE = 1024
+FIELD_LABELS = {"title": "the title", "summary": "the HF summary", "keywords": "the HF keywords",
+                "abstract": "the abstract"}  # fmt: skip
+_FIELD_BITS = {name: 1 << index for index, name in enumerate(FIELDS)}
 
 
 @dataclass(frozen=True)
@@ -136,47 +97,19 @@ class Candidate:
     upvotes: int
     featured_on: date | None
     pinned: bool = False
+    ai_summary: str = ""
+    # topic slug -> the phrases that tagged it, strongest first (empty for a curator's tag)
+    topic_evidence: dict[str, tuple[str, ...]] = field(default_factory=dict)
     categories: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
 
-
-@dataclass
-class PaperText:
-    """A candidate's words, prepared once per run and shared by every interest."""
-
-    title: frozenset[str]
-    keywords: frozenset[str]
-    abstract: frozenset[str]
-    title_phrase: str
-    body_phrase: str
-
-    @classmethod
-    def of(cls, candidate: Candidate) -> "PaperText":
-        title_terms = terms(candidate.title)
-        keyword_terms = terms(" ".join(candidate.keywords))
-        abstract_terms = terms(candidate.abstract)
-        return cls(
-            title=frozenset(title_terms),
-            keywords=frozenset(keyword_terms),
-            abstract=frozenset(abstract_terms),
-            title_phrase=" " + " ".join(title_terms) + " ",
-            body_phrase=" " + " ".join(keyword_terms + abstract_terms) + " ",
-        )
-
-
-@dataclass(frozen=True)
-class Interest:
-    text: str
-    terms: tuple[str, ...]
-
-    @property
-    def phrase(self) -> str:
-        return " " + " ".join(self.terms) + " "
-
-
-@lru_cache(maxsize=65536)
-def parse_interest(text: str) -> Interest:
-    return Interest(text=text, terms=tuple(dict.fromkeys(terms(text))))
+    def fields(self) -> dict[str, str]:
+        return {
+            "title": self.title,
+            "summary": self.ai_summary,
+            "keywords": " | ".join(self.keywords),
+            "abstract": self.abstract,
+        }
 
 
 def split_interests(raw: str) -> tuple[str, ...]:
@@ -185,50 +118,287 @@ def split_interests(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
 
-def interest_score(interest: Interest, text: PaperText) -> float:
-    """How well a free-text interest matches a paper, in [0, 1].
+@dataclass(frozen=True)
+class Concept:
+    """One word of an interest: the stems that count as it (a hyphenated word
+    counts joined, or as all of its parts)."""
 
-    Each word of the interest earns 1.0 if it is in the title, 0.85 in the HF
-    keywords and 0.6 in the abstract; the score is their mean, so an interest
-    only half present scores at most half. The whole phrase appearing in order
-    lifts the score to 0.95 (title) or 0.8 (keywords/abstract).
-    """
-    if not interest.terms:
-        return 0.0
-    total = 0.0
-    for term in interest.terms:
-        if term in text.title:
-            total += 1.0
-        elif term in text.keywords:
-            total += 0.85
-        elif term in text.abstract:
-            total += 0.6
-    score = total / len(interest.terms)
-    if len(interest.terms) > 1:
-        phrase = interest.phrase
-        if phrase in text.title_phrase:
-            score = max(score, 0.95)
-        elif phrase in text.body_phrase:
-            score = max(score, 0.8)
-    return score
+    label: str
+    alternatives: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Interest:
+    text: str
+    concepts: tuple[Concept, ...]
+
+
+def parse_interest(text: str, analyzer: Analyzer | None = None) -> Interest:
+    analyzer = analyzer or default_analyzer()
+    analysed = analyzer.analyse(text)
+    concepts: list[Concept] = []
+    seen: set[tuple[tuple[str, ...], ...]] = set()
+    position = 0
+    while position < len(analysed.stems):
+        compound = analysed.compounds.get(position)
+        if compound is not None:
+            joined, length = compound
+            parts = tuple(
+                stem
+                for stem, raw in zip(
+                    analysed.stems[position : position + length],
+                    analysed.raw[position : position + length],
+                    strict=True,
+                )
+                if raw not in STOPWORDS
+            )
+            alternatives: tuple[tuple[str, ...], ...] = ((joined,), parts) if parts else ((joined,),)
+            label = "-".join(analysed.raw[position : position + length])
+            position += length
+        else:
+            raw, stem = analysed.raw[position], analysed.stems[position]
+            position += 1
+            if raw in STOPWORDS or not any(c.isalnum() for c in stem):
+                continue
+            alternatives, label = ((stem,),), raw
+        if alternatives not in seen:
+            seen.add(alternatives)
+            concepts.append(Concept(label=label, alternatives=alternatives))
+    return Interest(text=text, concepts=tuple(concepts))
+
+
+@dataclass(frozen=True)
+class InterestMatch:
+    relevance: float
+    reason: str
+
+
+# Corpus statistics, or a function that loads them for the candidates' vocabulary.
+StatsSource = CorpusStats | Callable[[set[str]], CorpusStats]
+
+
+class InterestIndex:
+    """The night's candidates as BM25F postings: term -> paper -> (field-weighted tf, fields)."""
+
+    def __init__(self, candidates: Sequence[Candidate], stats: StatsSource, analyzer: Analyzer):
+        self.analyzer = analyzer
+        self.postings: dict[str, dict[int, tuple[float, int]]] = defaultdict(dict)
+        self.counts: dict[str, dict[int, int]] = defaultdict(dict)  # raw counts, for learned models
+        self.sequences: dict[int, dict[str, list[str]]] = {}
+        # stem -> a word as the papers write it, for reasons ("molecules", not "molecul")
+        self.surface: dict[str, str] = {}
+        self._position_cache: dict[tuple[int, str], dict[str, list[int]]] = {}
+        for candidate in candidates:
+            per_field: dict[str, list[str]] = {}
+            for name, text in candidate.fields().items():
+                if not text:
+                    per_field[name] = []
+                    continue
+                analysed = analyzer.analyse(text)
+                per_field[name] = [stem for stem in analysed.stems if stem not in PUNCTUATION]
+                per_field[name].extend(joined for joined, _ in analysed.compounds.values())
+                if name == "title" or name == "abstract":
+                    for stem, word in zip(analysed.stems, analysed.raw, strict=True):
+                        self.surface.setdefault(stem, word)
+            self.sequences[candidate.paper_id] = per_field
+        if callable(stats):
+            stats = stats(
+                {term for fields in self.sequences.values() for terms in fields.values() for term in terms}
+            )
+        self.stats: CorpusStats = stats
+        averages = {name: stats.average(name) or 1.0 for name in FIELDS}
+        for paper_id, per_field in self.sequences.items():
+            weighted: dict[str, float] = defaultdict(float)
+            where: dict[str, int] = defaultdict(int)
+            for name, terms in per_field.items():
+                if not terms:
+                    continue
+                norm = 1 - FIELD_B[name] + FIELD_B[name] * len(terms) / averages[name]
+                weight = FIELD_WEIGHTS[name] / norm
+                bit = _FIELD_BITS[name]
+                for term in terms:
+                    weighted[term] += weight
+                    where[term] |= bit
+            for term, value in weighted.items():
+                self.postings[term][paper_id] = (value, where[term])
+            for name in ("title", "summary", "abstract"):
+                for term in per_field[name]:
+                    row = self.counts[term]
+                    row[paper_id] = row.get(paper_id, 0) + 1
+
+    def concept_idf(self, concept: Concept) -> float:
+        return max(self.stats.idf(term) for alternative in concept.alternatives for term in alternative)
+
+    def concept_postings(self, concept: Concept) -> dict[int, tuple[float, int]]:
+        """Paper -> (tf, fields) for a concept: the best alternative, an alternative
+        counting as present only where all of its stems are."""
+        best: dict[int, tuple[float, int]] = {}
+        for alternative in concept.alternatives:
+            rows = [self.postings.get(term, {}) for term in alternative]
+            for paper_id, (tf, where) in rows[0].items():
+                for row in rows[1:]:
+                    other = row.get(paper_id)
+                    if other is None:
+                        break
+                    tf, where = min(tf, other[0]), where & other[1]
+                else:
+                    if paper_id not in best or best[paper_id][0] < tf:
+                        best[paper_id] = (tf, where)
+        return best
+
+    def match(self, interest: Interest, display: str | None = None) -> dict[int, InterestMatch]:
+        """Every candidate that passes the interest's share gate, with its relevance and reason."""
+        concepts = interest.concepts
+        if not concepts:
+            return {}
+        idfs = [self.concept_idf(concept) for concept in concepts]
+        total = sum(idfs) or 1.0
+        found = [self.concept_postings(concept) for concept in concepts]
+        papers: set[int] = set()
+        for rows in found:
+            papers.update(rows)
+        out: dict[int, InterestMatch] = {}
+        for paper_id in papers:
+            matched = 0.0
+            base = 0.0
+            hits: list[tuple[Concept, int]] = []
+            for concept, idf, rows in zip(concepts, idfs, found, strict=True):
+                row = rows.get(paper_id)
+                if row is None:
+                    continue
+                tf, where = row
+                matched += idf
+                base += idf * tf / (tf + K1)
+                hits.append((concept, where))
+            if matched / total < SHARE_GATE:
+                continue
+            relevance = base / total
+            phrase = ""
+            if len(concepts) > 1 and len(hits) == len(concepts):
+                phrase = self._phrase_field(paper_id, concepts)
+                relevance += TITLE_PHRASE_BONUS if phrase == "title" else BODY_PHRASE_BONUS if phrase else 0.0
+            out[paper_id] = InterestMatch(
+                relevance=min(1.0, relevance),
+                reason=_interest_reason(display or interest.text, hits, len(concepts), phrase),
+            )
+        return out
+
+    def _positions(self, paper_id: int, name: str) -> dict[str, list[int]]:
+        key = (paper_id, name)
+        found = self._position_cache.get(key)
+        if found is None:
+            found = self._position_cache[key] = defaultdict(list)
+            for index, term in enumerate(self.sequences[paper_id][name]):
+                found[term].append(index)
+        return found
+
+    def _phrase_field(self, paper_id: int, concepts: Sequence[Concept]) -> str:
+        """The first field where all the concepts stand within a short window, in any order."""
+        window = len(concepts) + 1
+        for name in ("title", "summary", "abstract"):
+            where = self._positions(paper_id, name)
+            positions: list[list[int]] = []
+            for concept in concepts:
+                found = sorted(
+                    index for alternative in concept.alternatives for index in where.get(alternative[0], ())
+                )
+                if not found:
+                    break
+                positions.append(found)
+            else:
+                if _within(positions, window):
+                    return name
+        return ""
+
+
+def _within(positions: list[list[int]], window: int) -> bool:
+    """Whether one position from each list fits in `window` consecutive words."""
+    events = sorted((pos, index) for index, row in enumerate(positions) for pos in row)
+    latest: dict[int, int] = {}
+    for pos, index in events:
+        latest[index] = pos
+        if len(latest) == len(positions) and pos - min(latest.values()) < window:
+            return True
+    return False
+
+
+def _fields_text(mask: int) -> str:
+    names = [FIELD_LABELS[name] for name in FIELDS if mask & _FIELD_BITS[name]]
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _interest_reason(text: str, hits: list[tuple[Concept, int]], total: int, phrase: str) -> str:
+    head = f'Interest "{text}": '
+    if phrase:
+        return head + f"as a phrase in {FIELD_LABELS[phrase]}"
+    common = ~0
+    union = 0
+    for _, where in hits:
+        common &= where
+        union |= where
+    where_text = _fields_text(common if common else union)
+    if len(hits) == total:
+        return head + f"in {where_text}"
+    words = ", ".join(f'"{concept.label}"' for concept, _ in hits)
+    return head + f"{words} in {where_text}"
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """A reader's fitted model: TF-IDF (sublinear tf, l2 norm) over `terms`, then logistic regression."""
+
+    key: tuple
+    terms: tuple[str, ...]
+    idf: tuple[float, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+
+    def scores(self, index: InterestIndex) -> dict[int, tuple[float, tuple[str, ...]]]:
+        """Paper -> (probability the reader likes it, the words that pushed it up most)."""
+        dots: dict[int, float] = defaultdict(float)
+        squares: dict[int, float] = defaultdict(float)
+        pushes: dict[int, list[tuple[float, str]]] = defaultdict(list)
+        for term, idf, coefficient in zip(self.terms, self.idf, self.coefficients, strict=True):
+            for paper_id, count in index.counts.get(term, {}).items():
+                value = (1 + math.log(count)) * idf
+                dots[paper_id] += value * coefficient
+                squares[paper_id] += value * value
+                if coefficient > 0 and term not in STOPWORDS:
+                    pushes[paper_id].append((value * coefficient, term))
+        out: dict[int, tuple[float, tuple[str, ...]]] = {}
+        for paper_id in index.sequences:
+            norm = math.sqrt(squares.get(paper_id, 0.0)) or 1.0
+            logit = dots.get(paper_id, 0.0) / norm + self.intercept
+            top = sorted(pushes.get(paper_id, ()), reverse=True)[:3]
+            words = tuple(index.surface.get(term, term) for _, term in top)
+            out[paper_id] = (1 / (1 + math.exp(-logit)), words)
+        return out
 
 
 @dataclass(frozen=True)
 class Affinity:
-    """What a reader's 👍 and 👎 votes taught us, as a weight change per topic.
+    """What a reader's 👍 and 👎 votes (and liked papers) taught us.
 
-    Each vote adds (+1 or -1) times the voted paper's tag score to each of its
-    topics; the running total t becomes MAX_AFFINITY * tanh(t / 3), a change of
-    at most ±30% that grows quickly for the first votes and then saturates.
-    A chosen topic's relevance is multiplied by (1 + change). A topic the reader
-    did not choose but keeps upvoting counts as a weak interest of its own,
-    worth tag score * change / MAX_AFFINITY * 0.6.
+    Per topic, a weight change: each vote adds (+1 or -1) times the voted
+    paper's tag score to each of its topics; the running total t becomes
+    MAX_AFFINITY * tanh(t / 3), a change of at most ±30% that grows quickly for
+    the first votes and then saturates. A chosen topic's relevance is
+    multiplied by (1 + change). A topic the reader did not choose but keeps
+    upvoting counts as a weak interest of its own, worth tag score * change /
+    MAX_AFFINITY * 0.6.
+
+    With enough votes, also a `LearnedModel` over the papers' words.
     """
 
     weights: tuple[tuple[str, float], ...] = ()
+    learned: LearnedModel | None = None
 
     @classmethod
-    def from_votes(cls, votes: Iterable[tuple[int, dict[str, float]]]) -> "Affinity":
+    def from_votes(
+        cls, votes: Iterable[tuple[int, dict[str, float]]], learned: LearnedModel | None = None
+    ) -> Affinity:
         totals: dict[str, float] = defaultdict(float)
         for vote, topic_scores in votes:
             for slug, score in topic_scores.items():
@@ -240,10 +410,13 @@ class Affinity:
                 if abs(total) > 1e-9
             )
         )
-        return cls(weights=weights)
+        return cls(weights=weights, learned=learned)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.weights)
+
+    def key(self) -> tuple:
+        return (self.weights, self.learned.key if self.learned else None)
 
 
 @dataclass(frozen=True)
@@ -252,8 +425,13 @@ class Preferences:
     interests: tuple[str, ...] = ()
     max_items: int = 8
     affinity: Affinity = field(default_factory=Affinity)
+    also_trending: bool = True
     categories: frozenset[str] = frozenset()
     authors: tuple[str, ...] = ()
+
+    @property
+    def learned(self) -> LearnedModel | None:
+        return self.affinity.learned
 
     def key(self) -> tuple:
         """Subscribers whose keys are equal get the same ranked list."""
@@ -261,7 +439,8 @@ class Preferences:
             tuple(sorted(self.topics)),
             self.interests,
             self.max_items,
-            self.affinity.weights,
+            self.affinity.key(),
+            self.also_trending,
             *self.follows_key(),
         )
 
@@ -277,6 +456,7 @@ class RankedItem:
     trend: float
     reasons: tuple[str, ...]
     pinned: bool
+    trending: bool = False
     # By an author the reader follows: kept even past the reader's digest size.
     followed: bool = False
 
@@ -325,7 +505,8 @@ class Ranker:
     """Ranks one night's candidates for many preference sets.
 
     Build it once per run; `rank()` is then called once per preference group.
-    Topic display names turn slugs into reasons a reader understands.
+    Topic display names turn slugs into reasons a reader understands. `stats`
+    are the archive's corpus statistics (without them, the candidates' own).
     """
 
     def __init__(
@@ -335,17 +516,26 @@ class Ranker:
         topic_names: dict[str, str] | None = None,
         gate: float = DEFAULT_GATE,
         trend_weight: float = DEFAULT_TREND_WEIGHT,
+        stats: StatsSource | None = None,
+        analyzer: Analyzer | None = None,
+        tagger: Tagger | None = None,
         trend_by_day: bool = True,
     ):
         self.candidates = list(candidates)
         self.topic_names = topic_names or {}
         self.gate = gate
         self.trend_weight = trend_weight
+        self.analyzer = analyzer or default_analyzer()
+        self.tagger = tagger
+        self._stats = stats
         self.trend = trend_percentiles(self.candidates, by_day=trend_by_day)
         self._follows: FollowIndex | None = None
-        self._texts: dict[int, PaperText] = {}
-        self._interest_cache: dict[tuple[str, int], float] = {}
-        self._reasons: dict[str, str] = {}
+        self._index: InterestIndex | None = None
+        # Per interest text, bounded: a night sees thousands of distinct interests.
+        self._interests: OrderedDict[str, dict[int, InterestMatch]] = OrderedDict()
+        self._learned: dict[tuple, dict[int, tuple[float, tuple[str, ...]]]] = {}
+        self._reasons: dict[tuple[str, int], str] = {}
+        self._by_id = {candidate.paper_id: candidate for candidate in self.candidates}
         # Only papers carrying a tag can match a topic; index them by topic.
         self._by_topic: dict[str, list[Candidate]] = defaultdict(list)
         # ...and, for ranking by topics alone, by the topics whose tag passes the gate.
@@ -355,59 +545,124 @@ class Ranker:
                 self._by_topic[slug].append(candidate)
                 if tag and min(1.0, tag) >= gate:
                     self._gated_by_topic[slug].append((candidate, min(1.0, tag)))
+        most_upvoted = sorted(
+            (c for c in self.candidates if c.featured_on is not None),
+            key=lambda c: (-c.upvotes, -self.trend.get(c.paper_id, 0.0), c.paper_id),
+        )
+        self._most_upvoted = most_upvoted[:TRENDING_LIMIT]
 
-    def _text(self, candidate: Candidate) -> PaperText:
-        text = self._texts.get(candidate.paper_id)
-        if text is None:
-            text = self._texts[candidate.paper_id] = PaperText.of(candidate)
-        return text
+    @property
+    def index(self) -> InterestIndex:
+        """Built on first use: readers with topics only never need it."""
+        if self._index is None:
+            stats = self._stats
+            if stats is None:
+                stats = CorpusStats.from_documents((c.fields() for c in self.candidates), self.analyzer)
+            self._index = InterestIndex(self.candidates, stats, self.analyzer)
+        return self._index
 
-    def _interest(self, interest: Interest, candidate: Candidate) -> float:
-        key = (interest.text, candidate.paper_id)
-        score = self._interest_cache.get(key)
-        if score is None:
-            score = self._interest_cache[key] = interest_score(interest, self._text(candidate))
-        return score
+    def reset_caches(self) -> None:
+        """Forget per-interest and per-model results (the benchmark times them cold)."""
+        self._interests.clear()
+        self._learned.clear()
+
+    def interest_matches(self, text: str) -> dict[int, InterestMatch]:
+        """Papers matching a free-text interest. "X and Y" (or "X or Y", "X/Y") asks for either;
+        when few papers match directly, a specific phrase naming a topic brings that topic's papers
+        in below them."""
+        found = self._interests.get(text)
+        if found is not None:
+            self._interests.move_to_end(text)
+            return found
+        found = {}
+        parts = [part for part in _ALTERNATIVES.split(text) if part.strip()] or [text]
+        for part in parts:
+            for paper_id, match in self.index.match(parse_interest(part, self.analyzer), text).items():
+                if paper_id not in found or found[paper_id].relevance < match.relevance:
+                    found[paper_id] = match
+        if self.tagger is not None and len(found) < BRIDGE_BELOW:
+            for slug, _ in self.tagger.specific_topics(text):
+                for candidate, tag in self._gated_by_topic.get(slug, ()):
+                    relevance = BRIDGE_WEIGHT * tag
+                    current = found.get(candidate.paper_id)
+                    if current is None or current.relevance < relevance:
+                        reason = f'Interest "{text}": through {self._topic_reason(slug, candidate)}'
+                        found[candidate.paper_id] = InterestMatch(relevance=relevance, reason=reason)
+        # A match far below the gate can never name a reason or pass; keep the cache small.
+        found = {paper_id: match for paper_id, match in found.items() if match.relevance >= self.gate / 2}
+        self._interests[text] = found
+        if len(self._interests) > INTEREST_CACHE_SIZE:
+            self._interests.popitem(last=False)
+        return found
+
+    def learned_scores(self, model: LearnedModel) -> dict[int, tuple[float, tuple[str, ...]]]:
+        found = self._learned.get(model.key)
+        if found is None:
+            found = self._learned[model.key] = model.scores(self.index)
+        return found
 
     def topic_label(self, slug: str) -> str:
         return self.topic_names.get(slug, slug.replace("-", " ").capitalize())
 
-    def _topic_reason(self, slug: str) -> str:
-        reason = self._reasons.get(slug)
+    def _topic_reason(self, slug: str, candidate: Candidate) -> str:
+        key = (slug, candidate.paper_id)
+        reason = self._reasons.get(key)
         if reason is None:
-            reason = self._reasons[slug] = f"Topic: {self.topic_label(slug)}"
+            evidence = candidate.topic_evidence.get(slug, ())
+            label = f"Topic {self.topic_label(slug)}"
+            reason = f"{label}: {', '.join(evidence[:3])}" if evidence else label
+            self._reasons[key] = reason
         return reason
 
-    def match(self, candidate: Candidate, prefs: Preferences, affinity: dict | None = None) -> Match | None:
+    def match(
+        self,
+        candidate: Candidate,
+        prefs: Preferences,
+        affinity: dict | None = None,
+        interests: list[dict[int, InterestMatch]] | None = None,
+    ) -> Match | None:
         if affinity is None:
             affinity = prefs.affinity.as_dict()
+        if interests is None:
+            interests = [self.interest_matches(raw) for raw in prefs.interests]
         topic_scores = candidate.topic_scores
         scored: list[tuple[float, str, str]] = []  # (score, reason, primary key)
         for slug in prefs.topics:
             tag = topic_scores.get(slug)
             if tag:
                 score = min(1.0, tag * (1 + affinity.get(slug, 0.0)) if affinity else tag)
-                scored.append((score, self._topic_reason(slug), slug))
+                scored.append((score, self._topic_reason(slug, candidate), slug))
         for slug, change in affinity.items():
             if change > 0 and slug not in prefs.topics and slug in candidate.topic_scores:
                 score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
                 scored.append((score, f"Like papers you upvoted: {self.topic_label(slug)}", slug))
-        for raw in prefs.interests:
-            interest = parse_interest(raw)
-            score = self._interest(interest, candidate)
-            if score > 0:
-                scored.append((score, f"Interest: “{raw}”", f"interest:{raw}"))
-        if not scored:
-            return None
+        for raw, matches in zip(prefs.interests, interests, strict=True):
+            found = matches.get(candidate.paper_id)
+            if found is not None:
+                scored.append((found.relevance, found.reason, f"interest:{raw}"))
         scored.sort(key=lambda item: item[0], reverse=True)
-        best = scored[0][0]
-        if best < self.gate:
+        stated = scored[0][0] if scored else 0.0
+        relevance = stated
+        learned_reason = ""
+        if prefs.learned is not None:
+            probability, words = self.learned_scores(prefs.learned).get(candidate.paper_id, (0.0, ()))
+            relevance = (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT * probability
+            if probability >= LEARNED_REASON_FLOOR and words:
+                learned_reason = f"Like papers you voted up: {', '.join(words)}"
+        if relevance < self.gate or not (scored or learned_reason):
             return None
-        # Name every match that is itself strong enough, strongest first.
-        reasons = tuple(dict.fromkeys(reason for score, reason, _ in scored if score >= self.gate))
-        return Match(relevance=best, reasons=reasons[:3], primary=scored[0][2])
+        # Name every stated match that is itself strong enough, strongest first.
+        reasons = [reason for score, reason, _ in scored if score >= self.gate]
+        if learned_reason:
+            reasons.append(learned_reason)
+        if not reasons:
+            return None
+        primary = scored[0][2] if scored and scored[0][0] >= self.gate else "learned"
+        return Match(relevance=relevance, reasons=tuple(dict.fromkeys(reasons))[:3], primary=primary)
 
-    def _topic_matches(self, topics: frozenset[str], exclude: frozenset[int]):
+    def _topic_matches(
+        self, topics: frozenset[str], exclude: frozenset[int]
+    ) -> Iterator[tuple[Candidate, Match]]:
         """What `match` finds for topics alone (no interests, no votes), most
         readers' case, from per-topic lists of the papers whose tag passes the
         gate: a paper with no such tag cannot pass, and only such tags are named
@@ -428,21 +683,22 @@ class Ranker:
                 continue
             if len(scored) > 1:
                 scored.sort(key=lambda item: item[0], reverse=True)
-            reasons = tuple(dict.fromkeys(self._topic_reason(slug) for _, slug in scored))
-            yield papers[paper_id], Match(relevance=scored[0][0], reasons=reasons[:3], primary=scored[0][1])
+            candidate = papers[paper_id]
+            reasons = tuple(dict.fromkeys(self._topic_reason(slug, candidate) for _, slug in scored))
+            yield candidate, Match(relevance=scored[0][0], reasons=reasons[:3], primary=scored[0][1])
 
     def _pool(self, prefs: Preferences) -> Iterable[Candidate]:
-        if prefs.interests:
+        if prefs.learned is not None:
             return self.candidates
+        pool: dict[int, Candidate] = {}
         slugs = set(prefs.topics) | {slug for slug, change in prefs.affinity.weights if change > 0}
-        seen: set[int] = set()
-        pool = []
         for slug in slugs:
             for candidate in self._by_topic.get(slug, ()):
-                if candidate.paper_id not in seen:
-                    seen.add(candidate.paper_id)
-                    pool.append(candidate)
-        return pool
+                pool.setdefault(candidate.paper_id, candidate)
+        for raw in prefs.interests:
+            for paper_id in self.interest_matches(raw):
+                pool.setdefault(paper_id, self._by_id[paper_id])
+        return pool.values()
 
     def rank(
         self, prefs: Preferences, *, exclude: frozenset[int] = frozenset(), extra: int = 0
@@ -457,24 +713,25 @@ class Ranker:
         scored: list[tuple[RankedItem, str]] = []
         affinity = prefs.affinity.as_dict()
         follows = follow_matches(self, prefs, exclude)
-        if affinity or prefs.interests:
+        matches: Iterable[tuple[Candidate, Match | None]]
+        if affinity or prefs.interests or prefs.learned is not None:
+            interests = [self.interest_matches(raw) for raw in prefs.interests]
             matches = (
-                (candidate, self.match(candidate, prefs, affinity))
+                (candidate, self.match(candidate, prefs, affinity, interests))
                 for candidate in self._pool(prefs)
                 if candidate.paper_id not in exclude
             )
         else:
             matches = self._topic_matches(prefs.topics, exclude)
         if follows:
-            matches = with_follows(matches, follows)  # type: ignore[assignment]
+            matches = with_follows(matches, follows)
         for candidate, found in matches:
             if found is None:
                 continue
             trend = self.trend.get(candidate.paper_id, 0.0)
-            score = (1 - self.trend_weight) * found.relevance + self.trend_weight * trend
             item = RankedItem(
                 paper_id=candidate.paper_id,
-                score=round(score, 6),
+                score=round(found.relevance + self.trend_weight * trend, 6),
                 relevance=round(found.relevance, 6),
                 trend=round(trend, 6),
                 reasons=found.reasons,
@@ -487,7 +744,31 @@ class Ranker:
                 scored.append((item, found.primary))
         pinned.sort(key=lambda item: (not item.followed, -item.score, item.paper_id))
         chosen = pinned[: max(limit, sum(item.followed for item in pinned))]
+        if len(scored) > 4 * limit:
+            # Diversity only reorders near the top: the best few times the list length are enough.
+            scored = heapq.nsmallest(4 * limit, scored, key=lambda pair: (-pair[0].score, pair[0].paper_id))
         return chosen + diversify(scored, limit - len(chosen))
+
+    def also_trending(
+        self, chosen: Iterable[int], *, exclude: frozenset[int] = frozenset(), limit: int = TRENDING_LIMIT
+    ) -> list[RankedItem]:
+        """The window's most upvoted papers that are not in the reader's list, labelled as such."""
+        taken = set(chosen) | exclude
+        return [
+            RankedItem(
+                paper_id=c.paper_id,
+                score=0.0,
+                relevance=0.0,
+                trend=round(self.trend.get(c.paper_id, 0.0), 6),
+                reasons=(
+                    f"Also trending: {c.upvotes} upvotes on Hugging Face, not matched to your interests",
+                ),
+                pinned=False,
+                trending=True,
+            )
+            for c in self._most_upvoted
+            if c.paper_id not in taken
+        ][:limit]
 
 
 # --- Followed categories and authors -------------------------------------------------
@@ -565,7 +846,7 @@ def with_follows(
     yield from follows.values()
 
 
-def trending(ranker: "Ranker", limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:
+def trending(ranker: Ranker, limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:
     """The day's most upvoted papers regardless of preferences, for readers who
     asked to get an email even when nothing matched."""
     pool = [c for c in ranker.candidates if c.paper_id not in exclude and c.featured_on is not None]
@@ -578,6 +859,7 @@ def trending(ranker: "Ranker", limit: int, *, exclude: frozenset[int] = frozense
             trend=round(ranker.trend.get(c.paper_id, 0.0), 6),
             reasons=("Trending: nothing matched your interests today",),
             pinned=c.pinned,
+            trending=True,
         )
         for c in pool[:limit]
     ]

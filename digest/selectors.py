@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, Q, QuerySet
 
-from digest.models import Delivery, Paper, PaperTopic, Topic
+from digest.models import CorpusStat, Delivery, Paper, PaperTopic, TermStat, Topic
+from digest.tagging.analysis import FIELDS, CorpusStats
 from subscribers.models import Subscriber
 
 if TYPE_CHECKING:
@@ -68,6 +69,32 @@ def papers_export(*, day: date | None = None) -> list[dict]:
     ]
 
 
+def corpus_stats_for(*, terms: Iterable[str]) -> CorpusStats:
+    """The archive's totals and the document frequencies of these terms (others count as unseen)."""
+    totals = CorpusStat.objects.filter(pk=1).first()
+    stats = CorpusStats()
+    if totals is None:
+        return stats
+    stats.papers = totals.papers
+    stats.words = {name: getattr(totals, f"{name}_words") for name in FIELDS}
+    wanted = list(set(terms))
+    for start in range(0, len(wanted), 2000):
+        rows = TermStat.objects.filter(term__in=wanted[start : start + 2000]).values_list("term", "papers")
+        stats.df.update(rows)
+    return stats
+
+
+def paper_topic_evidence(*, paper_ids: Iterable[int]) -> dict[int, dict[str, tuple[str, ...]]]:
+    """Paper id -> {topic slug: the phrases that tagged it}; empty for curator tags."""
+    evidence: dict[int, dict[str, tuple[str, ...]]] = {}
+    rows = PaperTopic.objects.filter(
+        paper_id__in=list(paper_ids), score__gt=0, topic__is_active=True
+    ).values_list("paper_id", "topic__slug", "evidence")
+    for paper_id, slug, phrases in rows:
+        evidence.setdefault(paper_id, {})[slug] = tuple(phrases or ())
+    return evidence
+
+
 def readers_for_deliveries(
     *, edition: date, rows: list[tuple[int, int, int]], require_active: bool = True
 ) -> tuple[dict[int, Reader], dict[int, str]]:
@@ -94,6 +121,7 @@ def readers_for_deliveries(
             "followed_authors",
             "paused_at",
             "resumed_at",
+            "show_trending",
         )
     }
     topics: dict[int, list[str]] = defaultdict(list)
@@ -119,7 +147,7 @@ def readers_for_deliveries(
             inactive[delivery_id] = row[2] if row else "deleted"
             continue
         (_, email, _, token_version, frequency, interests, digest_size, last_digest_at) = row[:8]
-        categories, authors, paused_at, resumed_at = row[8:]
+        categories, authors, paused_at, resumed_at, show_trending = row[8:]
         window = digest_window(
             edition=edition,
             frequency=frequency,
@@ -136,6 +164,7 @@ def readers_for_deliveries(
                 interests=interests,
                 digest_size=digest_size,
                 affinity=affinities.get(subscriber_id),
+                show_trending=show_trending,
                 categories=categories or (),
                 authors=authors or (),
             ),

@@ -112,6 +112,20 @@ def recover_runs() -> int:
     return digest_runs_recover()
 
 
+@shared_task(name="digest.corpus_stats_rebuild")
+def corpus_stats_rebuild_task() -> int:
+    from digest.services.corpus import corpus_stats_rebuild
+
+    return corpus_stats_rebuild()
+
+
+@shared_task(name="digest.reader_model_fit")
+def reader_model_fit_task(subscriber_id: int) -> bool:
+    from digest.services.learning import reader_model_fit
+
+    return reader_model_fit(subscriber_id=subscriber_id)
+
+
 @shared_task(name="digest.purge_old_deliveries")
 def purge_old_deliveries() -> int:
     """Periodic: roll up delivery rows past DIGEST_DELIVERY_RETENTION_DAYS, then delete them."""

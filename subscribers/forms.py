@@ -4,6 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from digest.models import Topic
+from digest.sources.base import normalise_arxiv_id
 from subscribers.addresses import MAX_EMAIL_LENGTH, normalize_email
 from subscribers.follows import clean_arxiv_categories, clean_author_names, split_authors, split_categories
 from subscribers.models import DIGEST_SIZE_MAX, DIGEST_SIZE_MIN, Subscriber
@@ -11,6 +12,7 @@ from subscribers.models import DIGEST_SIZE_MAX, DIGEST_SIZE_MIN, Subscriber
 INTERESTS_MAX_LENGTH = 1000
 INTEREST_MAX_LENGTH = 120
 INTERESTS_MAX_COUNT = 20
+LIKED_PAPERS_MAX = 50
 
 
 class AddressField(forms.CharField):
@@ -71,6 +73,41 @@ class InterestsField(forms.CharField):
         return "\n".join(items)
 
 
+class LikedPapersField(forms.CharField):
+    """arXiv ids or links (arxiv.org, Hugging Face), separated by spaces, commas or lines; cleaned
+    to a list of bare ids without version."""
+
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 5000)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        ids: list[str] = []
+        bad: list[str] = []
+        for token in value.replace(",", " ").split():
+            try:
+                arxiv_id = normalise_arxiv_id(token)
+            except ValueError:
+                bad.append(token[:60])
+                continue
+            if arxiv_id not in ids:
+                ids.append(arxiv_id)
+        if bad:
+            shown = ", ".join(f"“{token}”" for token in bad[:3]) + (" …" if len(bad) > 3 else "")
+            raise ValidationError(
+                f"Not an arXiv id or link: {shown}. Use ids like 2401.01234 or links like "
+                "https://arxiv.org/abs/2401.01234.",
+                code="invalid_id",
+            )
+        if len(ids) > LIKED_PAPERS_MAX:
+            raise ValidationError(f"List at most {LIKED_PAPERS_MAX} papers.", code="item_count")
+        return ids
+
+
 class ArxivCategoriesField(forms.CharField):
     """arXiv category codes separated by commas or spaces; cleaned to a list in arXiv's spelling."""
 
@@ -123,6 +160,10 @@ class PreferencesForm(forms.Form):
         help_text="Papers about… one per line or separated by commas, e.g. "
         "“speculative decoding, protein folding”.",
     )
+    liked_papers = LikedPapersField(
+        label="Papers you liked (optional)",
+        help_text="arXiv ids or links, e.g. “2401.01234”: we send more like these.",
+    )
     arxiv_categories = ArxivCategoriesField(
         label="arXiv categories to follow (optional)",
         help_text="New papers in these categories join your candidates, e.g. “cs.RO, stat.ML, eess.AS”.",
@@ -154,6 +195,7 @@ class PreferencesForm(forms.Form):
                 "email",
                 "topics",
                 "interests",
+                "liked_papers",
                 "arxiv_categories",
                 "followed_authors",
                 "frequency",
@@ -194,12 +236,19 @@ class ManageForm(PreferencesForm):
         label="Papers per digest",
         help_text=f"Between {DIGEST_SIZE_MIN} and {DIGEST_SIZE_MAX}.",
     )
+    show_trending = forms.BooleanField(
+        required=False,
+        label="Also show the day's most upvoted papers I would otherwise miss",
+        help_text="In a separate “Also trending” section, at most three.",
+    )
 
     @classmethod
     def for_subscriber(cls, subscriber: Subscriber, data=None) -> "ManageForm":
         initial = {
             "topics": list(subscriber.topics.values_list("slug", flat=True)),
             "interests": subscriber.interests,
+            "liked_papers": " ".join(subscriber.liked_papers or []),
+            "show_trending": subscriber.show_trending,
             "arxiv_categories": subscriber.arxiv_categories,
             "followed_authors": subscriber.followed_authors,
             "frequency": subscriber.frequency,

@@ -71,6 +71,18 @@ class Subscriber(models.Model):
         validators=[MinValueValidator(DIGEST_SIZE_MIN), MaxValueValidator(DIGEST_SIZE_MAX)],
         help_text="Number of papers in each digest.",
     )
+    # Database defaults too, so rows written by COPY or raw SQL get them.
+    liked_papers = models.JSONField(
+        default=list,
+        db_default=models.Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="arXiv ids of papers the reader likes: more like these.",
+    )
+    show_trending = models.BooleanField(
+        default=True,
+        db_default=True,
+        help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such.",
+    )
     # Every signed link carries this number; bumping it revokes all of them.
     token_version = models.PositiveIntegerField(default=1)
 

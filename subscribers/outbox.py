@@ -184,6 +184,7 @@ def _apply_signup(row: OutgoingEmail, token: str) -> OutgoingEmail:
             weekday=int(data.get("weekday", 0)),
             arxiv_categories=data.get("arxiv_categories", []),
             followed_authors=data.get("followed_authors", []),
+            liked_papers=data.get("liked_papers", []),
             ip=data.get("ip"),
             user_agent=data.get("user_agent", ""),
             signup_at=parse_datetime(data["signup_at"]) if data.get("signup_at") else None,

@@ -58,6 +58,7 @@ def subscriber_signup_request(
     user_agent: str | None,
     arxiv_categories: Iterable[str] = (),
     followed_authors: Iterable[str] = (),
+    liked_papers: Iterable[str] = (),
 ) -> OutgoingEmail:
     """Take a signup from the public form, deciding nothing yet.
 
@@ -75,6 +76,7 @@ def subscriber_signup_request(
         "frequency": frequency,
         "weekday": weekday,
         **_follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors),
+        "liked_papers": list(liked_papers),
         "ip": ip,
         "user_agent": _clip(user_agent),
         "signup_at": timezone.now().isoformat(),
@@ -93,6 +95,7 @@ def subscriber_signup(
     ip: str | None,
     user_agent: str | None,
     digest_size: int | None = None,
+    liked_papers: list[str] | None = None,
     arxiv_categories: Iterable[str] = (),
     followed_authors: Iterable[str] = (),
     signup_at: datetime | None = None,
@@ -123,6 +126,8 @@ def subscriber_signup(
     }
     if digest_size is not None:
         preferences["digest_size"] = digest_size
+    if liked_papers is not None:
+        preferences["liked_papers"] = list(liked_papers)
 
     for _attempt in range(2):
         try:
@@ -278,6 +283,8 @@ def subscriber_update_preferences(
     frequency: str,
     weekday: int,
     digest_size: int | None = None,
+    liked_papers: list[str] | None = None,
+    show_trending: bool | None = None,
     arxiv_categories: Iterable[str] | None = None,
     followed_authors: Iterable[str] | None = None,
 ) -> Subscriber:
@@ -297,9 +304,25 @@ def subscriber_update_preferences(
         if digest_size is not None:
             subscriber.digest_size = digest_size
             fields.append("digest_size")
+        if show_trending is not None:
+            subscriber.show_trending = show_trending
+            fields.append("show_trending")
+        refit = liked_papers is not None and list(liked_papers) != list(subscriber.liked_papers or [])
+        if liked_papers is not None:
+            subscriber.liked_papers = list(liked_papers)
+            fields.append("liked_papers")
         subscriber.save(update_fields=fields)
         subscriber.topics.set(list(topics))
+        if refit:
+            _queue_model_fit(subscriber.pk)
     return subscriber
+
+
+def _queue_model_fit(subscriber_id: int) -> None:
+    """Liked papers are examples for the reader's learned model: refit it once this is committed."""
+    from digest.tasks import reader_model_fit_task
+
+    transaction.on_commit(lambda: reader_model_fit_task.delay(subscriber_id))
 
 
 def _transition(subscriber: Subscriber, *, from_statuses: Iterable[str], **changes) -> bool:
@@ -397,6 +420,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "status": subscriber.status,
         "topics": [{"slug": topic.slug, "name": topic.name} for topic in subscriber.topics.order_by("slug")],
         "interests": subscriber.interest_list,
+        "liked_papers": list(subscriber.liked_papers or []),
+        "show_trending": subscriber.show_trending,
         "arxiv_categories": list(subscriber.arxiv_categories),
         "followed_authors": list(subscriber.followed_authors),
         "frequency": subscriber.frequency,

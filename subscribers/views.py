@@ -74,6 +74,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         email=data["email"],
         topics=data["topics"],
         interests=data["interests"],
+        liked_papers=data["liked_papers"],
         frequency=data["frequency"],
         weekday=data["weekday"],
         arxiv_categories=data["arxiv_categories"],
@@ -161,6 +162,8 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             frequency=data["frequency"],
             weekday=data["weekday"],
             digest_size=data["digest_size"],
+            liked_papers=data["liked_papers"],
+            show_trending=data["show_trending"],
             arxiv_categories=data["arxiv_categories"],
             followed_authors=data["followed_authors"],
         )

@@ -4,7 +4,7 @@ from django.db import migrations
 def seed_topics(apps, schema_editor):
     # The shipped taxonomy at the time the database is created; topics that
     # already exist (edited by an admin) are left alone.
-    from digest.taxonomy import DEFAULT_TOPICS
+    from digest.tagging.taxonomy import DEFAULT_TOPICS
 
     Topic = apps.get_model("digest", "Topic")
     existing = set(Topic.objects.values_list("slug", flat=True))

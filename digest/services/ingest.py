@@ -19,9 +19,11 @@ from django.utils import timezone
 
 from digest import sources
 from digest.models import Paper, PaperTopic, Topic
+from digest.services.corpus import corpus_stats_apply, terms_of
 from digest.sources import http
 from digest.sources.base import SOURCE_ARXIV, SOURCE_HF_API, SOURCE_HF_PAGE, PaperRecord, SourceError
-from digest.tagging import get_tagger
+from digest.tagging.analysis import current_analyzer
+from digest.tagging.tagger import get_tagger
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ SCRAPED_FIELDS = (
 )
 # A change in one of these means the paper's topics may change too.
 TEXT_FIELDS = frozenset({"title", "abstract", "ai_keywords"})
+# ...and these are the fields interest matching counts words in.
+COUNTED_FIELDS = TEXT_FIELDS | {"ai_summary"}
 
 
 @dataclass
@@ -175,6 +179,9 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
         to_update: list[Paper] = []
         updated_fields: set[str] = set()
         to_tag: list[Paper] = []
+        analyzer = current_analyzer()
+        recounted_before: list[dict[str, list[str]]] = []
+        recounted: list[Paper] = []
         for arxiv_id, values in merged.items():
             paper = existing.get(arxiv_id)
             if paper is None:
@@ -184,6 +191,9 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
             if not changed:
                 result.unchanged += 1
                 continue
+            if COUNTED_FIELDS & changed.keys():
+                recounted_before.extend(terms_of([paper], analyzer))
+                recounted.append(paper)
             for name, value in changed.items():
                 setattr(paper, name, value)
             paper.updated_at = now
@@ -205,6 +215,7 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
         result.created = len(created)
         result.updated = len(to_update)
         result.tagged = _tag(created + to_tag)
+        corpus_stats_apply(added=terms_of([*created, *recounted], analyzer), removed=recounted_before)
     return result
 
 
@@ -237,7 +248,7 @@ def _tag(papers: Sequence[Paper], topics: list[Topic] | None = None) -> int:
     if not papers:
         return 0
     topics = _active_topics() if topics is None else topics
-    tagger = get_tagger(topics)
+    tagger = get_tagger(topics, current_analyzer())
     topic_ids = {topic.slug: topic.pk for topic in topics}
     paper_ids = [paper.pk for paper in papers]
 
@@ -246,10 +257,12 @@ def _tag(papers: Sequence[Paper], topics: list[Topic] | None = None) -> int:
         for row in PaperTopic.objects.filter(paper_id__in=paper_ids[start : start + BATCH]):
             current[(row.paper_id, row.topic_id)] = row
 
-    wanted: dict[tuple[int, int], float] = {}
+    wanted: dict[tuple[int, int], tuple[float, list[str]]] = {}
     for paper in papers:
-        for slug, score in tagger.tag(paper.title, paper.abstract, paper.ai_keywords or ()):
-            wanted[(paper.pk, topic_ids[slug])] = score
+        for slug, score, phrases in tagger.tag_with_evidence(
+            paper.title, paper.abstract, paper.ai_keywords or ()
+        ):
+            wanted[(paper.pk, topic_ids[slug])] = (score, list(phrases[:5]))
 
     to_create, to_update, to_delete = [], [], []
     for key, row in current.items():
@@ -257,15 +270,15 @@ def _tag(papers: Sequence[Paper], topics: list[Topic] | None = None) -> int:
             continue
         if key not in wanted:
             to_delete.append(row.pk)
-        elif row.score != wanted[key]:
-            row.score = wanted[key]
+        elif (row.score, row.evidence) != wanted[key]:
+            row.score, row.evidence = wanted[key]
             to_update.append(row)
-    for key, score in wanted.items():
+    for key, (score, phrases) in wanted.items():
         if key not in current:
-            to_create.append(PaperTopic(paper_id=key[0], topic_id=key[1], score=score))
+            to_create.append(PaperTopic(paper_id=key[0], topic_id=key[1], score=score, evidence=phrases))
     for start in range(0, len(to_delete), BATCH):
         PaperTopic.objects.filter(pk__in=to_delete[start : start + BATCH]).delete()
-    PaperTopic.objects.bulk_update(to_update, ["score"], batch_size=BATCH)
+    PaperTopic.objects.bulk_update(to_update, ["score", "evidence"], batch_size=BATCH)
     PaperTopic.objects.bulk_create(to_create, batch_size=BATCH)
     return len(papers)
 

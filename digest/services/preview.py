@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from anymail.message import AnymailMessage
-from django.conf import settings
 
 from digest.compose import (
     DigestComposer,
@@ -55,6 +54,8 @@ class Preview:
     # Facts worth knowing beside the digest (the window, papers hidden since it was sent).
     notes: list[str] = field(default_factory=list)
     window: tuple[date, date] | None = None
+    also_trending: list[RankedItem] = field(default_factory=list)
+    arxiv_ids: dict[int, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -108,11 +109,13 @@ def digest_preview(*, subscriber: Subscriber, edition: date, as_test: bool = Fal
         edition=edition,
         delivery=delivery,
         window=(reader.window_start, last),
+        arxiv_ids={paper_id: view.arxiv_id for paper_id, view in composer.papers.items()},
     )
     if delivery is not None and delivery.status == Delivery.Status.SENT:
         return _as_sent(preview, composer, reader, delivery, as_test=as_test)
 
     preview.ranked = composer.ranked_for(reader)
+    preview.also_trending = composer.also_trending_for(reader, preview.ranked)
     preview.digest = composer.message_parts(reader, delivery_id=delivery.pk if delivery else None)
     blockers = _blockers(subscriber, edition, delivery)
     if preview.digest is None:
@@ -195,11 +198,10 @@ def _items_for(composer: DigestComposer, reader: Reader, paper_ids: list[int]) -
         found = ranker.match(view.candidate(), reader.preferences)
         trend = ranker.trend.get(paper_id, 0.0)
         relevance = found.relevance if found else 0.0
-        weight = settings.DIGEST_TREND_WEIGHT
         items.append(
             RankedItem(
                 paper_id=paper_id,
-                score=round((1 - weight) * relevance + weight * trend, 6),
+                score=round(relevance + ranker.trend_weight * trend, 6),
                 relevance=round(relevance, 6),
                 trend=round(trend, 6),
                 reasons=found.reasons if found else TRENDING_REASON,
@@ -280,6 +282,35 @@ def _best_match(ranker: Ranker, candidate: Candidate, prefs: Preferences) -> Mat
         return ranker.match(candidate, prefs)
     finally:
         ranker.gate = gate
+
+
+def preview_sections(preview: Preview, *, edition: date) -> dict:
+    """The ranking as data: the matched papers and the "Also trending" section, with scores and reasons."""
+
+    def rows(items: list[RankedItem]) -> list[dict]:
+        return [
+            {
+                "position": position,
+                "arxiv_id": preview.arxiv_ids.get(item.paper_id, ""),
+                "title": preview.titles.get(item.paper_id, ""),
+                "score": item.score,
+                "relevance": item.relevance,
+                "trend": item.trend,
+                "pinned": item.pinned,
+                "reasons": list(item.reasons),
+            }
+            for position, item in enumerate(items, start=1)
+        ]
+
+    return {
+        "subscriber": preview.subscriber.email,
+        "edition": edition.isoformat(),
+        "subject": preview.digest.subject if preview.digest else None,
+        "sections": [
+            {"name": "matches", "label": "Picked for you", "items": rows(preview.ranked)},
+            {"name": "also_trending", "label": "Also trending", "items": rows(preview.also_trending)},
+        ],
+    }
 
 
 @dataclass

@@ -32,4 +32,6 @@ def make_paper(
 def make_reader(email: str, topics: list[str], **fields) -> Subscriber:
     fields.setdefault("interests", "")
     fields.setdefault("status", Subscriber.Status.ACTIVE)
+    # These readers get only what matched; the "Also trending" section has tests of its own.
+    fields.setdefault("show_trending", False)
     return SubscriberFactory(email=email, topics=topics, **fields)

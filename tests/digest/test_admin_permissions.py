@@ -69,7 +69,7 @@ def test_preview_permission_shows_a_preview_whose_links_act_for_no_one(ada, clie
     response = admin.get(PREVIEW, preview_query(ada))
     assert response.status_code == 200
     page = unescape(response.content.decode())
-    assert "Topic: Reasoning" in page
+    assert "Topic Reasoning" in page
     paths = set(re.findall(r"https?://[^/\s\"'<>]+(/(?:manage|unsubscribe|feedback|data)/[^\s\"'<>]+)", page))
     assert any("/unsubscribe/" in p for p in paths) and any("/feedback/" in p for p in paths)
     for path in paths:

@@ -78,7 +78,7 @@ def test_email_has_links_reasons_footer_and_dark_mode(settings):
         assert "https://digest.example.org/unsubscribe/" in part
         assert "https://digest.example.org/manage/" in part
         assert "https://digest.example.org/feedback/" in part
-    assert "Why: Topic: Code" in digest.text
+    assert "Why: Topic Code" in digest.text
     assert "prefers-color-scheme: dark" in digest.html
     assert '<link rel="stylesheet"' not in digest.html
     assert digest.headers["List-Unsubscribe"].startswith("<https://digest.example.org/unsubscribe/")
@@ -163,7 +163,7 @@ def test_digest_assembled_from_shared_paper_blocks_matches_a_fresh_render():
         assert "PBXITEMPBX" not in warm.html + warm.text
         assert "PBXL" not in warm.html + warm.text
     both = shared.message_parts(readers[3])
-    assert "Why: Topic: Agents" in both.text
+    assert "Why: Topic Agents" in both.text
     assert "1. " in both.text and "3. " in both.text
     assert "3 papers picked for you" in both.html
     assert "A &lt;b&gt;bold&lt;/b&gt; &amp; quoted &quot;title&quot;" in both.html
@@ -179,3 +179,45 @@ def test_readers_who_differ_only_in_digest_size_share_one_ranking():
     assert [i.paper_id for i in short] == [i.paper_id for i in long[:3]]
     alone = DigestComposer.for_edition(EDITION).ranked_for(reader(["agents"], size=3))
     assert [i.paper_id for i in alone] == [i.paper_id for i in short]
+
+
+def trending_reader(topics, *, interests="", show=True):
+    return Reader(
+        subscriber_id=42,
+        email="ada@example.org",
+        token_version=1,
+        preferences=build_preferences(
+            topics=topics, interests=interests, digest_size=8, affinity=None, show_trending=show
+        ),
+        window_start=YESTERDAY,
+    )
+
+
+def test_also_trending_is_a_separate_labelled_section_after_the_matches():
+    matched = make_paper(1, topics={"code": 0.9}, title="Code repair at scale", upvotes=2)
+    popular = make_paper(2, topics={"video": 0.9}, title="A very popular video model", upvotes=500)
+    composer = DigestComposer.for_edition(EDITION)
+    compiled = composer.compiled_for(trending_reader(["code"]))
+    assert compiled.paper_ids == (matched.pk, popular.pk)
+    assert compiled.also_trending == (popular.pk,)
+    digest = composer.message_parts(trending_reader(["code"]))
+    head, section = digest.text.split("Also trending (not matched to your interests)")
+    assert "Code repair at scale" in head and "A very popular video model" not in head
+    assert "Why: Also trending: 500 upvotes on Hugging Face, not matched to your interests" in section
+    assert "Also trending (not matched to your interests)" in digest.html
+    assert digest.subject.startswith("1 paper for")
+
+
+def test_readers_who_turn_trending_off_get_only_matches():
+    make_paper(1, topics={"code": 0.9}, upvotes=2)
+    make_paper(2, topics={"video": 0.9}, upvotes=500)
+    compiled = DigestComposer.for_edition(EDITION).compiled_for(trending_reader(["code"], show=False))
+    assert compiled.also_trending == () and len(compiled.paper_ids) == 1
+
+
+def test_an_interest_that_matches_nothing_sends_no_email_not_even_trending():
+    for n in range(6):
+        make_paper(n, topics={"agents": 0.9}, title=f"LLM agents with tools {n}", upvotes=n)
+    composer = DigestComposer.for_edition(EDITION)
+    assert composer.compiled_for(trending_reader([], interests="spiking neural networks")) is None
+    assert composer.compiled_for(trending_reader([], interests="LLM agents")) is not None

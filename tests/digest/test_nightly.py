@@ -33,7 +33,7 @@ def test_each_due_reader_gets_one_personalised_digest(night):
     ada_mail = by_recipient["ada@example.org"]
     assert ada_mail.subject.startswith("2 papers for Tue 24 Nov: Chain-of-thought for theorem proving")
     assert "Paper number 2" not in ada_mail.body
-    assert "Why: Topic: Reasoning" in ada_mail.body
+    assert "Why: Topic Reasoning" in ada_mail.body
     html = ada_mail.alternatives[0][0]
     assert "Chain-of-thought for theorem proving" in html
     assert ada_mail.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -1,24 +1,25 @@
+import itertools
 from datetime import date
 
 from digest.ranking import (
     MAX_AFFINITY,
     Affinity,
     Candidate,
-    PaperText,
+    LearnedModel,
     Preferences,
     Ranker,
-    interest_score,
-    parse_interest,
     split_interests,
-    stem,
     trend_percentiles,
 )
+from digest.tagging.tagger import default_topic_specs, get_tagger
 
 DAY = date(2026, 11, 23)
 PREV = date(2026, 11, 22)
 
 
-def paper(pid, title, topics, upvotes=10, day=DAY, abstract="", keywords=(), pinned=False):
+def paper(
+    pid, title, topics, upvotes=10, day=DAY, abstract="", keywords=(), pinned=False, topic_evidence=None
+):
     return Candidate(
         paper_id=pid,
         title=title,
@@ -28,6 +29,7 @@ def paper(pid, title, topics, upvotes=10, day=DAY, abstract="", keywords=(), pin
         upvotes=upvotes,
         featured_on=day,
         pinned=pinned,
+        topic_evidence=topic_evidence or {},
     )
 
 
@@ -54,7 +56,7 @@ def test_papers_outside_chosen_topics_are_gated_out():
     ranker = Ranker([paper(1, "Robot arms", {"robotics": 0.9}), paper(2, "Math proofs", {"reasoning": 0.8})])
     ranked = ranker.rank(Preferences(topics=frozenset({"reasoning"})))
     assert [item.paper_id for item in ranked] == [2]
-    assert ranked[0].reasons == ("Topic: Reasoning",)
+    assert ranked[0].reasons == ("Topic Reasoning",)
 
 
 def test_weak_tag_below_gate_is_dropped():
@@ -71,9 +73,9 @@ def test_interests_and_topics_merge_by_maximum_and_name_the_reason():
     prefs = Preferences(topics=frozenset({"science-health"}), interests=("protein folding",))
     ranked = ranker.rank(prefs)
     assert ranked[0].paper_id == 1
-    assert ranked[0].relevance == 1.0  # every word of the interest is in the title
-    assert ranked[0].reasons[0] == "Interest: “protein folding”"
-    assert "Topic: Science & health" in ranked[0].reasons
+    assert ranked[0].relevance > 0.4  # both words of the interest, as a phrase, in the title
+    assert ranked[0].reasons[0] == 'Interest "protein folding": as a phrase in the title'
+    assert "Topic Science & health" in ranked[0].reasons
 
 
 def test_trending_breaks_ties_between_equally_relevant_papers():
@@ -117,30 +119,136 @@ def test_exclude_and_extra_let_callers_skip_already_sent_papers():
     assert len(ranker.rank(prefs, extra=2)) == 4
 
 
-def test_interest_score_rewards_title_over_abstract_and_needs_most_words():
-    text = PaperText.of(
-        paper(1, "Sparse attention for long documents", {}, abstract="We study retrieval of passages.")
+def _interest_ranking(candidates, interest, **kwargs):
+    return Ranker(candidates, **kwargs).rank(Preferences(topics=frozenset(), interests=(interest,)))
+
+
+def test_interest_in_the_title_outranks_the_same_words_in_the_abstract():
+    candidates = [
+        paper(1, "A study of caching", {}, abstract="We apply speculative decoding to caching layers."),
+        paper(2, "Speculative decoding with tiny drafts", {}, abstract="Faster generation."),
+        paper(3, "Protein design", {}, abstract="Proteins."),
+    ]
+    ranked = _interest_ranking(candidates, "speculative decoding")
+    assert [item.paper_id for item in ranked] == [2, 1]
+    assert ranked[0].reasons == ('Interest "speculative decoding": as a phrase in the title',)
+    assert ranked[1].reasons == ('Interest "speculative decoding": as a phrase in the abstract',)
+    assert ranked[0].relevance > ranked[1].relevance
+
+
+def test_one_common_word_of_an_interest_does_not_pass_the_gate():
+    filler = [
+        paper(10 + i, f"Generation of text number {i}", {}, abstract="generation quality") for i in range(8)
+    ]
+    watermark = paper(
+        1, "Robust watermarks", {}, abstract="Watermarking while preserving generation quality."
     )
-    assert interest_score(parse_interest("sparse attention"), text) == 1.0
-    assert interest_score(parse_interest("passage retrieval"), text) == 0.6
-    assert interest_score(parse_interest("retrieval of passages"), text) == 0.8  # the phrase, in the abstract
-    assert interest_score(parse_interest("protein design"), text) == 0.0
-    assert interest_score(parse_interest("attention for proteins"), text) == 0.5
+    video = paper(2, "Video generation at scale", {}, abstract="We generate long videos.")
+    ranked = _interest_ranking([*filler, watermark, video], "video generation")
+    assert [item.paper_id for item in ranked] == [2]
 
 
-def test_stem_matches_plurals_and_verb_forms():
-    assert stem("passages") == stem("passage") == "passage"
-    assert stem("routers") == "router"
-    assert stem("queries") == stem("query")
-    assert stem("training") == stem("train")
-    assert stem("boxes") == "box"
-    assert stem("loss") == "loss"
+def test_mixture_of_experts_does_not_match_data_mixing():
+    candidates = [
+        paper(
+            1, "Data Mixing Laws", {}, abstract="How mixing proportions of data affect experts' intuitions."
+        ),
+        paper(2, "Sparse MoE routing", {}, abstract="A mixture-of-experts model with better routers."),
+    ]
+    ranked = _interest_ranking(candidates, "mixture of experts")
+    assert [item.paper_id for item in ranked] == [2]
 
 
-def test_interest_matching_handles_plurals_and_hyphens():
-    text = PaperText.of(paper(1, "Mixture-of-Experts routers", {}))
-    assert interest_score(parse_interest("mixture of expert router"), text) == 1.0
-    assert interest_score(parse_interest("expert routing"), text) == 0.5
+def test_reinforcement_learning_interest_meets_the_acronym():
+    candidates = [paper(1, "Scaling RL for LLMs", {}, abstract="We scale RL on reasoning tasks.")]
+    ranked = _interest_ranking(candidates, "reinforcement learning")
+    assert [item.paper_id for item in ranked] == [1]
+    assert ranked[0].reasons == ('Interest "reinforcement learning": in the title and the abstract',)
+
+
+def test_reason_names_only_the_words_that_matched():
+    candidates = [paper(1, "Speculative sampling", {}, abstract="Speculative drafts with a verifier.")]
+    for i in range(9):
+        candidates.append(paper(10 + i, f"Decoding {i}", {}, abstract="decoding"))
+    found = Ranker(candidates).interest_matches("speculative decoding")
+    # "speculative" is rare and "decoding" common: the rare word alone carries most of the weight.
+    assert found[1].reason == 'Interest "speculative decoding": "speculative" in the title and the abstract'
+    assert not any(paper_id in found for paper_id in range(10, 19))
+
+
+def test_interest_that_matches_nothing_gives_no_items():
+    candidates = [
+        paper(i, f"Agents {i}", {"agents": 0.9}, abstract="LLM agents and tools.") for i in range(5)
+    ]
+    assert _interest_ranking(candidates, "spiking neural networks") == []
+
+
+def test_either_side_of_and_matches():
+    candidates = [
+        paper(1, "Jailbreaking aligned models", {}, abstract="A jailbreak attack."),
+        paper(2, "Automated red teaming", {}, abstract="Red-teaming at scale."),
+        paper(3, "Image editing", {}, abstract="Edits."),
+    ]
+    ranked = _interest_ranking(candidates, "jailbreaks and red teaming")
+    assert sorted(item.paper_id for item in ranked) == [1, 2]
+
+
+def test_interest_naming_a_topic_brings_in_its_papers_below_direct_matches():
+    tagger = get_tagger(default_topic_specs())
+    candidates = [
+        paper(1, "OpenVLA-2: a VLA model", {}, abstract="A VLA policy."),
+        paper(2, "Robot manipulation from video", {"robotics": 0.8}, topic_evidence={"robotics": ("robot",)}),
+    ]
+    ranked = _interest_ranking(candidates, "VLA models", tagger=tagger, topic_names={"robotics": "Robotics"})
+    assert [item.paper_id for item in ranked] == [1, 2]
+    assert ranked[1].reasons == ('Interest "VLA models": through Topic Robotics: robot',)
+
+
+def test_upvotes_break_ties_but_do_not_buy_a_place():
+    candidates = [
+        paper(1, "Speculative decoding", {}, upvotes=2, abstract="speculative decoding"),
+        paper(2, "Speculative decoding, popular", {}, upvotes=500, abstract="We study speculative decoding."),
+        paper(3, "Drafting tokens", {}, upvotes=900, abstract="Some speculative decoding here."),
+        paper(4, "Other", {}, upvotes=1000),
+    ]
+    ranked = _interest_ranking(candidates, "speculative decoding")
+    assert ranked[-1].paper_id == 3  # the most upvoted match is the least relevant
+    assert all(a.relevance >= b.relevance - 0.05 for a, b in itertools.pairwise(ranked))
+
+
+def test_also_trending_holds_top_upvoted_papers_missing_from_the_list():
+    candidates = [paper(i, f"p{i}", {"code": 0.9} if i < 3 else {}, upvotes=i * 10) for i in range(1, 8)]
+    ranker = Ranker(candidates)
+    ranked = ranker.rank(Preferences(topics=frozenset({"code"})))
+    trending = ranker.also_trending([item.paper_id for item in ranked])
+    assert [item.paper_id for item in trending] == [7, 6, 5]
+    assert all(item.trending and item.reasons[0].startswith("Also trending: ") for item in trending)
+    assert ranker.also_trending([7, 6]) == ranker.also_trending([7, 6])[:1]
+
+
+def test_topic_reason_names_the_phrases_that_tagged_the_paper():
+    candidates = [
+        paper(1, "x", {"reasoning": 0.8}, topic_evidence={"reasoning": ("chain-of-thought", "GRPO")}),
+        paper(2, "y", {"reasoning": 0.7}),
+    ]
+    ranked = Ranker(candidates, topic_names={"reasoning": "Reasoning"}).rank(
+        Preferences(topics=frozenset({"reasoning"}))
+    )
+    assert ranked[0].reasons == ("Topic Reasoning: chain-of-thought, GRPO",)
+    assert ranked[1].reasons == ("Topic Reasoning",)
+
+
+def test_learned_model_lifts_papers_like_the_liked_ones_with_a_true_reason():
+    candidates = [
+        paper(1, "Graph neural networks for molecules", {}, abstract="graph molecules graph"),
+        paper(2, "Language agents", {}, abstract="agents tools"),
+    ]
+    model = LearnedModel(key=("m", 1), terms=("graph", "agent"), idf=(1.0, 1.0), coefficients=(4.0, -4.0),
+                         intercept=0.0)  # fmt: skip
+    prefs = Preferences(topics=frozenset(), affinity=Affinity(learned=model))
+    ranked = Ranker(candidates).rank(prefs)
+    assert [item.paper_id for item in ranked] == [1]
+    assert ranked[0].reasons == ("Like papers you voted up: graph",)
 
 
 def test_split_interests_accepts_lines_commas_and_semicolons():
@@ -182,3 +290,23 @@ def test_preferences_key_groups_identical_preferences():
     b = Preferences(topics=frozenset({"agents", "code"}), interests=("rag",))
     c = Preferences(topics=frozenset({"agents"}), interests=("rag",))
     assert a.key() == b.key() != c.key()
+
+
+def test_half_of_an_interest_never_passes_however_strong_it_is():
+    candidates = [
+        paper(1, "Decoding, decoding and more decoding", {}, abstract="Decoding strategies for decoding."),
+        paper(2, "Speculative execution", {}, abstract="Unrelated."),
+        paper(3, "Cooking", {}, abstract="Unrelated."),
+    ]
+    # Both words are equally rare here, so "decoding" alone is half the interest's weight.
+    assert _interest_ranking(candidates, "speculative decoding") == []
+
+
+def test_a_clearly_better_match_beats_a_far_more_upvoted_one():
+    candidates = [
+        paper(1, "a", {"code": 0.9}, upvotes=1),
+        paper(2, "b", {"code": 0.7}, upvotes=1000),
+        paper(3, "c", {"code": 0.9}, upvotes=50),
+    ]
+    ranked = Ranker(candidates).rank(Preferences(topics=frozenset({"code"})))
+    assert [item.paper_id for item in ranked] == [3, 1, 2]  # upvotes order the equals, never the better

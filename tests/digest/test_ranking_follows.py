@@ -35,8 +35,8 @@ def test_papers_in_a_followed_category_become_candidates_and_are_ranked():
         ]
     )
     ranked = ranker.rank(Preferences(topics=frozenset({"reasoning"}), categories=frozenset({"cs.RO"})))
-    # Ranking still applies: the popular cross-list overtakes the quiet primary one.
-    assert [item.paper_id for item in ranked] == [4, 2, 1]
+    # Ranking still applies, relevance first: the primary category beats the more upvoted cross-list.
+    assert [item.paper_id for item in ranked] == [4, 1, 2]
     by_id = {item.paper_id: item for item in ranked}
     assert by_id[1].reasons == ("Category: Robotics (cs.RO)",)
     assert by_id[1].relevance == 0.5 and by_id[2].relevance == 0.4  # primary beats cross-list
@@ -53,7 +53,7 @@ def test_category_papers_still_face_the_gate_and_the_size():
 def test_a_paper_in_a_topic_and_a_category_names_both():
     ranker = Ranker([paper(1, topics={"robotics": 0.9}, categories=["cs.RO"])])
     (item,) = ranker.rank(Preferences(topics=frozenset({"robotics"}), categories=frozenset({"cs.RO"})))
-    assert item.reasons == ("Topic: Robotics", "Category: Robotics (cs.RO)")
+    assert item.reasons == ("Topic Robotics", "Category: Robotics (cs.RO)")
     assert item.relevance == 0.9
 
 
@@ -82,7 +82,7 @@ def test_an_author_match_leads_a_papers_other_reasons():
     (item,) = ranker.rank(
         Preferences(topics=frozenset({"reasoning"}), interests=("proofs",), authors=("Alan Turing",))
     )
-    assert item.reasons[0] == "Author: Alan Turing" and "Topic: Reasoning" in item.reasons
+    assert item.reasons[0] == "Author: Alan Turing" and "Topic Reasoning" in item.reasons
 
 
 def test_following_nothing_ranks_as_before():

@@ -1,5 +1,6 @@
 """Print the digest one subscriber got or would get, without sending or storing anything."""
 
+import json
 from collections.abc import Callable
 from datetime import date
 
@@ -7,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from digest.management.arguments import as_date, iso_date
-from digest.services.preview import Preview, digest_preview
+from digest.services.preview import Preview, digest_preview, preview_sections
 from subscribers.models import Subscriber
 
 
@@ -24,11 +25,17 @@ def render_eml(preview: Preview) -> str:
     return message.message().as_string() if message else ""
 
 
+def render_json(preview: Preview) -> str:
+    """The ranking as data: sections, items, scores and reasons."""
+    return json.dumps(preview_sections(preview, edition=preview.edition), indent=2, ensure_ascii=False)
+
+
 # One renderer per --format; each turns a preview into what goes to stdout.
 RENDERERS: dict[str, Callable[[Preview], str]] = {
     "html": render_html,
     "text": render_text,
     "eml": render_eml,
+    "json": render_json,
 }
 
 
@@ -36,7 +43,8 @@ class Command(BaseCommand):
     help = (
         "Print the digest a subscriber got for an edition (rebuilt from the delivery's recorded papers) "
         "or would get (ranked as the night would): HTML, text or a whole .eml message. When nothing "
-        "goes out, says why on stderr."
+        "goes out, says why on stderr. `--format json` prints the ranking: sections, items, scores "
+        "and reasons."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -98,3 +98,19 @@ def test_demo_command_leaves_one_eml_per_reader_and_can_run_again(isolated_outbo
         "make yourself an account first:",
         "  .venv/bin/python manage.py createsuperuser",
     ]
+
+
+def test_preview_digest_json_lists_sections_scores_and_reasons(night, capsys):
+    import json
+
+    from subscribers.models import Subscriber
+
+    Subscriber.objects.filter(email="ada@example.org").update(show_trending=True)
+    call_command("preview_digest", "ada@example.org", format="json", date=EDITION)
+    data = json.loads(capsys.readouterr().out)
+    matches, trending = data["sections"]
+    assert data["edition"] == EDITION.isoformat() and data["subject"].startswith("1 paper")
+    assert [item["title"] for item in matches["items"]] == ["Proofs with search"]
+    assert matches["items"][0]["reasons"] == ["Topic Reasoning"]
+    assert matches["items"][0]["relevance"] == 0.9
+    assert trending["name"] == "also_trending" and [i["title"] for i in trending["items"]] == ["Video worlds"]

@@ -153,10 +153,11 @@ def test_a_failure_during_ingest_writes_nothing(monkeypatch):
 def test_ingest_uses_bulk_queries_not_one_per_paper(django_assert_max_num_queries):
     small = [record(f"2611.{n:05d}", title=f"Video generation {n}") for n in range(20)]
     large = [record(f"2612.{n:05d}", title=f"Video generation {n}") for n in range(400)]
-    with django_assert_max_num_queries(12):
+    # A handful more than the papers and tags need: the alias map and the corpus word counts.
+    with django_assert_max_num_queries(18):
         papers_ingest(records=small)
     # SQLite splits bulk inserts into batches of a few dozen rows; still far below one query per paper.
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(40):
         papers_ingest(records=large)
     assert PaperTopic.objects.filter(topic__slug="video").count() == 420
 
@@ -233,3 +234,29 @@ def test_fetch_of_an_empty_day_is_nothing_new(monkeypatch):
     monkeypatch.setattr(ingest_module.sources, "fetch", lambda source, day, **options: [])
     result = papers_fetch(day=date(2026, 3, 7), source="arxiv")
     assert result.total == 0 and result.notes == ["nothing new on 2026-03-07"]
+
+
+def test_ingest_keeps_document_frequencies_and_field_lengths_current():
+    from digest.models import CorpusStat, TermStat
+    from digest.selectors import corpus_stats_for
+
+    plain = {"abstract": "Plain words.", "ai_keywords": (), "ai_summary": ""}
+    first = record("2611.00001", title="Speculative decoding", **plain)
+    papers_ingest(records=[first, record("2611.00002", title="Robots", **plain)])
+    stats = corpus_stats_for(terms=["specul", "robot", "decod"])
+    assert stats.papers == 2 and stats.df == {"specul": 1, "robot": 1, "decod": 1}
+    # The same day again changes nothing; a changed title moves the counts.
+    papers_ingest(records=[record("2611.00001", title="Speculative decoding", **plain)])
+    assert CorpusStat.objects.get().papers == 2
+    papers_ingest(records=[record("2611.00001", title="Speculative robots", **plain)])
+    assert dict(TermStat.objects.filter(term__in=["robot", "decod"]).values_list("term", "papers")) == {
+        "robot": 2,
+        "decod": 0,
+    }
+    assert CorpusStat.objects.get().papers == 2
+
+
+def test_automatic_tags_store_the_phrases_that_earned_them():
+    papers_ingest(records=[record("2611.00001", title="Chain-of-thought reasoning with GRPO")])
+    row = PaperTopic.objects.get(paper__arxiv_id="2611.00001", topic__slug="reasoning")
+    assert row.evidence[0] == "chain-of-thought"

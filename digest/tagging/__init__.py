@@ -1,0 +1,1 @@
+"""Topic tagging and the text analyser it shares with interest matching."""
