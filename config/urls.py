@@ -5,9 +5,12 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from digest import views as digest_views
+from digest.metrics import metrics_view
 
 urlpatterns = [
     path("healthz", digest_views.healthz, name="healthz"),
+    # Prometheus; behind METRICS_TOKEN or METRICS_ALLOWED_IPS, 404 when neither is set.
+    path("metrics", metrics_view, name="metrics"),
     # Browsers ask for /favicon.ico on pages without an icon link, such as the admin's.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path(settings.ADMIN_URL, admin.site.urls),

@@ -2,6 +2,7 @@ import socket
 
 from celery import shared_task
 
+from config.logging import log_context
 from digest.health import check_database
 
 
@@ -64,9 +65,12 @@ def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str 
     from digest.services.runs import digest_run_start
 
     edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
-    run = digest_run_start(edition=edition, fetch=fetch, source=source)
-    if run.status != DigestRun.Status.FAILED:
-        dispatch_run(run.pk)
+    # digest_run_start binds the new run's id, so the fetch, the planning and the
+    # dispatch all log it.
+    with log_context():
+        run = digest_run_start(edition=edition, fetch=fetch, source=source)
+        if run.status != DigestRun.Status.FAILED:
+            dispatch_run(run.pk)
     return run.pk
 
 
@@ -76,11 +80,12 @@ def dispatch_run(run_id: int) -> int:
     from digest.services.delivery import pending_ranges
     from digest.services.runs import digest_run_finish_if_done
 
-    ranges = pending_ranges(run=DigestRun.objects.get(id=run_id))
-    for first, last in ranges:
-        send_chunk.delay(run_id, first, last)
-    if not ranges:
-        digest_run_finish_if_done(run_id=run_id)
+    with log_context(run_id=run_id):
+        ranges = pending_ranges(run=DigestRun.objects.get(id=run_id))
+        for first, last in ranges:
+            send_chunk.delay(run_id, first, last)
+        if not ranges:
+            digest_run_finish_if_done(run_id=run_id)
     return len(ranges)
 
 
@@ -98,18 +103,21 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
 
     # The task id survives redelivery, so a task whose worker died reclaims its own rows at once.
     claim_token = self.request.id or uuid.uuid4().hex
-    if self.request.is_eager:
-        # In-process there is no broker to hold a retry: wait in place.
-        result = deliveries_send_chunk_blocking(
-            run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
-        )
-    else:
-        result = deliveries_send_chunk(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
-        if result.deferred:
-            raise self.retry(
-                countdown=retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+    with log_context(run_id=run_id, chunk=f"{id_from}-{id_to}"):
+        if self.request.is_eager:
+            # In-process there is no broker to hold a retry: wait in place.
+            result = deliveries_send_chunk_blocking(
+                run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
             )
-    digest_run_finish_if_done(run_id=run_id)
+        else:
+            result = deliveries_send_chunk(
+                run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
+            )
+            if result.deferred:
+                raise self.retry(
+                    countdown=retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+                )
+        digest_run_finish_if_done(run_id=run_id)
     return {"claimed": result.claimed, "sent": result.sent, "empty": result.empty, "failed": result.failed}
 
 
@@ -120,7 +128,8 @@ def recover_runs() -> int:
 
     queued = 0
     for run_id, ranges in digest_runs_to_recover():
-        for first, last in ranges:
-            send_chunk.delay(run_id, first, last)
-            queued += 1
+        with log_context(run_id=run_id):
+            for first, last in ranges:
+                send_chunk.delay(run_id, first, last)
+                queued += 1
     return queued

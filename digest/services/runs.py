@@ -8,6 +8,7 @@ from django.core.mail import mail_admins
 from django.db.models import Q
 from django.utils import timezone
 
+from config.logging import log_context_bind
 from digest.models import Delivery, DigestRun
 from digest.services.delivery import deliveries_plan, pending_ranges
 from digest.services.ingest import papers_fetch
@@ -35,6 +36,7 @@ def digest_run_start(
     stale goes out as new, and the admins get the source's error.
     """
     run = DigestRun.objects.create(edition=edition)
+    log_context_bind(run_id=run.pk)
     if fetch:
         day = edition - timedelta(days=1)
         try:
