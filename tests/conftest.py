@@ -31,6 +31,30 @@ def pytest_sessionstart(session):
             )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static(tmp_path_factory):
+    """Production settings serve content-hashed static files, which need the
+    manifest collectstatic writes; collect once per session into a folder of its
+    own (children started by tests find it through STATIC_ROOT)."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    if not settings.STATIC_HASHED:
+        yield None
+        return
+    root = tmp_path_factory.mktemp("staticfiles")
+    previous = os.environ.get("STATIC_ROOT")
+    os.environ["STATIC_ROOT"] = str(root)
+    with override_settings(STATIC_ROOT=root):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        yield root
+    if previous is None:
+        os.environ.pop("STATIC_ROOT", None)
+    else:
+        os.environ["STATIC_ROOT"] = previous
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
