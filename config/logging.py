@@ -20,7 +20,7 @@ CONTEXT_FIELDS = ("run_id", "delivery_id", "chunk")
 
 # Outside any log_context block; never mutated.
 _NO_CONTEXT: dict[str, object] = {}
-_context: ContextVar[dict[str, object]] = ContextVar("paperboy_log_context", default=_NO_CONTEXT)  # noqa: B039
+_context: ContextVar[dict[str, object]] = ContextVar("paperboy_log_context", default=_NO_CONTEXT)
 
 LOG_FORMATS = ("plain", "json")
 
@@ -29,7 +29,9 @@ LOG_FORMATS = ("plain", "json")
 def log_context(**ids: object) -> Iterator[None]:
     """Add ids to every record logged inside the block; None values are left out."""
     _check_fields(ids)
-    token = _context.set({**_context.get(), **{key: value for key, value in ids.items() if value is not None}})
+    token = _context.set(
+        {**_context.get(), **{key: value for key, value in ids.items() if value is not None}}
+    )
     try:
         yield
     finally:
@@ -76,7 +78,9 @@ class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         ids = " ".join(
-            f"{key}={getattr(record, key)}" for key in CONTEXT_FIELDS if getattr(record, key, None) is not None
+            f"{key}={getattr(record, key)}"
+            for key in CONTEXT_FIELDS
+            if getattr(record, key, None) is not None
         )
         return f"{line} [{ids}]" if ids else line
 

@@ -137,7 +137,10 @@ def send_with_retries(
                         else settings.DIGEST_SEND_BACKOFF * 2 ** (attempt - 1)
                     )
                     logger.info(
-                        "transient send error to %s (%s); retrying in %.1fs", _recipients(message), error, wait
+                        "transient send error to %s (%s); retrying in %.1fs",
+                        _recipients(message),
+                        error,
+                        wait,
                     )
                     sleep(min(wait, MAX_WAIT_SECONDS))
                     continue

@@ -149,8 +149,12 @@ def test_deliveries_of_the_window_are_counted_by_status(client, token, settings)
     other = make_reader("x@example.org", ["agents"])
     today = timezone.now().date()
     Delivery.objects.create(subscriber=reader, edition=today, status=Delivery.Status.SENT)
-    Delivery.objects.create(subscriber=other, edition=today - timedelta(days=1), status=Delivery.Status.FAILED)
-    Delivery.objects.create(subscriber=reader, edition=today - timedelta(days=10), status=Delivery.Status.SENT)
+    Delivery.objects.create(
+        subscriber=other, edition=today - timedelta(days=1), status=Delivery.Status.FAILED
+    )
+    Delivery.objects.create(
+        subscriber=reader, edition=today - timedelta(days=10), status=Delivery.Status.SENT
+    )
 
     samples = scrape(client)
 
