@@ -19,6 +19,27 @@ def service_missing(reason: str):
     pytest.skip(reason)
 
 
+# Fixtures that reach a real service; a test using any of them, directly or through
+# another fixture, is marked `services` (so `-m "not services"` runs without them).
+SERVICE_FIXTURES = frozenset({"redis_url", "postgres_required", "celery_worker_factory"})
+# Tests create users and log in all the time; the production hasher is slow on purpose.
+FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS):
+        yield
+
+
 def pytest_sessionstart(session):
     if REQUIRE_SERVICES:
         from django.conf import settings
