@@ -269,7 +269,7 @@ class TopicAdmin(admin.ModelAdmin):
 
     @admin.display(description="papers", ordering="paper_count")
     def paper_count(self, topic: Topic) -> int:
-        return topic.paper_count
+        return topic.paper_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="phrases")
     def phrase_count(self, topic: Topic) -> int:

@@ -150,8 +150,8 @@ def runs_chart() -> dict:
     height, width = 120, 18
     bars = []
     for index, day in enumerate(days):
-        row = totals.get(day, {})
-        sent, failed = row.get("sent") or 0, row.get("failed") or 0
+        row = totals.get(day)
+        sent, failed = ((row["sent"] or 0), (row["failed"] or 0)) if row else (0, 0)
         sent_h = round(sent / peak * height)
         failed_h = round(failed / peak * height)
         bars.append(

@@ -1,5 +1,7 @@
 """Liveness of the services the site depends on, for /healthz."""
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import connection
 
@@ -20,9 +22,9 @@ def check_redis() -> None:
         client.close()
 
 
-def service_checks() -> dict:
+def service_checks() -> dict[str, Callable[[], None]]:
     """Name -> check callable, for the services this deployment is configured with."""
-    checks = {"database": check_database}
+    checks: dict[str, Callable[[], None]] = {"database": check_database}
     if settings.REDIS_URL:
         checks["redis"] = check_redis
     return checks

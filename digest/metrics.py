@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,7 +69,7 @@ def esp_calls_counts() -> tuple[int, int]:
 # --- The collector ---------------------------------------------------------------------------
 
 
-def _by_status(rows: Iterable[dict[str, Any]], statuses: Iterable[str]) -> dict[str, int]:
+def _by_status(rows: Iterable[Mapping[str, Any]], statuses: Iterable[str]) -> dict[str, int]:
     """Counts for every known status, zero where none, so each series always exists."""
     counts = dict.fromkeys(statuses, 0)
     for row in rows:

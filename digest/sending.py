@@ -72,7 +72,7 @@ def _retry_after(exc: AnymailRequestsAPIError) -> float | None:
         return None
 
 
-def classify(exc: Exception) -> Exception:
+def classify(exc: Exception) -> TransientSendError | PermanentSendError:
     """Turn a backend's exception into TransientSendError or PermanentSendError."""
     if isinstance(exc, AnymailRecipientsRefused):
         return PermanentSendError(f"recipient refused: {exc}")
@@ -122,7 +122,7 @@ def send_with_retries(
     attempts = attempts or settings.DIGEST_SEND_ATTEMPTS
     calls = {"ok": 0, "errors": 0}
     try:
-        with log_context(delivery_id=(getattr(message, "metadata", None) or {}).get("delivery_id")):
+        with log_context(delivery_id=_delivery_id(message)):
             for attempt in range(1, attempts + 1):
                 try:
                     connection.send_messages([message])
@@ -149,6 +149,12 @@ def send_with_retries(
         raise AssertionError("unreachable")
     finally:
         esp_calls_record(**calls)
+
+
+def _delivery_id(message: object) -> str | None:
+    """The delivery a single-reader message carries in its metadata (batches carry none)."""
+    metadata = getattr(message, "metadata", None)  # anymail's default is a sentinel, not a dict
+    return metadata.get("delivery_id") if isinstance(metadata, dict) else None
 
 
 def _message_id(message) -> str:

@@ -36,6 +36,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 THRESHOLD = 0.5
 TITLE_WEIGHT = 2.0
@@ -206,7 +207,7 @@ def _derived_phrases(name: str, description: str) -> list[tuple[str, float]]:
 class Tagger:
     """Topic phrases compiled into a first-word index; build once per topic set."""
 
-    def __init__(self, topics: Iterable[object]):
+    def __init__(self, topics: Iterable[Any]):
         self.slugs: list[str] = []
         self._key_ids: dict[tuple[str, ...], int] = {}
         self._weights: list[dict[int, float]] = []
@@ -250,9 +251,8 @@ class Tagger:
         keys = _variants(text)
         if not keys:
             return
-        phrase_id = next((self._key_ids[key] for key in keys if key in self._key_ids), None)
-        if phrase_id is None:
-            phrase_id = self._new_id()
+        known = next((self._key_ids[key] for key in keys if key in self._key_ids), None)
+        phrase_id = self._new_id() if known is None else known
         for key in keys:
             self._key_ids.setdefault(key, phrase_id)
         self._weights[phrase_id][topic] = weight
@@ -360,7 +360,7 @@ def score_from_evidence(evidence: float) -> float:
     return round(1.0 - 2.0 ** (-evidence / SCALE), 4)
 
 
-def _signature(topics: Iterable[object]) -> tuple:
+def _signature(topics: Iterable[Any]) -> tuple:
     signature = []
     for topic in topics:
         phrases = getattr(topic, "phrases", "") or ""

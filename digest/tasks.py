@@ -1,20 +1,21 @@
 import socket
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from config.logging import log_context
 from digest.health import check_database
 
 
 @shared_task(name="digest.healthcheck")
-def healthcheck() -> dict:
+def healthcheck() -> dict[str, str]:
     """Prove a worker is alive and can reach the database; returns who answered."""
     check_database()
     return {"worker": socket.gethostname(), "database": "ok"}
 
 
 @shared_task(name="digest.fetch_papers")
-def fetch_papers_task(day_iso: str, source: str = "hf") -> dict:
+def fetch_papers_task(day_iso: str, source: str = "hf") -> dict[str, object]:
     """Fetch and ingest one day's papers; a source failure is mailed to admins and re-raised.
 
     Nothing is written when the source fails (the ingest is one transaction).
@@ -90,7 +91,7 @@ def dispatch_run(run_id: int) -> int:
 
 
 @shared_task(name="digest.send_chunk", bind=True, acks_late=True, max_retries=None)
-def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
+def send_chunk(self: Task[Any, Any], run_id: int, id_from: int, id_to: int) -> dict[str, int]:
     """Send the deliveries of one id range; retried with backoff while the ESP is unwell."""
     import uuid
 

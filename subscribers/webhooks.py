@@ -9,6 +9,7 @@ after parsing (in our own suppression code) still raise, so a bug is not hidden.
 import anymail.urls
 from django.core.exceptions import SuspiciousOperation
 from django.urls import URLPattern
+from django.views import View
 
 
 class MalformedWebhookPayload(SuspiciousOperation):
@@ -29,10 +30,10 @@ def _refusing(pattern: URLPattern) -> URLPattern:
     view_class = getattr(pattern.callback, "view_class", None)
     if view_class is None:
         return pattern
-    strict = type(view_class.__name__, (RefuseMalformedPayload, view_class), {})
+    strict: type[View] = type(view_class.__name__, (RefuseMalformedPayload, view_class), {})
     return URLPattern(
         pattern.pattern,
-        strict.as_view(**pattern.callback.view_initkwargs),
+        strict.as_view(**getattr(pattern.callback, "view_initkwargs", {})),
         pattern.default_args,
         pattern.name,
     )

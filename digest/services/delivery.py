@@ -5,6 +5,7 @@ claims its rows with one conditional UPDATE, loads what composing needs in a
 handful of queries, and writes every outcome back in one bulk UPDATE.
 """
 
+import functools
 import json
 import logging
 import time
@@ -105,8 +106,9 @@ def _ids_in_preference_order(due) -> list[int]:
 
 def chunk_ranges(ids: Iterable[int], size: int) -> list[tuple[int, int]]:
     """Split sorted ids into (first, last) ranges of at most `size` ids."""
-    ranges = []
-    first = last = None
+    ranges: list[tuple[int, int]] = []
+    first: int | None = None
+    last = 0
     count = 0
     for delivery_id in ids:
         if first is None:
@@ -328,7 +330,7 @@ def deliveries_send_chunk(
                 sent_subscribers=sent_subscribers,
                 sleep=sleep,
             )
-            rows_left = ()
+            rows_left: list[tuple[int, int, int]] = []
         else:
             rows_left = rows
         for delivery_id, subscriber_id, _ in rows_left:
@@ -337,7 +339,7 @@ def deliveries_send_chunk(
             if stop_error is not None:
                 break
             reader = readers[delivery_id]
-            digest = _compose(delivery_id, updates, lambda r=reader: composer.message_parts(r))
+            digest = _compose(delivery_id, updates, functools.partial(composer.message_parts, reader))
             if digest is None:
                 continue
             message = build_message(
@@ -749,5 +751,5 @@ def deliveries_resend(*, delivery_ids: list[int]) -> int:
                 failed_count=F("failed_count") - count, status=DigestRun.Status.SENDING, finished_at=None
             )
         for delivery_id, run_id in failed:
-            transaction.on_commit(lambda d=delivery_id, r=run_id: send_chunk.delay(r, d, d))
+            transaction.on_commit(functools.partial(send_chunk.delay, run_id, delivery_id, delivery_id))
     return len(failed)

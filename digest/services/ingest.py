@@ -115,7 +115,7 @@ def _apply(values: dict, record: PaperRecord) -> None:
         return
     values["upvotes"] = record.upvotes
     values["num_comments"] = record.num_comments
-    for name, value in (
+    for name, hf_value in (
         ("featured_on", record.featured_on),
         ("github_repo", record.github_repo),
         ("project_page", record.project_page),
@@ -123,8 +123,8 @@ def _apply(values: dict, record: PaperRecord) -> None:
         ("ai_keywords", list(record.ai_keywords)),
         ("ai_summary", record.ai_summary),
     ):
-        if value:
-            values[name] = value
+        if hf_value:
+            values[name] = hf_value
     if record.github_stars is not None:
         values["github_stars"] = record.github_stars
 
@@ -158,8 +158,8 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
         existing: dict[str, Paper] = {}
         ids = list(merged)
         for start in range(0, len(ids), BATCH):
-            for paper in Paper.objects.filter(arxiv_id__in=ids[start : start + BATCH]):
-                existing[paper.arxiv_id] = paper
+            for found in Paper.objects.filter(arxiv_id__in=ids[start : start + BATCH]):
+                existing[found.arxiv_id] = found
 
         to_create: list[Paper] = []
         to_update: list[Paper] = []
