@@ -12,8 +12,8 @@ from django.core.mail import EmailMessage
 
 from config.logging import current_log_context, log_context, log_context_bind, logging_config
 from digest.models import DigestRun
-from digest.sending import send_with_retries
 from digest.tasks import nightly_run
+from mail.send import send_with_retries
 from tests.digest.builders import EDITION
 from tests.digest.sending_support import make_readers
 from tests.support import BASE_DIR, app_env, wait_for
@@ -70,7 +70,8 @@ def test_plain_lines_append_the_ids():
     assert formatter.format(record).endswith("INFO digest sent x [run_id=5 delivery_id=9]")
 
 
-@pytest.mark.django_db
+# Outside a test transaction, as in a worker: send tasks queued on commit run at once.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_every_line_of_a_nightly_run_carries_its_run_id(json_lines, settings):
     settings.DIGEST_CHUNK_SIZE = 2  # several chunks
     make_readers(5)

@@ -10,7 +10,7 @@ from tests.support import BASE_DIR, app_env
 NEEDS_SERVICES = [
     "tests/config/test_celery_worker.py::test_real_worker_runs_task_and_returns_result",
     "tests/digest/test_nightly_worker.py::test_real_worker_runs_the_whole_night",
-    "tests/digest/test_healthz.py::test_healthz_ok_with_real_redis",
+    "tests/digest/test_health.py::test_healthz_ok_with_real_redis",
     "tests/subscribers/test_tasks_worker.py",
 ]
 

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from digest.metrics import ESP_CALLS_KEY, ESP_ERRORS_KEY, celery_queue_length, esp_calls_record
 from digest.models import Delivery, DigestRun
-from digest.sending import PermanentSendError, send_with_retries
+from mail.send import PermanentSendError, send_with_retries
 from subscribers.models import Subscriber
 from tests.digest.builders import make_reader
 from tests.digest.sending_support import make_readers, run_night
