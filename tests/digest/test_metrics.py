@@ -234,7 +234,7 @@ def test_queue_length_counts_tasks_waiting_in_redis(client, token, settings, red
     settings.REDIS_URL = redis_url
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
     # A publisher of its own, so no worker anywhere takes the tasks off the queue.
-    publisher = Celery("metrics-test", broker=redis_url)
+    publisher = Celery("metrics-test", broker=redis_url, set_as_current=False)
     try:
         for _ in range(3):
             publisher.send_task("digest.healthcheck", queue=queue)
