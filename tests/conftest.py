@@ -77,6 +77,25 @@ def collected_static(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def live_server(request, collected_static):
+    """pytest-django's live server, serving static files the way production does
+    when they are hashed: from the collected STATIC_ROOT, not from the source
+    folders, which hold no hashed names."""
+    from django.test.testcases import _StaticFilesHandler
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = (
+        request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    )
+    server = LiveServer(addr, start=False)
+    if collected_static is not None:
+        server.thread.static_handler = _StaticFilesHandler
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     if not url:

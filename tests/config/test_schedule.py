@@ -125,3 +125,58 @@ def test_celery_app_uses_the_database_scheduler_and_no_static_schedule():
     assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
     # A static entry would be written over the admin's edits each time beat starts.
     assert app.conf.beat_schedule == {}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_real_beat_sends_what_the_admin_scheduled(postgres_required, redis_url, tmp_path):
+    """`celery beat` with the settings' scheduler, on the real database and broker."""
+    import subprocess
+    import sys
+    import uuid
+
+    import redis
+    from django_celery_beat.models import IntervalSchedule
+
+    from tests.support import BASE_DIR, WorkerProcess, app_env, test_database_url, wait_for
+
+    queue = f"beat-{uuid.uuid4().hex[:8]}"
+    recover = PeriodicTask.objects.get(name="recover-stalled-runs")
+    recover.interval = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
+    recover.save()
+    log_path = tmp_path / "beat.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--max-interval",
+                "1",
+            ],
+            cwd=BASE_DIR,
+            env=app_env(
+                DATABASE_URL=test_database_url(), REDIS_URL=redis_url, CELERY_TASK_DEFAULT_QUEUE=queue
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    beat = WorkerProcess(process, queue, log_path)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_for(
+            lambda: client.llen(queue) >= 2, timeout=60, interval=0.5, message="beat to queue the task twice"
+        )
+        assert "DatabaseScheduler" in beat.log()
+        assert "Sending due task recover-stalled-runs (digest.recover_runs)" in beat.log()
+    except BaseException:
+        print(beat.log())
+        raise
+    finally:
+        beat.stop(timeout=5)
+        client.delete(queue)
+        client.close()
