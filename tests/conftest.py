@@ -24,6 +24,7 @@ def service_missing(reason: str):
 SERVICE_FIXTURES = frozenset({"redis_url", "postgres_required", "celery_worker_factory"})
 # Tests create users and log in all the time; the production hasher is slow on purpose.
 FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+HASHED_STATIC_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,21 +56,25 @@ def pytest_sessionstart(session):
 @pytest.fixture(scope="session", autouse=True)
 def collected_static(tmp_path_factory):
     """Production settings serve content-hashed static files, which need the
-    manifest collectstatic writes; collect once per session into a folder of its
-    own (children started by tests find it through STATIC_ROOT)."""
+    manifest collectstatic writes. Collect them once per session into a folder
+    of its own, used by this process when it runs the production settings, and
+    by any production-mode child a test starts (through STATIC_ROOT), whatever
+    mode the suite itself runs in. Returns the folder when this process serves it."""
     from django.conf import settings
     from django.core.management import call_command
     from django.test import override_settings
 
-    if not settings.STATIC_HASHED:
-        yield None
-        return
     root = tmp_path_factory.mktemp("staticfiles")
+    hashed = {**settings.STORAGES, "staticfiles": {"BACKEND": HASHED_STATIC_STORAGE}}
+    with override_settings(STATIC_ROOT=root, STORAGES=hashed):
+        call_command("collectstatic", interactive=False, verbosity=0)
     previous = os.environ.get("STATIC_ROOT")
     os.environ["STATIC_ROOT"] = str(root)
-    with override_settings(STATIC_ROOT=root):
-        call_command("collectstatic", interactive=False, verbosity=0)
-        yield root
+    if settings.STATIC_HASHED:
+        with override_settings(STATIC_ROOT=root):
+            yield root
+    else:
+        yield None
     if previous is None:
         os.environ.pop("STATIC_ROOT", None)
     else:
