@@ -17,6 +17,7 @@ from typing import Any
 from django.apps.registry import Apps
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,8 @@ def periodic_tasks_seed(*, apps: Apps, using: str = DEFAULT_DB_ALIAS) -> list[st
         created.append(seed.name)
     if created:
         # Tell a running beat that the schedule changed.
-        periodic_tasks_model = apps.get_model("django_celery_beat", "PeriodicTasks")
-        from django.utils import timezone
-
-        periodic_tasks_model.objects.using(using).update_or_create(
+        schedule_changes = apps.get_model("django_celery_beat", "PeriodicTasks")
+        schedule_changes.objects.using(using).update_or_create(
             ident=1, defaults={"last_update": timezone.now()}
         )
         logger.info("seeded periodic tasks: %s", ", ".join(created))
