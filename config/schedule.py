@@ -72,6 +72,12 @@ def periodic_task_seeds() -> list[PeriodicTaskSeed]:
             every_seconds=settings.DIGEST_RECOVER_EVERY,
         ),
         PeriodicTaskSeed(
+            name="purge-old-deliveries",
+            task="digest.purge_old_deliveries",
+            description="Roll up and delete delivery rows older than DIGEST_DELIVERY_RETENTION_DAYS.",
+            crontab=Crontab(minute="45", hour="3"),
+        ),
+        PeriodicTaskSeed(
             name="purge-unconfirmed-signups",
             task="subscribers.purge_pending_subscribers",
             description="Delete signups never confirmed within 14 days.",

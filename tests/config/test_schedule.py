@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 EXPECTED_TASKS = {
     "nightly-digest": "digest.nightly_run",
     "recover-stalled-runs": "digest.recover_runs",
+    "purge-old-deliveries": "digest.purge_old_deliveries",
     "purge-unconfirmed-signups": "subscribers.purge_pending_subscribers",
 }
 
