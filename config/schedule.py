@@ -72,6 +72,12 @@ def periodic_task_seeds() -> list[PeriodicTaskSeed]:
             every_seconds=settings.DIGEST_RECOVER_EVERY,
         ),
         PeriodicTaskSeed(
+            name="drain-outgoing-email",
+            task="subscribers.drain_outgoing_email",
+            description="Send the confirmation and link emails a lost or refused task left behind.",
+            every_seconds=settings.OUTGOING_EMAIL_DRAIN_EVERY,
+        ),
+        PeriodicTaskSeed(
             name="purge-old-deliveries",
             task="digest.purge_old_deliveries",
             description="Roll up and delete delivery rows older than DIGEST_DELIVERY_RETENTION_DAYS.",

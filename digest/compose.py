@@ -42,7 +42,7 @@ from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
 from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
 from digest.selectors import paper_topic_scores
 from mail.build import build_message, message_domain, render_email, tidy_text
-from subscribers.services import email_links, list_headers
+from subscribers.links import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
 # Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES.

@@ -1,17 +1,18 @@
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from digest.feedback import InvalidFeedbackToken, read_feedback_token
-from digest.health import run_health_checks
+from digest.health import detail_allowed, run_health_checks
 from digest.services.feedback import VOTES, FeedbackRejected, feedback_record, feedback_target_resolve
 
 
 @never_cache
 @require_GET
-def healthz(request):
-    results = run_health_checks()
+def healthz(request: HttpRequest) -> JsonResponse:
+    token = request.headers.get("X-Healthz-Token") or request.GET.get("token")
+    results = run_health_checks(detail=detail_allowed(token))
     failing = sorted(name for name, state in results.items() if state != "ok")
     body = {"status": "error" if failing else "ok", "failing": failing, "services": results}
     return JsonResponse(body, status=503 if failing else 200)

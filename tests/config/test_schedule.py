@@ -17,6 +17,7 @@ EXPECTED_TASKS = {
     "nightly-digest": "digest.nightly_run",
     "recover-stalled-runs": "digest.recover_runs",
     "purge-old-deliveries": "digest.purge_old_deliveries",
+    "drain-outgoing-email": "subscribers.drain_outgoing_email",
     "purge-unconfirmed-signups": "subscribers.purge_pending_subscribers",
 }
 
