@@ -1,4 +1,6 @@
-FROM python:3.11-slim
+# An exact Python release on an exact Debian release: rebuilding the image months
+# later gives the same interpreter. Bump both on purpose.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -6,12 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
+# Runtime packages only; test tools live in requirements-dev.txt and stay out of the image.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
 # collectstatic needs settings to import; the key is a placeholder used only for this build step.
-RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+# STATIC_HASHED writes the manifest of content-hashed names the production settings serve.
+RUN DJANGO_SECRET_KEY=collectstatic-only STATIC_HASHED=true python manage.py collectstatic --noinput \
     && useradd --create-home --uid 1000 paperboy \
     && mkdir -p /app/var && chown -R paperboy /app/var
 

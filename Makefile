@@ -1,7 +1,7 @@
 # Two commands for a fresh machine:
 #   make demo   - install (requirements-dev.txt, which includes requirements.txt), build the embedded database, run one night offline on the bundled sample papers
 #                 (emails land in var/outbox/), then serve http://localhost:8000
-#   make test   - install, lint, check migrations, run the whole test suite
+#   make test   - install, lint (ruff, compose file, mypy), check migrations, run the whole test suite
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,6 +29,9 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# docker-compose.yml against the compose specification (the schema ships with check-jsonschema).
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$(TEST_SECRET_KEY)} $(BIN)/mypy
 
 test: install lint
 	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$(TEST_SECRET_KEY)} $(BIN)/python manage.py makemigrations --check --dry-run

@@ -12,14 +12,18 @@ Two modes, picked by whether DATABASE_URL is set:
 Every variable is listed in README.md and .env.example.
 """
 
+import ipaddress
+import re
 from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
-from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
+
+from config.logging import logging_config
+from config.sentry import sentry_init
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -66,6 +70,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "anymail",
+    "django_celery_beat",
     "digest",
     "subscribers",
 ]
@@ -141,13 +146,20 @@ else:
 # --- Static files --------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Production serves content-hashed names (site.3f2a9c.css) that browsers may cache
+# for ever; that needs the manifest `collectstatic` writes (the Docker image runs
+# it). The embedded mode serves the files as they are, so the demo and a fresh
+# checkout need no build step.
+STATIC_HASHED = env.bool("STATIC_HASHED", default=not EMBEDDED)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # Compressed but not manifest-hashed: pages render even before collectstatic,
-    # which keeps tests and the embedded mode free of a build step.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_HASHED
+        else "whitenoise.storage.CompressedStaticFilesStorage"
+    },
 }
 
 # --- Internationalisation ------------------------------------------------------
@@ -210,6 +222,11 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Beat reads its schedule from the database, where the admin can edit it
+# (config/schedule.py seeds it). CELERY_BEAT_SCHEDULE stays empty on purpose:
+# beat would write its entries over the admin's edits at every start.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 # --- Security --------------------------------------------------------------------
 
@@ -221,8 +238,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 if SERVED_OVER_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    # Load balancers and compose probe /healthz over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers and compose probe /healthz, and Prometheus scrapes /metrics, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
@@ -318,8 +335,11 @@ HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
 
 # --- Digest ------------------------------------------------------------------------
 
-# When the nightly run starts, "HH:MM" in UTC.
+# When the nightly run starts, "HH:MM" in UTC: the default of the "nightly-digest"
+# periodic task when it is first seeded; afterwards the time is edited in the admin.
 DIGEST_SEND_TIME = env.str("DIGEST_SEND_TIME", default="06:00")
+if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", DIGEST_SEND_TIME):
+    raise ImproperlyConfigured(f"DIGEST_SEND_TIME must be HH:MM in UTC, e.g. 06:00, not {DIGEST_SEND_TIME!r}")
 DIGEST_MAX_ITEMS = env.int("DIGEST_MAX_ITEMS", default=8)
 DIGEST_MAX_ITEMS_LIMIT = 15
 DIGEST_RELEVANCE_GATE = env.float("DIGEST_RELEVANCE_GATE", default=0.3)
@@ -354,45 +374,34 @@ if DIGEST_DELIVERY_RETENTION_DAYS < 30:
         f"DIGEST_DELIVERY_RETENTION_DAYS must be at least 30, not {DIGEST_DELIVERY_RETENTION_DAYS}"
     )
 
-# --- Periodic tasks (Celery beat) --------------------------------------------------
+# --- Operations: metrics, logs, error tracking -------------------------------------
 
-_send_hour, _send_minute = (int(part) for part in DIGEST_SEND_TIME.split(":"))
-CELERY_BEAT_SCHEDULE = {
-    "nightly-digest": {
-        "task": "digest.nightly_run",
-        "schedule": crontab(hour=_send_hour, minute=_send_minute),
-    },
-    # Re-queues the chunks of a run whose tasks were lost (a restarted broker, a killed worker).
-    "recover-stalled-runs": {
-        "task": "digest.recover_runs",
-        "schedule": DIGEST_RECOVER_EVERY,
-    },
-    # Sends confirmation and link emails a lost or refused task left behind.
-    "drain-outgoing-email": {
-        "task": "subscribers.drain_outgoing_email",
-        "schedule": OUTGOING_EMAIL_DRAIN_EVERY,
-    },
-    # Delivery rows past DIGEST_DELIVERY_RETENTION_DAYS are rolled up and deleted, in batches.
-    "purge-old-deliveries": {
-        "task": "digest.purge_old_deliveries",
-        "schedule": crontab(hour=3, minute=45),
-    },
-    # Signups never confirmed within 14 days are deleted, nightly.
-    "purge-unconfirmed-signups": {
-        "task": "subscribers.purge_pending_subscribers",
-        "schedule": crontab(hour=3, minute=15),
-    },
-}
+# /metrics (Prometheus text format) answers a request with this bearer token, or
+# from one of these addresses or networks (REMOTE_ADDR, e.g. 10.0.0.0/8). With
+# neither set the endpoint does not exist (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from exc
+# Runs and deliveries of the last N days are counted by status.
+METRICS_WINDOW_DAYS = env.int("METRICS_WINDOW_DAYS", default=7)
 
-# --- Logging ---------------------------------------------------------------------
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+try:
+    LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-    },
-}
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=DEPLOYMENT_MODE)
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+try:
+    SENTRY_ENABLED = sentry_init(
+        dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc

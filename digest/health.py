@@ -25,7 +25,7 @@ def check_redis() -> None:
 
 def service_checks() -> dict[str, Callable[[], None]]:
     """Name -> check callable, for the services this deployment is configured with."""
-    checks = {"database": check_database}
+    checks: dict[str, Callable[[], None]] = {"database": check_database}
     if settings.REDIS_URL:
         checks["redis"] = check_redis
     return checks

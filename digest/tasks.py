@@ -1,19 +1,21 @@
 import socket
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
+from config.logging import log_context
 from digest.health import check_database
 
 
 @shared_task(name="digest.healthcheck")
-def healthcheck() -> dict:
+def healthcheck() -> dict[str, str]:
     """Prove a worker is alive and can reach the database; returns who answered."""
     check_database()
     return {"worker": socket.gethostname(), "database": "ok"}
 
 
 @shared_task(name="digest.fetch_papers")
-def fetch_papers_task(day_iso: str, source: str = "hf") -> dict:
+def fetch_papers_task(day_iso: str, source: str = "hf") -> dict[str, object]:
     """Fetch and ingest one day's papers; a source failure is mailed to admins and re-raised.
 
     Nothing is written when the source fails (the ingest is one transaction).
@@ -67,20 +69,23 @@ def nightly_run(
     from digest.services.runs import digest_run_dispatch, digest_run_fail_unexpected, digest_run_start
 
     edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
-    try:
-        run = digest_run_start(edition=edition, fetch=fetch, source=source, run_id=run_id)
-    except Exception as exc:
-        if run_id is not None:  # an admin is watching this row: never leave it "running"
-            digest_run_fail_unexpected(run_id=run_id, error=exc)
-        raise
-    # A run left in planning (its database went away) is finished by recover_runs.
-    if run.status == DigestRun.Status.SENDING:
-        digest_run_dispatch(run_id=run.pk)
+    # digest_run_start binds the run's id, so the fetch, the planning and the
+    # dispatch all log it.
+    with log_context():
+        try:
+            run = digest_run_start(edition=edition, fetch=fetch, source=source, run_id=run_id)
+        except Exception as exc:
+            if run_id is not None:  # an admin is watching this row: never leave it "running"
+                digest_run_fail_unexpected(run_id=run_id, error=exc)
+            raise
+        # A run left in planning (its database went away) is finished by recover_runs.
+        if run.status == DigestRun.Status.SENDING:
+            digest_run_dispatch(run_id=run.pk)
     return run.pk
 
 
 @shared_task(name="digest.send_chunk", bind=True, acks_late=True, max_retries=None)
-def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
+def send_chunk(self: Task[Any, Any], run_id: int, id_from: int, id_to: int) -> dict[str, int]:
     """Send the deliveries of one id range; retried with backoff while the ESP is unwell."""
     import uuid
 
@@ -89,18 +94,21 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
 
     # The task id survives redelivery, so a task whose worker died reclaims its own rows at once.
     claim_token = self.request.id or uuid.uuid4().hex
-    if self.request.is_eager:
-        # In-process there is no broker to hold a retry: wait in place.
-        result = deliveries_send_chunk_blocking(
-            run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
-        )
-    else:
-        result = deliveries_send_chunk(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
-        if result.deferred:
-            raise self.retry(
-                countdown=retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+    with log_context(run_id=run_id, chunk=f"{id_from}-{id_to}"):
+        if self.request.is_eager:
+            # In-process there is no broker to hold a retry: wait in place.
+            result = deliveries_send_chunk_blocking(
+                run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
             )
-    digest_run_finish_if_done(run_id=run_id)
+        else:
+            result = deliveries_send_chunk(
+                run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
+            )
+            if result.deferred:
+                raise self.retry(
+                    countdown=retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+                )
+        digest_run_finish_if_done(run_id=run_id)
     return {"claimed": result.claimed, "sent": result.sent, "empty": result.empty, "failed": result.failed}
 
 

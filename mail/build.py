@@ -10,11 +10,13 @@ an anymail message, which every configured backend (outbox, SMTP, ESP) can send.
 from dataclasses import dataclass
 from email.utils import make_msgid
 from functools import lru_cache
+from typing import cast
 from urllib.parse import urlsplit
 
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.template import Context, engines
+from django.template.backends.django import DjangoTemplates
 from mjml import mjml2html
 
 
@@ -32,7 +34,7 @@ class RenderedEmail:
 def _template(path: str):
     # The underlying django.template.base.Template, so the context's autoescape
     # flag can differ between the HTML and text parts.
-    return engines["django"].engine.get_template(path)
+    return cast(DjangoTemplates, engines["django"]).engine.get_template(path)
 
 
 def render_mjml(source: str) -> str:

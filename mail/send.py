@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 
+from config.logging import log_context
+from digest.metrics import esp_calls_record
+
 logger = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60
@@ -69,7 +72,7 @@ def _retry_after(exc: AnymailRequestsAPIError) -> float | None:
         return None
 
 
-def classify(exc: Exception) -> Exception:
+def classify(exc: Exception) -> TransientSendError | PermanentSendError:
     """Turn a backend's exception into TransientSendError or PermanentSendError."""
     if isinstance(exc, AnymailRecipientsRefused):
         return PermanentSendError(f"recipient refused: {exc}")
@@ -117,25 +120,41 @@ def send_with_retries(
     """Hand a message (to one reader, or a batch to many) to the backend,
     retrying transient errors; raises TransientSendError or PermanentSendError."""
     attempts = attempts or settings.DIGEST_SEND_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        try:
-            connection.send_messages([message])
-        except Exception as exc:
-            error = classify(exc)
-            if isinstance(error, PermanentSendError) or attempt == attempts:
-                raise error from exc
-            wait = (
-                error.retry_after
-                if error.retry_after is not None
-                else settings.DIGEST_SEND_BACKOFF * 2 ** (attempt - 1)
-            )
-            logger.info(
-                "transient send error to %s (%s); retrying in %.1fs", _recipients(message), error, wait
-            )
-            sleep(min(wait, MAX_WAIT_SECONDS))
-            continue
-        return
-    raise AssertionError("unreachable")
+    calls = {"ok": 0, "errors": 0}
+    try:
+        with log_context(delivery_id=_delivery_id(message)):
+            for attempt in range(1, attempts + 1):
+                try:
+                    connection.send_messages([message])
+                except Exception as exc:
+                    calls["errors"] += 1
+                    error = classify(exc)
+                    if isinstance(error, PermanentSendError) or attempt == attempts:
+                        raise error from exc
+                    wait = (
+                        error.retry_after
+                        if error.retry_after is not None
+                        else settings.DIGEST_SEND_BACKOFF * 2 ** (attempt - 1)
+                    )
+                    logger.info(
+                        "transient send error to %s (%s); retrying in %.1fs",
+                        _recipients(message),
+                        error,
+                        wait,
+                    )
+                    sleep(min(wait, MAX_WAIT_SECONDS))
+                    continue
+                calls["ok"] += 1
+                return
+        raise AssertionError("unreachable")
+    finally:
+        esp_calls_record(**calls)
+
+
+def _delivery_id(message: object) -> str | None:
+    """The delivery a single-reader message carries in its metadata (batches carry none)."""
+    metadata = getattr(message, "metadata", None)  # anymail's default is a sentinel, not a dict
+    return metadata.get("delivery_id") if isinstance(metadata, dict) else None
 
 
 def _message_id(message) -> str:

@@ -5,5 +5,5 @@ class SubscribersConfig(AppConfig):
     name = "subscribers"
     verbose_name = "Subscribers"
 
-    def ready(self):
+    def ready(self) -> None:
         from subscribers import receivers  # noqa: F401  (connects the ESP tracking signal)

@@ -1,7 +1,7 @@
 """Reads about subscribers: lookups by address or token, and admin statistics."""
 
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.db.models import Count, Value
 from django.db.models.functions import Lower, TruncDate
@@ -52,7 +52,7 @@ def subscriber_growth(*, days: int = 30, today: date | None = None) -> list[dict
     """New signups and confirmations per day for the last ``days`` days, oldest first."""
     today = today or timezone.localdate()
     start = today - timedelta(days=days - 1)
-    start_at = timezone.make_aware(timezone.datetime.combine(start, timezone.datetime.min.time()))
+    start_at = timezone.make_aware(datetime.combine(start, time.min))
 
     def per_day(field: str) -> dict[date, int]:
         rows = (

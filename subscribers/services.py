@@ -369,7 +369,7 @@ def subscriber_resubscribe(*, subscriber: Subscriber, ip: str | None, user_agent
     The signed link proves the reader controls the mailbox, so it also counts as
     confirmation for someone who unsubscribed before confirming.
     """
-    changes = {"status": Status.ACTIVE, "unsubscribed_at": None, "unsubscribe_reason": ""}
+    changes: dict[str, object] = {"status": Status.ACTIVE, "unsubscribed_at": None, "unsubscribe_reason": ""}
     if subscriber.confirmed_at is None:
         changes.update(confirmed_at=timezone.now(), confirm_ip=ip, confirm_user_agent=_clip(user_agent))
     return _transition(subscriber, from_statuses=[Status.UNSUBSCRIBED], **changes)

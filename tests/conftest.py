@@ -19,6 +19,28 @@ def service_missing(reason: str):
     pytest.skip(reason)
 
 
+# Fixtures that reach a real service; a test using any of them, directly or through
+# another fixture, is marked `services` (so `-m "not services"` runs without them).
+SERVICE_FIXTURES = frozenset({"redis_url", "postgres_required", "celery_worker_factory"})
+# Tests create users and log in all the time; the production hasher is slow on purpose.
+FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+HASHED_STATIC_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS):
+        yield
+
+
 def pytest_sessionstart(session):
     if REQUIRE_SERVICES:
         from django.conf import settings
@@ -29,6 +51,53 @@ def pytest_sessionstart(session):
                 f"REQUIRE_SERVICES=1 but the suite is not on PostgreSQL and Redis "
                 f"(engine={engine}, REDIS_URL={settings.REDIS_URL!r}); set DATABASE_URL and REDIS_URL."
             )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static(tmp_path_factory):
+    """Production settings serve content-hashed static files, which need the
+    manifest collectstatic writes. Collect them once per session into a folder
+    of its own, used by this process when it runs the production settings, and
+    by any production-mode child a test starts (through STATIC_ROOT), whatever
+    mode the suite itself runs in. Returns the folder when this process serves it."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    root = tmp_path_factory.mktemp("staticfiles")
+    hashed = {**settings.STORAGES, "staticfiles": {"BACKEND": HASHED_STATIC_STORAGE}}
+    with override_settings(STATIC_ROOT=root, STORAGES=hashed):
+        call_command("collectstatic", interactive=False, verbosity=0)
+    previous = os.environ.get("STATIC_ROOT")
+    os.environ["STATIC_ROOT"] = str(root)
+    if settings.STATIC_HASHED:
+        with override_settings(STATIC_ROOT=root):
+            yield root
+    else:
+        yield None
+    if previous is None:
+        os.environ.pop("STATIC_ROOT", None)
+    else:
+        os.environ["STATIC_ROOT"] = previous
+
+
+@pytest.fixture(scope="session")
+def live_server(request, collected_static):
+    """pytest-django's live server, serving static files the way production does
+    when they are hashed: from the collected STATIC_ROOT, not from the source
+    folders, which hold no hashed names."""
+    from django.test.testcases import _StaticFilesHandler
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = (
+        request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    )
+    server = LiveServer(addr, start=False)
+    if collected_static is not None:
+        server.thread.static_handler = _StaticFilesHandler
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

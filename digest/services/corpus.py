@@ -56,15 +56,16 @@ def corpus_stats_apply(
             chunk = changed[start : start + BATCH]
             for row in TermStat.objects.select_for_update().filter(term__in=chunk):
                 existing[row.term] = row
-        to_update, to_create = [], []
+        to_update: list[TermStat] = []
+        to_create: list[TermStat] = []
         for term in changed:
-            row = existing.get(term)
-            if row is None:
+            stat = existing.get(term)
+            if stat is None:
                 if delta[term] > 0:
                     to_create.append(TermStat(term=term, papers=delta[term]))
             else:
-                row.papers = max(0, row.papers + delta[term])
-                to_update.append(row)
+                stat.papers = max(0, stat.papers + delta[term])
+                to_update.append(stat)
         TermStat.objects.bulk_update(to_update, ["papers"], batch_size=BATCH)
         TermStat.objects.bulk_create(to_create, batch_size=BATCH)
 

@@ -119,7 +119,7 @@ def _apply(values: dict, record: PaperRecord) -> None:
         return
     values["upvotes"] = record.upvotes
     values["num_comments"] = record.num_comments
-    for name, value in (
+    for name, hf_value in (
         ("featured_on", record.featured_on),
         ("github_repo", record.github_repo),
         ("project_page", record.project_page),
@@ -127,8 +127,8 @@ def _apply(values: dict, record: PaperRecord) -> None:
         ("ai_keywords", list(record.ai_keywords)),
         ("ai_summary", record.ai_summary),
     ):
-        if value:
-            values[name] = value
+        if hf_value:
+            values[name] = hf_value
     if record.github_stars is not None:
         values["github_stars"] = record.github_stars
 
@@ -172,8 +172,8 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
         existing: dict[str, Paper] = {}
         ids = list(merged)
         for start in range(0, len(ids), BATCH):
-            for paper in Paper.objects.filter(arxiv_id__in=ids[start : start + BATCH]):
-                existing[paper.arxiv_id] = paper
+            for found in Paper.objects.filter(arxiv_id__in=ids[start : start + BATCH]):
+                existing[found.arxiv_id] = found
 
         to_create: list[Paper] = []
         to_update: list[Paper] = []
@@ -273,9 +273,9 @@ def _tag(papers: Sequence[Paper], topics: list[Topic] | None = None) -> int:
         elif (row.score, row.evidence) != wanted[key]:
             row.score, row.evidence = wanted[key]
             to_update.append(row)
-    for key, (score, phrases) in wanted.items():
+    for key, (score, evidence) in wanted.items():
         if key not in current:
-            to_create.append(PaperTopic(paper_id=key[0], topic_id=key[1], score=score, evidence=phrases))
+            to_create.append(PaperTopic(paper_id=key[0], topic_id=key[1], score=score, evidence=evidence))
     for start in range(0, len(to_delete), BATCH):
         PaperTopic.objects.filter(pk__in=to_delete[start : start + BATCH]).delete()
     PaperTopic.objects.bulk_update(to_update, ["score", "evidence"], batch_size=BATCH)

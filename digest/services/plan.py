@@ -142,8 +142,9 @@ def _ids_in_preference_order(due) -> list[int]:
 
 def chunk_ranges(ids: Iterable[int], size: int) -> list[tuple[int, int]]:
     """Split sorted ids into (first, last) ranges of at most `size` ids."""
-    ranges = []
-    first = last = None
+    ranges: list[tuple[int, int]] = []
+    first: int | None = None
+    last = 0
     count = 0
     for delivery_id in ids:
         if first is None:

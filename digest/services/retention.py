@@ -86,7 +86,7 @@ def deliveries_purge(*, today: date | None = None, batch_size: int = PURGE_BATCH
     return purged
 
 
-def _editions_running() -> QuerySet[DigestRun, dict[str, Any]]:
+def _editions_running() -> QuerySet[DigestRun, Any]:
     return DigestRun.objects.exclude(status__in=(DigestRun.Status.SUCCEEDED, DigestRun.Status.FAILED)).values(
         "edition"
     )

@@ -1,5 +1,6 @@
 """The nightly run: fetch and ingest, plan, then track sending until done."""
 
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -10,6 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.logging import log_context_bind
 from digest.models import Delivery, DigestRun
 from digest.services.ingest import papers_ingest
 from digest.services.plan import RUN_TIMED_OUT, deliveries_plan, pending_ranges
@@ -57,6 +59,7 @@ def digest_run_start(
         run = DigestRun.objects.get(id=run_id)
     else:
         run = DigestRun.objects.create(edition=edition, only_email=only_email or "")
+    log_context_bind(run_id=run.pk)
     if fetch and not papers_fetch_for_run(run=run, sources=[source] if source else settings.DIGEST_SOURCES):
         return run
     run.status = DigestRun.Status.PLANNING
@@ -220,7 +223,7 @@ def send_tasks_queue(*, run_id: int, ranges: list[tuple[int, int]]) -> int:
     from digest.tasks import send_chunk
 
     for first, last in ranges:
-        transaction.on_commit(lambda f=first, la=last: send_chunk.delay(run_id, f, la))
+        transaction.on_commit(functools.partial(send_chunk.delay, run_id, first, last))
     return len(ranges)
 
 

@@ -1,5 +1,6 @@
 """Sending one chunk: claim rows, compose each reader's digest, hand it to the ESP, record the outcome."""
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -120,7 +121,7 @@ def deliveries_send_chunk(
                 sent_subscribers=sent_subscribers,
                 sleep=sleep,
             )
-            rows_left = ()
+            rows_left: list[tuple[int, int, int]] = []
         else:
             rows_left = rows
         for delivery_id, subscriber_id, _ in rows_left:
@@ -130,7 +131,7 @@ def deliveries_send_chunk(
                 break
             reader = readers[delivery_id]
             digest = compose_recording_outcome(
-                delivery_id, updates, lambda r=reader, d=delivery_id: composer.message_parts(r, d)
+                delivery_id, updates, functools.partial(composer.message_parts, reader, delivery_id)
             )
             if digest is None:
                 continue

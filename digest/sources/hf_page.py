@@ -39,7 +39,7 @@ def parse(text: str, *, url: str = "", day: date | None = None) -> list[PaperRec
     if len(text) > http.MAX_RESPONSE_BYTES:
         raise SourceError(SOURCE_HF_PAGE, url, f"page is over the {http.MAX_RESPONSE_BYTES}-byte cap")
     soup = BeautifulSoup(text, "html.parser")
-    holder = soup.find(attrs={"data-target": "DailyPapers"})
+    holder = soup.select_one('[data-target="DailyPapers"]')
     if holder is None:
         raise SourceError(SOURCE_HF_PAGE, url, 'no element with data-target="DailyPapers" on the page')
     raw = holder.get("data-props")

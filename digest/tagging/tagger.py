@@ -39,6 +39,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from digest.tagging.analysis import PUNCTUATION, Analyzer, default_analyzer, fold
 
@@ -166,7 +167,7 @@ def _derived_phrases(name: str, description: str, analyzer: Analyzer) -> list[tu
 class Tagger:
     """Topic phrases compiled into a first-word index; build once per topic set and alias map."""
 
-    def __init__(self, topics: Iterable[object], analyzer: Analyzer | None = None):
+    def __init__(self, topics: Iterable[Any], analyzer: Analyzer | None = None):
         self.analyzer = analyzer or default_analyzer()
         self.slugs: list[str] = []
         self._key_ids: dict[tuple[str, ...], int] = {}
@@ -176,7 +177,7 @@ class Tagger:
         self._wild_cache: dict[str, int] = {}
         self._labels: list[str] = []  # phrase id -> the phrase as written, for reasons
         for index, topic in enumerate(topics):
-            self.slugs.append(topic.slug)  # type: ignore[attr-defined]
+            self.slugs.append(topic.slug)
             # lower-cased text -> (text as written, weight); capitals mark acronyms ("AIME" is not "aim")
             phrases: dict[str, tuple[str, float]] = {}
             for text, weight in _derived_phrases(
@@ -220,9 +221,8 @@ class Tagger:
         keys = self.analyzer.phrase_keys(text)
         if not keys:
             return
-        phrase_id = next((self._key_ids[key] for key in keys if key in self._key_ids), None)
-        if phrase_id is None:
-            phrase_id = self._new_id(text)
+        known = next((self._key_ids[key] for key in keys if key in self._key_ids), None)
+        phrase_id = self._new_id(text) if known is None else known
         for key in keys:
             self._key_ids.setdefault(key, phrase_id)
         self._weights[phrase_id][topic] = weight
@@ -385,13 +385,13 @@ def score_from_evidence(evidence: float) -> float:
     return round(1.0 - 2.0 ** (-evidence / SCALE), 4)
 
 
-def _signature(topics: Iterable[object]) -> tuple:
+def _signature(topics: Iterable[Any]) -> tuple:
     signature = []
     for topic in topics:
         phrases = getattr(topic, "phrases", "") or ""
         signature.append(
             (
-                topic.slug,  # type: ignore[attr-defined]
+                topic.slug,
                 getattr(topic, "name", "") or "",
                 getattr(topic, "description", "") or "",
                 phrases if isinstance(phrases, str) else tuple(phrases),

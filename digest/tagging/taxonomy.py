@@ -14,7 +14,9 @@ Phrase lines (one per line in the admin) follow a small syntax, read by
     # comment          ignored
 """
 
-DEFAULT_TOPICS: list[dict] = [
+from typing import Any
+
+DEFAULT_TOPICS: list[dict[str, Any]] = [
     {
         "slug": "reasoning",
         "name": "Reasoning",

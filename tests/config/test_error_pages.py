@@ -1,5 +1,7 @@
 """Branded error pages that need nothing but templates, and never turn into a 500."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -17,7 +19,8 @@ def test_404_is_branded(client, production):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert "Page not found" in response.content.decode()
-    assert 'href="/static/css/site.css"' in response.content.decode()
+    # The site's stylesheet, content-hashed in production.
+    assert re.search(r'href="/static/css/site(\.[0-9a-f]{12})?\.css"', response.content.decode())
 
 
 @pytest.mark.parametrize("path", ["/", "/manage/x/", "/feedback/x/up/"])

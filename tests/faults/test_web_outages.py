@@ -134,7 +134,8 @@ def test_postgresql_down_gives_branded_500s_and_a_discreet_healthz(start_site, s
         assert status == 500, (name, status, body[:300])
         assert BRANDED_500 in body, name
         assert "Traceback" not in body and str(dead) not in body and "nowhere" not in body, name
-    assert 'href="/static/css/site.css"' in body  # styled like the site, from static files only
+    # Styled like the site, from static files only (content-hashed in production).
+    assert re.search(r'href="/static/css/site(\.[0-9a-f]{12})?\.css"', body)
 
     status, body = site.request("/healthz")
     assert status == 503

@@ -53,9 +53,11 @@ def test_signups_while_the_broker_is_down_are_all_mailed_once_it_drains(client, 
 
 
 def test_the_beat_schedule_drains_the_outbox(settings):
-    entry = settings.CELERY_BEAT_SCHEDULE["drain-outgoing-email"]
-    assert entry["task"] == drain_outgoing_email.name
-    assert entry["schedule"] == settings.OUTGOING_EMAIL_DRAIN_EVERY
+    from django_celery_beat.models import PeriodicTask
+
+    entry = PeriodicTask.objects.get(name="drain-outgoing-email")
+    assert entry.task == drain_outgoing_email.name
+    assert (entry.interval.every, entry.interval.period) == (settings.OUTGOING_EMAIL_DRAIN_EVERY, "seconds")
 
 
 def test_a_rolled_back_signup_leaves_no_email(client, commit, monkeypatch):

@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from subscribers.models import DeletionRecord, Subscriber
@@ -30,5 +29,8 @@ def test_unconfirmed_signups_older_than_14_days_are_purged():
 
 
 def test_purge_runs_every_night_from_celery_beat():
-    entry = settings.CELERY_BEAT_SCHEDULE["purge-unconfirmed-signups"]
-    assert entry["task"] == purge_pending_subscribers.name
+    from django_celery_beat.models import PeriodicTask
+
+    entry = PeriodicTask.objects.get(name="purge-unconfirmed-signups")
+    assert entry.task == purge_pending_subscribers.name
+    assert entry.enabled and (entry.crontab.hour, entry.crontab.minute) == ("3", "15")

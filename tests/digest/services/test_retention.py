@@ -7,7 +7,6 @@ import sys
 from datetime import date, timedelta
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from digest.models import Delivery, DeliveryRollup, DigestRun, SubscriberDeliveryRollup
@@ -132,8 +131,11 @@ def test_older_history_is_in_the_export_and_on_the_admin_page(readers, admin_cli
 
 
 def test_the_nightly_purge_is_in_the_beat_schedule(readers):
-    entry = django_settings.CELERY_BEAT_SCHEDULE["purge-old-deliveries"]
-    assert entry["task"] == "digest.purge_old_deliveries"
+    from django_celery_beat.models import PeriodicTask
+
+    entry = PeriodicTask.objects.get(name="purge-old-deliveries")
+    assert entry.task == "digest.purge_old_deliveries"
+    assert entry.enabled and (entry.crontab.hour, entry.crontab.minute) == ("3", "45")
     from digest.tasks import purge_old_deliveries
 
     rows(readers[:1], date.today() - timedelta(days=400), [S.SENT])
