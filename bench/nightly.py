@@ -205,9 +205,10 @@ def naive_loop(*, edition: date, limit: int) -> dict:
     Delivery row saved one at a time."""
     from django.utils import timezone
 
-    from digest.compose import DigestComposer, build_preferences, load_affinities, window_start
+    from digest.compose import DigestComposer, build_preferences, window_start
     from digest.emails import build_message
     from digest.models import Delivery
+    from digest.selectors import load_affinities
     from digest.services.delivery import due_subscribers
     from subscribers.models import Subscriber
 

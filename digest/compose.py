@@ -19,40 +19,45 @@ inside a block (the "Why" line, the position in the text part) and around the
 blocks (subject, preheader, count, interests summary) is filled in as the list
 is assembled, escaped the way the template would have escaped it.
 
+The list of titles at the top is cut the same way (PBXTOCPBX), so each
+paper's entry is compiled with its block. Database reads live in
+`digest.selectors`; this module only ranks and renders.
+
 Scraped text is always escaped by the templates; URLs from scraped data are
-kept only when they are plain http(s) links.
+kept only when they are plain http(s) links (`digest.papers`).
 """
 
 import dataclasses
-import re
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.text import Truncator
 
 from digest.emails import render_email, tidy_text
 from digest.feedback import make_feedback_token
-from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
-from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
-from digest.selectors import paper_topic_scores
+from digest.papers import PLACEHOLDER, PaperView, inert
+from digest.ranking import Affinity, Preferences, RankedItem, Ranker, split_interests, trending
+from digest.selectors import load_papers, topic_names
+from digest.signed_links import view_url
 from subscribers.services import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
-# Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES.
-ABSTRACT_STEPS = (700, 400, 200, 0)
+# Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES, for
+# readers who asked for abstracts; everyone else gets the TL;DR line only.
+ABSTRACT_STEPS = (3000, 700, 400, 200, 0)
+NO_ABSTRACT_STEPS = (0,)
 SENT_LOOKBACK_DAYS = 14
-PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
 # The longest value any placeholder expands to, with room to spare; used to
 # keep the personalised HTML under the size cap.
 MAX_PLACEHOLDER_EXPANSION = 260
-_SAFE_URL = re.compile(r"^https?://[^\s\"'<>\\]+$", re.IGNORECASE)
 # Where the digest templates start each paper's block (and end the last one).
 ITEM_MARK = "PBXITEMPBX"
+# Where the list of titles at the top starts each paper's entry (and ends the last).
+TOC_MARK = "PBXTOCPBX"
 # Filled per list while assembling, never left for personalising.
 WHY_MARK = "PBXLWHYPBX"
 NUMBER_MARK = "PBXLNUMBERPBX"
@@ -61,47 +66,6 @@ LIST_MARKS = ("PBXLSUBJECTPBX", "PBXLPREHEADERPBX", "PBXLCOUNTPBX", "PBXLSUMMARY
 # Both caches are bounded so a worker's memory does not grow with the night.
 RENDER_CACHE_SIZE = 64
 RANKING_CACHE_SIZE = 2048
-
-
-def safe_url(url: str | None) -> str:
-    """A scraped URL, only if it is a plain http(s) link (never javascript: or data:)."""
-    url = (url or "").strip()
-    return url if _SAFE_URL.match(url) else ""
-
-
-def inert(text: str) -> str:
-    """Scraped text can never smuggle in a placeholder of ours."""
-    return PLACEHOLDER.sub(lambda m: m.group(0).replace("PBX", "PB\u200bX"), text or "")
-
-
-@dataclass(frozen=True)
-class PaperView(PaperLinks):
-    id: int
-    arxiv_id: str
-    title: str
-    authors: tuple[str, ...]
-    abstract: str
-    upvotes: int
-    num_comments: int
-    github_repo: str
-    project_page: str
-    thumbnail_url: str
-    featured_on: date | None
-    pinned: bool
-    keywords: tuple[str, ...]
-    topic_scores: dict[str, float]
-
-    def candidate(self) -> Candidate:
-        return Candidate(
-            paper_id=self.id,
-            title=self.title,
-            abstract=self.abstract,
-            keywords=self.keywords,
-            topic_scores=self.topic_scores,
-            upvotes=self.upvotes,
-            featured_on=self.featured_on,
-            pinned=self.pinned,
-        )
 
 
 @dataclass(frozen=True)
@@ -114,6 +78,16 @@ class Reader:
     preferences: Preferences
     window_start: date
     already_sent: frozenset[int] = frozenset()
+    # The delivery this digest is for: its "view in browser" link is signed for it.
+    delivery_id: int = 0
+    frequency: str = "daily"
+    # "daily", "weekly" or "catchup"; empty means the reader's frequency.
+    kind: str = ""
+    with_abstracts: bool = False
+
+    @property
+    def digest_kind(self) -> str:
+        return self.kind or ("weekly" if self.frequency == "weekly" else "daily")
 
 
 @dataclass
@@ -123,6 +97,9 @@ class CompiledDigest:
     html_parts: list[str]
     text_parts: list[str]
     html_bytes: int
+    kind: str = "daily"
+    # The list (daily or weekly) its List-Id names.
+    frequency: str = "daily"
     _template: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def personalise(self, values: dict[str, str]) -> tuple[str, str]:
@@ -176,75 +153,6 @@ def window_start(*, edition: date, frequency: str, last_digest_on: date | None) 
     return start
 
 
-def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
-    """Visible papers featured (or, for arXiv-only papers, published) in [since, until]."""
-    rows = Paper.objects.filter(hidden=False).filter(
-        Q(featured_on__gte=since, featured_on__lte=until)
-        | Q(featured_on__isnull=True, published_at__date__gte=since, published_at__date__lte=until)
-    )
-    fields = (
-        "id",
-        "arxiv_id",
-        "title",
-        "authors",
-        "abstract",
-        "upvotes",
-        "num_comments",
-        "github_repo",
-        "project_page",
-        "thumbnail_url",
-        "featured_on",
-        "pinned",
-        "ai_keywords",
-    )
-    papers = list(rows.values_list(*fields))
-    scores = paper_topic_scores(paper_ids=[row[0] for row in papers])
-    views = {}
-    for row in papers:
-        data = dict(zip(fields, row, strict=True))
-        views[data["id"]] = PaperView(
-            id=data["id"],
-            arxiv_id=data["arxiv_id"],
-            title=inert(data["title"]),
-            authors=tuple(inert(str(name)) for name in (data["authors"] or [])),
-            abstract=inert(data["abstract"]),
-            upvotes=data["upvotes"],
-            num_comments=data["num_comments"],
-            github_repo=safe_url(data["github_repo"]),
-            project_page=safe_url(data["project_page"]),
-            thumbnail_url=safe_url(data["thumbnail_url"]),
-            featured_on=data["featured_on"],
-            pinned=data["pinned"],
-            keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
-            topic_scores=scores.get(data["id"], {}),
-        )
-    return views
-
-
-def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
-    """Each reader's learned topic weights from their 👍/👎 votes (two queries)."""
-    votes = list(
-        Feedback.objects.filter(subscriber_id__in=subscriber_ids).values_list(
-            "subscriber_id", "paper_id", "vote"
-        )
-    )
-    if not votes:
-        return {}
-    topic_scores: dict[int, dict[str, float]] = defaultdict(dict)
-    for paper_id, slug, score in PaperTopic.objects.filter(
-        paper_id__in={paper_id for _, paper_id, _ in votes}, score__gt=0
-    ).values_list("paper_id", "topic__slug", "score"):
-        topic_scores[paper_id][slug] = score
-    per_reader: dict[int, list] = defaultdict(list)
-    for subscriber_id, paper_id, vote in votes:
-        per_reader[subscriber_id].append((vote, topic_scores.get(paper_id, {})))
-    return {sid: Affinity.from_votes(reader_votes) for sid, reader_votes in per_reader.items()}
-
-
-def topic_names() -> dict[str, str]:
-    return dict(Topic.objects.values_list("slug", "name"))
-
-
 def interests_summary(preferences: Preferences, names: dict[str, str]) -> str:
     parts = [names.get(slug, slug) for slug in sorted(preferences.topics)]
     parts += [f"“{text}”" for text in preferences.interests]
@@ -276,10 +184,11 @@ class DigestComposer:
     render_cache_size: int | None = RENDER_CACHE_SIZE
     _rankings: OrderedDict[tuple, list[RankedItem]] = field(default_factory=OrderedDict)
     _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
-    # (paper id, abstract length) -> the paper's compiled HTML and raw text block
-    _blocks: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
-    # whether any paper has an image -> HTML and text around the blocks
-    _frames: dict[bool, tuple[str, str, str, str]] = field(default_factory=dict)
+    # (paper id, abstract length) -> the paper's compiled HTML and raw text block,
+    # and its entry in the list of titles at the top (HTML and text)
+    _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
+    # (whether any paper has an image, kind) -> HTML and text around the titles and blocks
+    _frames: dict[tuple[bool, str], tuple[str, str, str, str, str, str]] = field(default_factory=dict)
     lists_assembled: int = 0
 
     @classmethod
@@ -338,10 +247,16 @@ class DigestComposer:
         key = (
             tuple((item.paper_id, item.reasons) for item in ranked),
             interests_summary(reader.preferences, self.names),
+            reader.digest_kind,
+            reader.frequency,
+            reader.with_abstracts,
         )
         compiled = self._rendered.get(key)
         if compiled is None:
-            compiled = self._rendered[key] = self.render(ranked, reader.preferences)
+            compiled = self._rendered[key] = self.render(
+                ranked, reader.preferences, kind=reader.digest_kind, with_abstracts=reader.with_abstracts
+            )
+            compiled.frequency = reader.frequency
             self.lists_assembled += 1
             if self.render_cache_size is not None and len(self._rendered) > self.render_cache_size:
                 self._rendered.popitem(last=False)
@@ -349,25 +264,34 @@ class DigestComposer:
             self._rendered.move_to_end(key)
         return compiled
 
-    def render(self, ranked: list[RankedItem], preferences: Preferences) -> CompiledDigest:
+    def render(
+        self,
+        ranked: list[RankedItem],
+        preferences: Preferences,
+        *,
+        kind: str = "daily",
+        with_abstracts: bool = False,
+    ) -> CompiledDigest:
         summary = interests_summary(preferences, self.names)
         items = list(ranked)
-        for abstract_chars in ABSTRACT_STEPS:
-            compiled = self._render_once(items, summary, abstract_chars)
+        for abstract_chars in ABSTRACT_STEPS if with_abstracts else NO_ABSTRACT_STEPS:
+            compiled = self._render_once(items, summary, abstract_chars, kind)
             if fits(compiled):
                 return compiled
         # Even without abstracts it is too long: drop papers from the end.
         while len(items) > 1 and not fits(compiled):
             items = items[:-1]
-            compiled = self._render_once(items, summary, 0)
+            compiled = self._render_once(items, summary, 0, kind)
         return compiled
 
     def _item_context(self, paper: PaperView, abstract_chars: int) -> dict:
         site = settings.SITE_URL
         token = f"PBXFB{paper.id}PBX"
         return {
+            "id": paper.id,
             "title": paper.title,
-            "authors_line": authors_line(paper.authors),
+            "authors_line": paper.authors_line,
+            "tldr": paper.tldr,
             "abstract": Truncator(paper.abstract).chars(abstract_chars) if abstract_chars else "",
             "reasons": [WHY_MARK],
             "number": NUMBER_MARK,
@@ -388,54 +312,70 @@ class DigestComposer:
     def _image(paper: PaperView) -> str:
         return paper.thumbnail_url if settings.DIGEST_IMAGES else ""
 
-    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int) -> None:
+    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int, kind: str) -> None:
         """Compile these papers' blocks in one MJML pass; keep the frame around them too."""
         subject, preheader, count, summary = LIST_MARKS
         context = {
             "subject": subject,
             "preheader": preheader,
             "count_label": count,
-            "edition_label": self.edition.strftime("%A %-d %B %Y"),
+            "edition_label": edition_label(self.edition, kind),
+            "kind": kind,
             "items": [self._item_context(paper, abstract_chars) for paper in papers],
             "interests_summary": summary,
+            "view_url": "PBXVIEWPBX",
             "manage_url": "PBXMANAGEPBX",
             "unsubscribe_url": "PBXUNSUBPBX",
             "postal_address": settings.SENDER_POSTAL_ADDRESS,
         }
         rendered = render_email("digest", context, tidy=False)
-        html = rendered.html.split(ITEM_MARK)
-        text = rendered.text.split(ITEM_MARK)
-        if len(html) != len(papers) + 2 or len(text) != len(papers) + 2:
-            raise ValueError("the digest templates must mark each paper's block with PBXITEMPBX")
-        for paper, html_block, text_block in zip(papers, html[1:-1], text[1:-1], strict=True):
-            self._blocks[(paper.id, abstract_chars)] = (html_block, text_block)
+        html, html_toc = _split_marked(rendered.html, len(papers))
+        text, text_toc = _split_marked(rendered.text, len(papers))
+        for index, paper in enumerate(papers):
+            self._blocks[(paper.id, abstract_chars)] = (
+                html[index + 1],
+                text[index + 1],
+                html_toc[index + 1],
+                text_toc[index + 1],
+            )
         # An image adds a style to the head, so frames differ by whether any paper has one.
         has_image = any(self._image(paper) for paper in papers)
-        self._frames.setdefault(has_image, (html[0], html[-1], text[0], text[-1]))
+        self._frames.setdefault(
+            (has_image, kind),
+            (html_toc[0], html_toc[-1], html[-1], text_toc[0], text_toc[-1], text[-1]),
+        )
 
-    def _render_once(self, ranked: list[RankedItem], summary: str, abstract_chars: int) -> CompiledDigest:
+    def _render_once(
+        self, ranked: list[RankedItem], summary: str, abstract_chars: int, kind: str = "daily"
+    ) -> CompiledDigest:
         papers = [self.papers[item.paper_id] for item in ranked]
         has_image = any(self._image(paper) for paper in papers)
-        if has_image not in self._frames:
-            self._compile_blocks(papers, abstract_chars)
+        if (has_image, kind) not in self._frames:
+            self._compile_blocks(papers, abstract_chars, kind)
         else:
             missing = [paper for paper in papers if (paper.id, abstract_chars) not in self._blocks]
             if missing:
-                self._compile_blocks(missing, abstract_chars)
-        html_head, html_tail, text_head, text_tail = self._frames[has_image]
+                self._compile_blocks(missing, abstract_chars, kind)
+        html_head, html_after_toc, html_tail, text_head, text_after_toc, text_tail = self._frames[
+            (has_image, kind)
+        ]
 
-        html_parts = [html_head]
-        text_parts = [text_head]
+        html_toc: list[str] = []
+        text_toc: list[str] = []
+        html_parts: list[str] = []
+        text_parts: list[str] = []
         for number, (item, paper) in enumerate(zip(ranked, papers, strict=True), start=1):
-            html_block, text_block = self._blocks[(paper.id, abstract_chars)]
+            html_block, text_block, html_entry, text_entry = self._blocks[(paper.id, abstract_chars)]
             why = inert(" · ".join(item.reasons))
+            html_toc.append(html_entry)
+            text_toc.append(text_entry.replace(NUMBER_MARK, str(number)))
             html_parts.append(html_block.replace(WHY_MARK, escape(why)))
             text_parts.append(text_block.replace(WHY_MARK, why).replace(NUMBER_MARK, str(number)))
-        html_parts.append(html_tail)
-        text_parts.append(text_tail)
+        html = "".join([html_head, *html_toc, html_after_toc, *html_parts, html_tail])
+        text = "".join([text_head, *text_toc, text_after_toc, *text_parts, text_tail])
 
         titles = [paper.title for paper in papers]
-        subject = digest_subject(self.edition, titles)
+        subject = digest_subject(self.edition, titles, kind=kind)
         count = f"{len(papers)} paper{'s' if len(papers) != 1 else ''}"
         head = preheader(
             [{"reasons": ranked[0].reasons, "title": titles[0]}, *({"title": t} for t in titles[1:])]
@@ -446,19 +386,24 @@ class DigestComposer:
             "PBXLCOUNTPBX": count,
             "PBXLSUMMARYPBX": inert(summary),
         }
-        html = _fill_marks("".join(html_parts), {mark: escape(value) for mark, value in fills.items()})
-        text = tidy_text(_fill_marks("".join(text_parts), fills))
+        html = _fill_marks(html, {mark: escape(value) for mark, value in fills.items()})
+        text = tidy_text(_fill_marks(text, fills))
         return CompiledDigest(
             subject=subject,
             paper_ids=tuple(item.paper_id for item in ranked),
             html_parts=_compile(html),
             text_parts=_compile(text),
             html_bytes=len(html.encode()),
+            kind=kind,
         )
 
     def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
         links = email_links(subscriber_id=reader.subscriber_id, token_version=reader.token_version)
-        values = {"UNSUB": links["unsubscribe_url"], "MANAGE": links["manage_url"]}
+        values = {
+            "UNSUB": links["unsubscribe_url"],
+            "MANAGE": links["manage_url"],
+            "VIEW": view_url(delivery_id=reader.delivery_id, token_version=reader.token_version),
+        }
         for paper_id in compiled.paper_ids:
             values[f"FB{paper_id}"] = make_feedback_token(
                 reader.subscriber_id, paper_id, reader.token_version
@@ -476,7 +421,7 @@ class DigestComposer:
             html=html,
             text=text,
             paper_ids=compiled.paper_ids,
-            headers=list_headers(unsubscribe_url=values["UNSUB"]),
+            headers=list_headers(unsubscribe_url=values["UNSUB"], frequency=compiled.frequency),
         )
 
 
@@ -489,22 +434,45 @@ class PersonalDigest:
     headers: dict[str, str]
 
 
+def _split_marked(rendered: str, count: int) -> tuple[list[str], list[str]]:
+    """Cut a rendered part at the paper marks: [head, block 1..n, tail] and, within
+    the head, the list of titles: [before, entry 1..n, after]."""
+    blocks = rendered.split(ITEM_MARK)
+    toc = blocks[0].split(TOC_MARK)
+    if len(blocks) != count + 2 or len(toc) != count + 2:
+        raise ValueError("the digest templates must mark each paper's block and title entry")
+    return blocks, toc
+
+
 def fits(compiled: CompiledDigest) -> bool:
     placeholders = (len(compiled.html_parts) - 1) // 2
     return compiled.html_bytes + placeholders * MAX_PLACEHOLDER_EXPANSION <= MAX_HTML_BYTES
 
 
-def authors_line(authors: tuple[str, ...]) -> str:
-    if not authors:
-        return "Unknown authors"
-    if len(authors) <= 3:
-        return ", ".join(authors)
-    return f"{', '.join(authors[:3])} et al."
+def week_start(edition: date) -> date:
+    """The Monday of the week a weekly edition covers: the week of its last covered day."""
+    last = edition - timedelta(days=1)
+    return last - timedelta(days=last.weekday())
 
 
-def digest_subject(edition: date, titles: list[str]) -> str:
+def edition_label(edition: date, kind: str) -> str:
+    """How a digest names its edition: the day, or the week for weekly digests."""
+    if kind == "weekly":
+        return f"Week of {week_start(edition):%-d %B %Y}"
+    if kind == "catchup":
+        return f"Catch-up: the best of what you missed · {edition:%A %-d %B %Y}"
+    return f"{edition:%A %-d %B %Y}"
+
+
+def digest_subject(edition: date, titles: list[str], *, kind: str = "daily") -> str:
     count = len(titles)
-    head = f"{count} paper{'s' if count != 1 else ''} for {edition.strftime('%a %-d %b')}: "
+    papers = f"{count} paper{'s' if count != 1 else ''}"
+    if kind == "weekly":
+        head = f"{papers} for the week of {week_start(edition):%-d %b}: "
+    elif kind == "catchup":
+        head = f"Catch-up, {papers} you missed: "
+    else:
+        head = f"{papers} for {edition:%a %-d %b}: "
     top = " ".join(titles[0].split()) if titles else ""
     return head + Truncator(top).chars(max(20, 110 - len(head)))
 

@@ -135,6 +135,12 @@ class ManageForm(PreferencesForm):
         label="Papers per digest",
         help_text=f"Between {DIGEST_SIZE_MIN} and {DIGEST_SIZE_MAX}.",
     )
+    with_abstracts = forms.BooleanField(
+        required=False,
+        label="With abstracts",
+        help_text="Put each paper's full abstract in the email. Without, you get a one-line TL;DR "
+        "and the abstracts are one tap away on the web page of your digest.",
+    )
 
     @classmethod
     def for_subscriber(cls, subscriber: Subscriber, data=None) -> "ManageForm":
@@ -144,6 +150,7 @@ class ManageForm(PreferencesForm):
             "frequency": subscriber.frequency,
             "weekday": subscriber.weekday,
             "digest_size": subscriber.digest_size,
+            "with_abstracts": subscriber.with_abstracts,
         }
         return cls(data=data, initial=initial)
 

@@ -54,6 +54,10 @@ class Subscriber(models.Model):
         validators=[MinValueValidator(DIGEST_SIZE_MIN), MaxValueValidator(DIGEST_SIZE_MAX)],
         help_text="Number of papers in each digest.",
     )
+    with_abstracts = models.BooleanField(
+        default=False,
+        help_text="Full abstracts in the email; otherwise each paper has a one-line TL;DR.",
+    )
     # Every signed link carries this number; bumping it revokes all of them.
     token_version = models.PositiveIntegerField(default=1)
 

@@ -49,13 +49,16 @@ def email_links(*, subscriber_id: int, token_version: int) -> dict:
     }
 
 
-def list_headers(*, unsubscribe_url: str) -> dict:
-    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity."""
+def list_headers(*, unsubscribe_url: str, frequency: str = "daily") -> dict:
+    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity.
+
+    Daily and weekly digests are two lists, so a reader's filters can tell them apart."""
     host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    name = "weekly" if frequency == "weekly" else "daily"
     return {
         "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": f"{settings.PRODUCT_NAME} daily digest <digest.{host}>",
+        "List-Id": f"{settings.PRODUCT_NAME} {name} digest <{name}.digest.{host}>",
     }
 
 
@@ -219,6 +222,7 @@ def subscriber_update_preferences(
     frequency: str,
     weekday: int,
     digest_size: int | None = None,
+    with_abstracts: bool | None = None,
 ) -> Subscriber:
     with transaction.atomic():
         subscriber.interests = interests
@@ -228,6 +232,9 @@ def subscriber_update_preferences(
         if digest_size is not None:
             subscriber.digest_size = digest_size
             fields.append("digest_size")
+        if with_abstracts is not None:
+            subscriber.with_abstracts = with_abstracts
+            fields.append("with_abstracts")
         subscriber.save(update_fields=fields)
         subscriber.topics.set(list(topics))
     return subscriber
@@ -310,6 +317,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "frequency": subscriber.frequency,
         "weekday": subscriber.get_weekday_display() if subscriber.frequency == "weekly" else None,
         "digest_size": subscriber.digest_size,
+        "with_abstracts": subscriber.with_abstracts,
         "consent": {
             "signup_at": stamp(subscriber.signup_at),
             "signup_ip": subscriber.signup_ip,

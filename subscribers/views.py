@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.decorators import ratelimit
 
+from digest.signed_links import feed_url
 from subscribers import services
 from subscribers.forms import DeleteForm, ManageForm, SignupForm
 from subscribers.models import Subscriber
@@ -140,6 +141,7 @@ def _manage_page(request, subscriber, token, *, form=None, delete_form=None, sta
         "form": form or ManageForm.for_subscriber(subscriber),
         "delete_form": delete_form or DeleteForm(),
         "unsubscribe_token": _unsubscribe_token(subscriber),
+        "feed_url": feed_url(subscriber_id=subscriber.pk, token_version=subscriber.token_version),
     }
     return _private(render(request, "subscribers/manage.html", context, status=status))
 
@@ -168,6 +170,7 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             frequency=data["frequency"],
             weekday=data["weekday"],
             digest_size=data["digest_size"],
+            with_abstracts=data["with_abstracts"],
         )
         messages.success(request, "Your preferences are saved.")
         return redirect(here)

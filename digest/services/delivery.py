@@ -187,7 +187,7 @@ def load_readers(
 
     Returns readers by delivery id, and the status of subscribers who are no
     longer active (they unsubscribed after planning)."""
-    from digest.compose import load_affinities
+    from digest.selectors import load_affinities
 
     subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
     subscribers = {
@@ -201,6 +201,7 @@ def load_readers(
             "interests",
             "digest_size",
             "last_digest_at",
+            "with_abstracts",
         )
     }
     topics: dict[int, list[str]] = defaultdict(list)
@@ -225,7 +226,7 @@ def load_readers(
         if row is None or (require_active and row[2] != Subscriber.Status.ACTIVE):
             inactive[delivery_id] = row[2] if row else "deleted"
             continue
-        _, email, _, token_version, frequency, interests, digest_size, last_digest_at = row
+        _, email, _, token_version, frequency, interests, digest_size, last_digest_at, with_abstracts = row
         readers[delivery_id] = Reader(
             subscriber_id=subscriber_id,
             email=email,
@@ -242,6 +243,9 @@ def load_readers(
                 last_digest_on=last_digest_at.date() if last_digest_at else None,
             ),
             already_sent=frozenset(sent_before.get(subscriber_id, ())),
+            delivery_id=delivery_id,
+            frequency=frequency,
+            with_abstracts=with_abstracts,
         )
     return readers, inactive
 
@@ -539,7 +543,7 @@ def _send_batch(
     domain = message_domain()
     merge_headers = {
         address: {
-            **list_headers(unsubscribe_url=values["UNSUB"]),
+            **list_headers(unsubscribe_url=values["UNSUB"], frequency=compiled.frequency),
             "Message-ID": delivery_message_id(run.edition, delivery_id, domain),
         }
         for delivery_id, _, address, values in batch.members

@@ -1,9 +1,10 @@
 import pytest
 from django.test import Client
 
-from digest.compose import DigestComposer, Reader, build_preferences, load_affinities
+from digest.compose import DigestComposer, Reader, build_preferences
 from digest.feedback import make_feedback_token
 from digest.models import Feedback
+from digest.selectors import load_affinities
 from subscribers.models import Subscriber
 from tests.digest.builders import EDITION, YESTERDAY, make_paper, make_reader
 
@@ -24,6 +25,8 @@ def test_get_shows_the_paper_and_records_nothing(client, setup):
     assert b"Video diffusion at scale" in response.content
     assert b'<form method="post">' in response.content
     assert Feedback.objects.count() == 0
+    # The title is a link to the paper, not a bare arXiv id.
+    assert b'<a href="https://huggingface.co/papers/2611.00001">Video diffusion at scale</a>' in response.content
 
 
 def test_post_records_the_vote_and_changing_it_keeps_one_row(setup):
