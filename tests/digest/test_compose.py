@@ -271,7 +271,9 @@ def test_view_in_browser_link_is_signed_for_the_delivery(settings):
     settings.SITE_URL = "https://digest.example.org"
     make_paper(1, topics={"code": 0.9})
     digest = compose(_reader(["code"], delivery_id=1234))
-    match = re.search(r'href="https://digest.example.org/digest/([^/"]+)/"[^>]*>View in browser<', digest.html)
+    match = re.search(
+        r'href="https://digest.example.org/digest/([^/"]+)/"[^>]*>View in browser<', digest.html
+    )
     assert match
     ref = read_view_token(match.group(1))
     assert (ref.id, ref.token_version) == (1234, 1)

@@ -26,7 +26,9 @@ def test_get_shows_the_paper_and_records_nothing(client, setup):
     assert b'<form method="post">' in response.content
     assert Feedback.objects.count() == 0
     # The title is a link to the paper, not a bare arXiv id.
-    assert b'<a href="https://huggingface.co/papers/2611.00001">Video diffusion at scale</a>' in response.content
+    assert (
+        b'<a href="https://huggingface.co/papers/2611.00001">Video diffusion at scale</a>' in response.content
+    )
 
 
 def test_post_records_the_vote_and_changing_it_keeps_one_row(setup):

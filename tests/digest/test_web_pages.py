@@ -213,5 +213,8 @@ def test_preference_centre_links_and_announces_the_feed(client, sent):
     ada, *_ = sent
     html = client.get(f"/manage/{make_manage_token(ada.id, ada.token_version)}/").content.decode()
     url = feed_url(subscriber_id=ada.id, token_version=ada.token_version)
-    assert f'<link rel="alternate" type="application/atom+xml" title="Paperboy: papers picked for you" href="{url}">' in html
+    assert (
+        f'<link rel="alternate" type="application/atom+xml" title="Paperboy: papers picked for you" href="{url}">'
+        in html
+    )
     assert f'<a href="{url}">Atom feed</a>' in html

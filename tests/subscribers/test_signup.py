@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from django.utils.html import escape
 from django.core import mail
 from django.urls import reverse
+from django.utils.html import escape
 
 from subscribers.models import Subscriber
 from tests.subscribers.factories import SubscriberFactory
@@ -50,7 +50,9 @@ def test_signup_topics_show_their_descriptions(client):
     described = Topic.objects.filter(is_active=True).exclude(description="")
     assert described.count() == 22
     for topic in described:
-        assert f'<span class="topic-description">{escape(topic.description)}</span>' in html
+        described_by = f'aria-describedby="id_topics_{list(Topic.objects.filter(is_active=True)).index(topic)}_description"'
+        assert f">{escape(topic.description)}</p>" in html
+        assert described_by in html
 
 
 def test_signup_sample_is_the_real_digest_of_the_demo_papers(client):
