@@ -66,7 +66,7 @@ def test_view_and_feed_tokens_round_trip_and_do_not_open_each_other():
 
 
 def test_sent_digest_opens_in_the_browser_with_full_abstracts_and_working_votes(client, sent):
-    ada, delivery, papers = sent
+    ada, delivery, _ = sent
     response = client.get(_path(view_url(delivery_id=delivery.id, token_version=ada.token_version)))
     assert response.status_code == 200
     html = response.content.decode()
@@ -99,7 +99,7 @@ def test_revoked_view_link_is_a_404(client, sent):
 
 
 def test_view_link_of_an_unsent_or_missing_delivery_is_a_404(client, sent):
-    ada, delivery, _ = sent
+    _, delivery, _ = sent
     Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.FAILED)
     assert client.get(_path(view_url(delivery_id=delivery.id, token_version=1))).status_code == 404
     assert client.get(_path(view_url(delivery_id=10**6, token_version=1))).status_code == 404
@@ -213,8 +213,6 @@ def test_preference_centre_links_and_announces_the_feed(client, sent):
     ada, *_ = sent
     html = client.get(f"/manage/{make_manage_token(ada.id, ada.token_version)}/").content.decode()
     url = feed_url(subscriber_id=ada.id, token_version=ada.token_version)
-    assert (
-        f'<link rel="alternate" type="application/atom+xml" title="Paperboy: papers picked for you" href="{url}">'
-        in html
-    )
+    title = "Paperboy: papers picked for you"
+    assert f'<link rel="alternate" type="application/atom+xml" title="{title}" href="{url}">' in html
     assert f'<a href="{url}">Atom feed</a>' in html

@@ -49,10 +49,10 @@ def test_signup_topics_show_their_descriptions(client):
     html = client.get(SIGNUP).content.decode()
     described = Topic.objects.filter(is_active=True).exclude(description="")
     assert described.count() == 22
-    for topic in described:
-        described_by = f'aria-describedby="id_topics_{list(Topic.objects.filter(is_active=True)).index(topic)}_description"'
-        assert f">{escape(topic.description)}</p>" in html
-        assert described_by in html
+    for index, topic in enumerate(Topic.objects.filter(is_active=True).order_by("name")):
+        element = f'id="id_topics_{index}_description">{escape(topic.description)}</p>'
+        assert f'aria-describedby="id_topics_{index}_description"' in html
+        assert element in html
 
 
 def test_signup_sample_is_the_real_digest_of_the_demo_papers(client):
