@@ -205,11 +205,17 @@ def naive_loop(*, edition: date, limit: int) -> dict:
     Delivery row saved one at a time."""
     from django.utils import timezone
 
-    from digest.compose import DigestComposer, build_preferences, window_start
-    from digest.emails import build_message
+    from digest.compose import (
+        DigestComposer,
+        Reader,
+        build_preferences,
+        digest_headers,
+        digest_message,
+        window_start,
+    )
     from digest.models import Delivery
     from digest.selectors import load_affinities
-    from digest.services.delivery import due_subscribers
+    from digest.services.plan import due_subscribers
     from subscribers.models import Subscriber
 
     composer = DigestComposer.for_edition(edition)
@@ -234,21 +240,17 @@ def naive_loop(*, edition: date, limit: int) -> dict:
         if not ranked:
             empty += 1
             continue
-        from digest.compose import Reader
-
         reader = Reader(subscriber_id, subscriber.email, subscriber.token_version, preferences, start)
         compiled = composer.render(ranked, preferences)
         values = composer.personal_values(reader, compiled)
         html, text = compiled.personalise(values)
-        from subscribers.services import list_headers
-
-        message = build_message(
+        message = digest_message(
             to=subscriber.email,
             subject=compiled.subject,
             text=text,
             html=html,
-            headers=list_headers(unsubscribe_url=values["UNSUB"]),
-            tags=["digest"],
+            edition=edition,
+            headers=digest_headers(unsubscribe_url=values["UNSUB"]),
         )
         message.send()
         Delivery.objects.create(

@@ -159,7 +159,7 @@ USE_TZ = True
 # --- Email -----------------------------------------------------------------------
 
 OUTBOX_DIR = Path(env.str("OUTBOX_DIR", default=str(VAR_DIR / "outbox")))
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="digest.email_backends.OutboxEmailBackend")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="mail.backends.OutboxEmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Admin", address) for address in env.list("ADMIN_EMAILS", default=[])]
@@ -289,7 +289,7 @@ DIGEST_SKIP_EMPTY = env.bool("DIGEST_SKIP_EMPTY", default=True)
 DIGEST_IMAGES = env.bool("DIGEST_IMAGES", default=False)
 DIGEST_CHUNK_SIZE = env.int("DIGEST_CHUNK_SIZE", default=2000)
 # Send readers who share a digest in one ESP call with per-recipient links
-# (digest/services/delivery.py): auto (when the backend supports it), on, off.
+# (digest/services/batch.py): auto (when the backend supports it), on, off.
 DIGEST_ESP_BATCH = env.str("DIGEST_ESP_BATCH", default="auto").lower()
 if DIGEST_ESP_BATCH not in ("auto", "on", "off"):
     raise ImproperlyConfigured(f"DIGEST_ESP_BATCH must be auto, on or off, not {DIGEST_ESP_BATCH!r}")

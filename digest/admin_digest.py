@@ -15,9 +15,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
-from digest.sending import PermanentSendError, TransientSendError, send_one
-from digest.services.delivery import deliveries_resend
 from digest.services.preview import digest_preview
+from digest.services.runs import deliveries_resend
+from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
 
 CHART_DAYS = 30

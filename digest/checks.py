@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.checks import Warning, register
 
-OUTBOX_BACKEND = "digest.email_backends.OutboxEmailBackend"
+OUTBOX_BACKEND = "mail.backends.OutboxEmailBackend"
 
 
 @register("paperboy", deploy=True)

@@ -32,17 +32,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from anymail.message import AnymailMessage
 from django.conf import settings
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.text import Truncator
 
-from digest.emails import render_email, tidy_text
 from digest.feedback import make_feedback_token
 from digest.papers import PLACEHOLDER, PaperView, inert
 from digest.ranking import Affinity, Preferences, RankedItem, Ranker, split_interests, trending
 from digest.selectors import load_papers, topic_names
 from digest.signed_links import view_url
+from mail.build import build_message, message_domain, render_email, tidy_text
 from subscribers.services import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
@@ -410,10 +411,14 @@ class DigestComposer:
             )
         return values
 
-    def message_parts(self, reader: Reader) -> "PersonalDigest | None":
+    def message_parts(self, reader: Reader, delivery_id: int | None = None) -> "PersonalDigest | None":
+        """One reader's finished digest; with a delivery id its headers carry that delivery's Message-ID."""
         compiled = self.compiled_for(reader)
         if compiled is None:
             return None
+        if delivery_id is not None and reader.delivery_id != delivery_id:
+            # The "view in browser" link is signed for this delivery too.
+            reader = dataclasses.replace(reader, delivery_id=delivery_id)
         values = self.personal_values(reader, compiled)
         html, text = compiled.personalise(values)
         return PersonalDigest(
@@ -421,7 +426,12 @@ class DigestComposer:
             html=html,
             text=text,
             paper_ids=compiled.paper_ids,
-            headers=list_headers(unsubscribe_url=values["UNSUB"], frequency=compiled.frequency),
+            headers=digest_headers(
+                unsubscribe_url=values["UNSUB"],
+                edition=self.edition,
+                delivery_id=delivery_id,
+                frequency=compiled.frequency,
+            ),
         )
 
 
@@ -484,3 +494,53 @@ def preheader(items: list[dict]) -> str:
     if others:
         text += (" · Also: " if text else "Also: ") + " · ".join(others)
     return Truncator(text).chars(140)
+
+
+# --- The digest message ---------------------------------------------------------------
+#
+# Every digest, sent alone, in a batch, as a test copy or by the benchmark's plain
+# loop, is assembled here, so its headers, tags and metadata never drift apart.
+
+
+def delivery_message_id(edition: date, delivery_id: int, domain: str | None = None) -> str:
+    """Stable per delivery, so a receiving server can drop a duplicate copy."""
+    return f"<digest.{edition:%Y%m%d}.{delivery_id}@{domain or message_domain()}>"
+
+
+def digest_headers(
+    *,
+    unsubscribe_url: str,
+    edition: date | None = None,
+    delivery_id: int | None = None,
+    domain: str | None = None,
+    frequency: str = "daily",
+) -> dict[str, str]:
+    """List-Unsubscribe (RFC 8058), List-Id (the daily or the weekly list) and, for a
+    real delivery, its stable Message-ID."""
+    headers = list_headers(unsubscribe_url=unsubscribe_url, frequency=frequency)
+    if edition is not None and delivery_id is not None:
+        headers["Message-ID"] = delivery_message_id(edition, delivery_id, domain)
+    return headers
+
+
+def digest_message(
+    *,
+    to: str,
+    subject: str,
+    html: str,
+    text: str,
+    edition: date,
+    headers: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> AnymailMessage:
+    """The anymail message for a digest. A batch passes no headers here and sets
+    each recipient's `digest_headers` as merge headers instead."""
+    return build_message(
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        headers=headers,
+        tags=["digest"],
+        metadata={"edition": edition.isoformat(), **(metadata or {})},
+    )

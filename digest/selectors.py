@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from django.db.models import Count, Q, QuerySet
 
-from digest.models import Feedback, Paper, PaperTopic, Topic
+from digest.models import Delivery, Feedback, Paper, PaperTopic, Topic
 from digest.papers import PaperView, inert, safe_url
 from digest.ranking import Affinity
+from subscribers.models import Subscriber
+
+if TYPE_CHECKING:
+    from digest.compose import Reader
 
 
 def topics_with_paper_counts(queryset: QuerySet[Topic] | None = None) -> QuerySet[Topic]:
@@ -63,6 +68,77 @@ def papers_export(*, day: date | None = None) -> list[dict]:
         }
         for paper in papers
     ]
+
+
+def readers_for_deliveries(
+    *, edition: date, rows: list[tuple[int, int, int]], require_active: bool = True
+) -> tuple[dict[int, Reader], dict[int, str]]:
+    """Readers for claimed rows (delivery id, subscriber id, attempts), in bulk.
+
+    Returns readers by delivery id, and the status of subscribers who are no
+    longer active (they unsubscribed after planning)."""
+    # compose reads papers through this module, so it is imported when called.
+    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, window_start
+
+    subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
+    subscribers = {
+        row[0]: row
+        for row in Subscriber.objects.filter(id__in=subscriber_ids).values_list(
+            "id",
+            "email",
+            "status",
+            "token_version",
+            "frequency",
+            "interests",
+            "digest_size",
+            "last_digest_at",
+            "with_abstracts",
+        )
+    }
+    topics: dict[int, list[str]] = defaultdict(list)
+    for subscriber_id, slug in Subscriber.topics.through.objects.filter(
+        subscriber_id__in=subscriber_ids, topic__is_active=True
+    ).values_list("subscriber_id", "topic__slug"):
+        topics[subscriber_id].append(slug)
+    sent_before: dict[int, set[int]] = defaultdict(set)
+    for subscriber_id, paper_ids in Delivery.objects.filter(
+        subscriber_id__in=subscriber_ids,
+        status=Delivery.Status.SENT,
+        edition__gte=edition - timedelta(days=SENT_LOOKBACK_DAYS),
+        edition__lt=edition,
+    ).values_list("subscriber_id", "paper_ids"):
+        sent_before[subscriber_id].update(paper_ids or [])
+    affinities = load_affinities(subscriber_ids)
+
+    readers: dict[int, Reader] = {}
+    inactive: dict[int, str] = {}
+    for delivery_id, subscriber_id, _ in rows:
+        row = subscribers.get(subscriber_id)
+        if row is None or (require_active and row[2] != Subscriber.Status.ACTIVE):
+            inactive[delivery_id] = row[2] if row else "deleted"
+            continue
+        _, email, _, token_version, frequency, interests, digest_size, last_digest_at, with_abstracts = row
+        readers[delivery_id] = Reader(
+            subscriber_id=subscriber_id,
+            email=email,
+            token_version=token_version,
+            preferences=build_preferences(
+                topics=topics.get(subscriber_id, ()),
+                interests=interests,
+                digest_size=digest_size,
+                affinity=affinities.get(subscriber_id),
+            ),
+            window_start=window_start(
+                edition=edition,
+                frequency=frequency,
+                last_digest_on=last_digest_at.date() if last_digest_at else None,
+            ),
+            already_sent=frozenset(sent_before.get(subscriber_id, ())),
+            delivery_id=delivery_id,
+            frequency=frequency,
+            with_abstracts=with_abstracts,
+        )
+    return readers, inactive
 
 
 # --- What composing and the web pages read -----------------------------------------

@@ -61,27 +61,13 @@ def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str 
     from django.utils import timezone
 
     from digest.models import DigestRun
-    from digest.services.runs import digest_run_start
+    from digest.services.runs import digest_run_dispatch, digest_run_start
 
     edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
     run = digest_run_start(edition=edition, fetch=fetch, source=source)
     if run.status != DigestRun.Status.FAILED:
-        dispatch_run(run.pk)
+        digest_run_dispatch(run_id=run.pk)
     return run.pk
-
-
-def dispatch_run(run_id: int) -> int:
-    """Queue one send_chunk task per range of unsent deliveries."""
-    from digest.models import DigestRun
-    from digest.services.delivery import pending_ranges
-    from digest.services.runs import digest_run_finish_if_done
-
-    ranges = pending_ranges(run=DigestRun.objects.get(id=run_id))
-    for first, last in ranges:
-        send_chunk.delay(run_id, first, last)
-    if not ranges:
-        digest_run_finish_if_done(run_id=run_id)
-    return len(ranges)
 
 
 @shared_task(name="digest.send_chunk", bind=True, acks_late=True, max_retries=None)
@@ -89,12 +75,8 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
     """Send the deliveries of one id range; retried with backoff while the ESP is unwell."""
     import uuid
 
-    from digest.services.delivery import (
-        deliveries_send_chunk,
-        deliveries_send_chunk_blocking,
-        retry_countdown,
-    )
     from digest.services.runs import digest_run_finish_if_done
+    from digest.services.send import deliveries_send_chunk, deliveries_send_chunk_blocking, retry_countdown
 
     # The task id survives redelivery, so a task whose worker died reclaims its own rows at once.
     claim_token = self.request.id or uuid.uuid4().hex
@@ -116,11 +98,6 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
 @shared_task(name="digest.recover_runs")
 def recover_runs() -> int:
     """Periodic: queue again the chunks of runs that stopped making progress."""
-    from digest.services.runs import digest_runs_to_recover
+    from digest.services.runs import digest_runs_recover
 
-    queued = 0
-    for run_id, ranges in digest_runs_to_recover():
-        for first, last in ranges:
-            send_chunk.delay(run_id, first, last)
-            queued += 1
-    return queued
+    return digest_runs_recover()

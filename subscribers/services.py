@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from digest.emails import build_email
+from mail.build import build_email
 from subscribers import tokens
 from subscribers.addresses import normalize_email
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent

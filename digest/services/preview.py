@@ -3,11 +3,11 @@
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from digest.compose import DigestComposer, PersonalDigest
-from digest.emails import build_message
+from digest.compose import DigestComposer, PersonalDigest, digest_message
 from digest.models import Delivery
 from digest.ranking import RankedItem
-from digest.services.delivery import due_subscribers, load_readers
+from digest.selectors import readers_for_deliveries
+from digest.services.plan import due_subscribers
 from subscribers.models import Subscriber
 
 
@@ -17,18 +17,19 @@ class Preview:
     digest: PersonalDigest | None
     ranked: list[RankedItem]
     titles: dict[int, str]
+    edition: date
 
     def message(self, to: str | None = None):
         """The message as it would be sent, or None when nothing matched."""
         if self.digest is None:
             return None
-        return build_message(
+        return digest_message(
             to=to or self.subscriber.email,
             subject=self.digest.subject,
             text=self.digest.text,
             html=self.digest.html,
+            edition=self.edition,
             headers=self.digest.headers,
-            tags=["digest"],
         )
 
 
@@ -38,7 +39,7 @@ def digest_preview(*, subscriber: Subscriber, edition: date, as_test: bool = Fal
     With as_test, the personal links point at no one, so a test copy sent to a
     colleague cannot unsubscribe or re-rank the real reader."""
     composer = DigestComposer.for_edition(edition)
-    readers, _ = load_readers(edition=edition, rows=[(0, subscriber.pk, 0)], require_active=False)
+    readers, _ = readers_for_deliveries(edition=edition, rows=[(0, subscriber.pk, 0)], require_active=False)
     reader = readers[0]
     if as_test:
         reader = replace(reader, subscriber_id=0, token_version=0)
@@ -47,6 +48,7 @@ def digest_preview(*, subscriber: Subscriber, edition: date, as_test: bool = Fal
         digest=composer.message_parts(reader),
         ranked=composer.ranked_for(reader),
         titles={paper_id: view.title for paper_id, view in composer.papers.items()},
+        edition=edition,
     )
 
 
@@ -76,7 +78,7 @@ def digest_dry_run(*, edition: date, only_email: str | None = None, chunk_size: 
     ids = [i for i in ids if i not in already_planned]
     for start in range(0, len(ids), chunk_size):
         rows = [(subscriber_id, subscriber_id, 0) for subscriber_id in ids[start : start + chunk_size]]
-        readers, _ = load_readers(edition=edition, rows=rows)
+        readers, _ = readers_for_deliveries(edition=edition, rows=rows)
         for reader in readers.values():
             report.due += 1
             compiled = composer.compiled_for(reader)

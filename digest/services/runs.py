@@ -5,12 +5,13 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
-from digest.services.delivery import deliveries_plan, pending_ranges
 from digest.services.ingest import papers_fetch
+from digest.services.plan import deliveries_plan, pending_ranges
 from digest.sources.base import SourceError
 
 logger = logging.getLogger(__name__)
@@ -122,3 +123,48 @@ def digest_runs_to_recover() -> list[tuple[int, list[tuple[int, int]]]]:
         if stalled or stale_claims:
             to_queue.append((run.pk, pending_ranges(run=run)))
     return to_queue
+
+
+def send_tasks_queue(*, run_id: int, ranges: list[tuple[int, int]]) -> int:
+    """The one place send tasks are queued: once the surrounding transaction
+    commits, so a worker never looks for rows it cannot see yet."""
+    from digest.tasks import send_chunk
+
+    for first, last in ranges:
+        transaction.on_commit(lambda f=first, la=last: send_chunk.delay(run_id, f, la))
+    return len(ranges)
+
+
+def digest_run_dispatch(*, run_id: int) -> int:
+    """Queue one send task per range of unsent deliveries; close a run with nothing to send."""
+    ranges = pending_ranges(run=DigestRun.objects.get(id=run_id))
+    if not ranges:
+        digest_run_finish_if_done(run_id=run_id)
+    return send_tasks_queue(run_id=run_id, ranges=ranges)
+
+
+def digest_runs_recover() -> int:
+    """Queue again the chunks of runs that stopped making progress; returns tasks queued."""
+    return sum(send_tasks_queue(run_id=run_id, ranges=ranges) for run_id, ranges in digest_runs_to_recover())
+
+
+def deliveries_resend(*, delivery_ids: list[int]) -> int:
+    """Put failed deliveries back in the queue; returns how many were queued."""
+    with transaction.atomic():
+        failed = list(
+            Delivery.objects.select_for_update()
+            .filter(id__in=delivery_ids, status=Delivery.Status.FAILED, run__isnull=False)
+            .values_list("id", "run_id")
+        )
+        ids = [delivery_id for delivery_id, _ in failed]
+        Delivery.objects.filter(id__in=ids).update(
+            status=Delivery.Status.PLANNED, attempts=0, error="", claim_token="", claimed_at=None
+        )
+        for run_id in {run_id for _, run_id in failed}:
+            count = sum(1 for _, rid in failed if rid == run_id)
+            DigestRun.objects.filter(id=run_id).update(
+                failed_count=F("failed_count") - count, status=DigestRun.Status.SENDING, finished_at=None
+            )
+        for delivery_id, run_id in failed:
+            send_tasks_queue(run_id=run_id, ranges=[(delivery_id, delivery_id)])
+    return len(failed)

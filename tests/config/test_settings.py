@@ -50,7 +50,7 @@ def test_embedded_mode_when_nothing_is_configured(tmp_path):
     assert loaded["engine"] == "django.db.backends.sqlite3"
     assert loaded["db_name"] == str(tmp_path / "var" / "db.sqlite3")
     assert loaded["eager"] is True
-    assert loaded["email_backend"] == "digest.email_backends.OutboxEmailBackend"
+    assert loaded["email_backend"] == "mail.backends.OutboxEmailBackend"
     assert loaded["outbox"] == str(tmp_path / "var" / "outbox")
     assert loaded["site_url"] == "http://localhost:8000"
 

@@ -1,5 +1,7 @@
 """Helpers shared by the single-message and batched sending tests."""
 
+from django.test import TestCase
+
 from digest.models import DigestRun
 from digest.tasks import nightly_run
 from tests.digest.builders import EDITION, make_paper, make_reader
@@ -13,7 +15,11 @@ def make_readers(count: int = 12):
 
 
 def run_night(**kwargs) -> DigestRun:
-    return DigestRun.objects.get(id=nightly_run(EDITION.isoformat(), fetch=False, **kwargs))
+    """The whole night in-process. Send tasks are queued on commit, so inside a
+    test's transaction the queued callbacks are run as the night would run them."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        run_id = nightly_run(EDITION.isoformat(), fetch=False, **kwargs)
+    return DigestRun.objects.get(id=run_id)
 
 
 def assert_each_once(esp, readers):

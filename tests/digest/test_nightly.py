@@ -108,8 +108,8 @@ def test_papers_already_sent_are_not_sent_again(night):
 
 
 def test_unsubscribed_after_planning_is_cancelled_not_sent(night):
-    from digest.services.delivery import deliveries_send_chunk
     from digest.services.runs import digest_run_start
+    from digest.services.send import deliveries_send_chunk
 
     ada = make_reader("ada@example.org", ["reasoning"])
     run = digest_run_start(edition=EDITION, fetch=False)
@@ -122,7 +122,7 @@ def test_unsubscribed_after_planning_is_cancelled_not_sent(night):
 
 
 def test_outbox_backend_writes_one_eml_per_reader(night, isolated_outbox):
-    night.EMAIL_BACKEND = "digest.email_backends.OutboxEmailBackend"
+    night.EMAIL_BACKEND = "mail.backends.OutboxEmailBackend"
     make_reader("ada@example.org", ["reasoning"])
     make_reader("bob@example.org", ["video", "code"], interests="theorem proving")
     run_night()

@@ -3,9 +3,9 @@
 import pytest
 
 from digest.models import Delivery, DigestRun
-from digest.services import delivery as delivery_service
-from digest.services.delivery import deliveries_send_chunk
+from digest.services import send as send_service
 from digest.services.runs import digest_run_start
+from digest.services.send import deliveries_send_chunk
 from tests.digest.builders import EDITION
 from tests.digest.sending_support import (
     DyingConnection,
@@ -112,8 +112,8 @@ def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp, readers
     ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
 
     # The process vanishes after 5 messages: no bulk write of outcomes happens.
-    real_write = delivery_service._write_outcomes
-    monkeypatch.setattr(delivery_service, "_write_outcomes", lambda **kwargs: None)
+    real_write = send_service.deliveries_record_outcomes
+    monkeypatch.setattr(send_service, "deliveries_record_outcomes", lambda **kwargs: None)
     with pytest.raises(WorkerDied):
         deliveries_send_chunk(
             run_id=run.id,
@@ -126,7 +126,7 @@ def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp, readers
     assert Delivery.objects.filter(status=Delivery.Status.PLANNED).count() == 0  # still claimed
 
     # Celery redelivers the same task (same id) to another worker.
-    monkeypatch.setattr(delivery_service, "_write_outcomes", real_write)
+    monkeypatch.setattr(send_service, "deliveries_record_outcomes", real_write)
     result = deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="task-1")
     # The 5 the ESP took are known from the send journal (Redis, or the row itself
     # in the embedded mode) and are not sent again.
@@ -139,17 +139,17 @@ def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp, readers
 def test_a_second_claimant_cannot_take_rows_already_claimed(esp, readers):
     run = digest_run_start(edition=EDITION, fetch=False)
     ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
-    assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="a") == len(ids)
-    assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == 0
+    assert send_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="a") == len(ids)
+    assert send_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == 0
     # ...unless the first claim went stale.
     Delivery.objects.update(claimed_at="2000-01-01T00:00:00Z")
-    assert delivery_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == len(ids)
+    assert send_service.claim(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="b") == len(ids)
 
 
 def test_esp_connection_reads_proxy_settings_once_and_keeps_them(esp, monkeypatch):
     from django.core.mail import get_connection
 
-    from digest.sending import settle_environment
+    from mail.send import settle_environment
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

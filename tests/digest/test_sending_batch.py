@@ -11,9 +11,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from digest.feedback import read_feedback_token
 from digest.models import Delivery
-from digest.services import delivery as delivery_service
-from digest.services.delivery import batch_esp_extra, deliveries_send_chunk
+from digest.services import send as send_service
+from digest.services.batch import batch_esp_extra
 from digest.services.runs import digest_run_start
+from digest.services.send import deliveries_send_chunk
 from subscribers.models import Subscriber
 from subscribers.tokens import read_manage_token, read_unsubscribe_token
 from tests.digest.builders import EDITION, make_paper, make_reader
@@ -173,8 +174,8 @@ def test_worker_death_after_a_batch_resends_only_what_the_esp_never_got(esp, rea
     ids = list(Delivery.objects.filter(run=run).order_by("id").values_list("id", flat=True))
 
     # The process vanishes after one call of 5 recipients: no bulk write of outcomes happens.
-    real_write = delivery_service._write_outcomes
-    monkeypatch.setattr(delivery_service, "_write_outcomes", lambda **kwargs: None)
+    real_write = send_service.deliveries_record_outcomes
+    monkeypatch.setattr(send_service, "deliveries_record_outcomes", lambda **kwargs: None)
     with pytest.raises(WorkerDied):
         deliveries_send_chunk(
             run_id=run.id,
@@ -188,7 +189,7 @@ def test_worker_death_after_a_batch_resends_only_what_the_esp_never_got(esp, rea
     # Celery redelivers the same task to another worker: the journal (one Redis
     # round trip per batch, or the rows themselves in the embedded mode) knows
     # the 5, and they are not sent again.
-    monkeypatch.setattr(delivery_service, "_write_outcomes", real_write)
+    monkeypatch.setattr(send_service, "deliveries_record_outcomes", real_write)
     result = deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="task-1")
     assert result.sent >= len(readers) - 5
     assert esp.stats()["accepted"] == len(readers)
@@ -236,7 +237,7 @@ def test_readers_who_share_preferences_are_planned_next_to_each_other(db):
 def test_recipients_the_esp_reports_rejected_fail_alone():
     from anymail.message import AnymailRecipientStatus, AnymailStatus
 
-    from digest.sending import batch_outcome
+    from mail.send import batch_outcome
 
     class Message:
         to = ["a@example.org", "b@example.org", "c@example.org"]

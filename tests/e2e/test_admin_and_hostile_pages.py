@@ -4,8 +4,8 @@ paper text stays inert where a browser renders it."""
 import pytest
 
 from digest.feedback import make_feedback_token
-from digest.tasks import nightly_run
 from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.digest.sending_support import run_night
 from tests.e2e.conftest import DESKTOP, html_part, outbox_messages
 
 pytestmark = [
@@ -20,7 +20,7 @@ TITLE = 'Attention <script>alert("title")</script> "><img src=x onerror=alert(1)
 @pytest.fixture
 def site(live_server, settings, isolated_outbox):
     settings.SITE_URL = live_server.url
-    settings.EMAIL_BACKEND = "digest.email_backends.OutboxEmailBackend"
+    settings.EMAIL_BACKEND = "mail.backends.OutboxEmailBackend"
     settings.DIGEST_IMAGES = False
     paper = make_paper(
         1,
@@ -31,7 +31,7 @@ def site(live_server, settings, isolated_outbox):
         project_page="javascript:alert(4)",
     )
     reader = make_reader("reader@example.org", ["reasoning"])
-    nightly_run(EDITION.isoformat(), fetch=False)
+    run_night()
     return {"url": live_server.url, "paper": paper, "reader": reader}
 
 

@@ -49,7 +49,7 @@ ITEMS_JS = """() => {
 @pytest.fixture
 def site(live_server, settings, isolated_outbox):
     settings.SITE_URL = live_server.url
-    settings.EMAIL_BACKEND = "digest.email_backends.OutboxEmailBackend"
+    settings.EMAIL_BACKEND = "mail.backends.OutboxEmailBackend"
     settings.DIGEST_IMAGES = False
     return live_server.url
 

@@ -9,8 +9,8 @@ from django.test import Client
 
 from digest.feedback import make_feedback_token
 from digest.models import Delivery, Paper
-from digest.tasks import nightly_run
 from tests.digest.builders import EDITION, make_paper, make_reader
+from tests.digest.sending_support import run_night
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +62,7 @@ def assert_inert(html: str, *, where: str) -> BeautifulSoup:
 
 def test_digest_html_and_text_show_hostile_papers_as_text(hostile_paper):
     make_reader("reader@example.org", ["reasoning"])
-    nightly_run(EDITION.isoformat(), fetch=False)
+    run_night()
     assert Delivery.objects.get().status == Delivery.Status.SENT
     (message,) = mail.outbox
     html = next(content for content, kind in message.alternatives if kind == "text/html")
@@ -101,7 +101,7 @@ def admin_client(db, django_user_model):
 
 def test_admin_shows_hostile_papers_as_text(admin_client, hostile_paper, settings):
     reader = make_reader("reader@example.org", ["reasoning"])
-    nightly_run(EDITION.isoformat(), fetch=False)
+    run_night()
     admin = f"/{settings.ADMIN_URL}"
     pages = {
         "paper list": f"{admin}digest/paper/",

@@ -9,9 +9,10 @@ from tqdm import tqdm
 
 from digest.management.arguments import as_date, iso_date
 from digest.models import DigestRun
-from digest.services.delivery import deliveries_send_chunk_blocking, pending_ranges
+from digest.services.plan import pending_ranges
 from digest.services.preview import digest_dry_run
 from digest.services.runs import digest_run_finish_if_done, digest_run_start
+from digest.services.send import deliveries_send_chunk_blocking
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from email import message_from_bytes, policy
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 
-from digest.email_backends import OutboxEmailBackend
+from mail.backends import OutboxEmailBackend
 
 
 def build_message(to: str, subject: str) -> EmailMultiAlternatives:
@@ -46,7 +46,7 @@ def test_outbox_writes_one_parseable_eml_per_message_with_both_parts(tmp_path):
 
 
 def test_outbox_is_the_default_backend_outside_tests(settings, isolated_outbox):
-    settings.EMAIL_BACKEND = "digest.email_backends.OutboxEmailBackend"
+    settings.EMAIL_BACKEND = "mail.backends.OutboxEmailBackend"
     connection = mail.get_connection()
     assert connection.send_messages([build_message("cy@example.org", "Three")]) == 1
     files = list(isolated_outbox.glob("*.eml"))

@@ -80,7 +80,7 @@ def test_preview_digest_unknown_address(night):
 
 
 def test_demo_command_leaves_one_eml_per_reader_and_can_run_again(isolated_outbox, settings, capsys):
-    settings.EMAIL_BACKEND = "digest.email_backends.OutboxEmailBackend"
+    settings.EMAIL_BACKEND = "mail.backends.OutboxEmailBackend"
     call_command("demo")
     first = sorted(isolated_outbox.glob("*.eml"))
     sent = Delivery.objects.filter(status="sent").count()
