@@ -182,3 +182,11 @@ def test_daily_pages_page_through_days_filter_topics_and_hide_hidden_papers(site
         screenshot(page, "archive")
         links.first.click()
         page.wait_for_url(f"{site}/papers/{days[-1]}/")
+
+        # The signup page's sample is the real email, in its sandboxed frame.
+        page.goto(site + "/")
+        sample = page.frame_locator("iframe.sample-frame")
+        sample.locator("text=In this issue").wait_for()
+        assert sample.locator('a[aria-label="More like this"]').count() >= 1
+        assert page.locator(".topic-description").count() == 22
+        screenshot(page, "signup-sample")
