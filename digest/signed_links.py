@@ -9,6 +9,7 @@ polls the same URL for years.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
@@ -75,10 +76,17 @@ def read_feed_token(token: str) -> SignedRef:
     return _read(_FEED_SALT, token)
 
 
+@lru_cache(maxsize=8)
+def _view_prefix(site_url: str) -> tuple[str, str]:
+    # Every digest carries one of these links, so the URL is resolved once, not per reader.
+    before, _, after = f"{site_url}{reverse('digest:view', args=['TOKEN'])}".partition("TOKEN")
+    return before, after
+
+
 def view_url(*, delivery_id: int, token_version: int) -> str:
     """Absolute "view in browser" URL of one sent digest."""
-    token = make_view_token(delivery_id=delivery_id, token_version=token_version)
-    return f"{settings.SITE_URL}{reverse('digest:view', args=[token])}"
+    before, after = _view_prefix(settings.SITE_URL)
+    return before + make_view_token(delivery_id=delivery_id, token_version=token_version) + after
 
 
 def feed_url(*, subscriber_id: int, token_version: int) -> str:
