@@ -54,8 +54,10 @@ class Subscriber(models.Model):
         validators=[MinValueValidator(DIGEST_SIZE_MIN), MaxValueValidator(DIGEST_SIZE_MAX)],
         help_text="Number of papers in each digest.",
     )
+    # A database default too, so rows written with COPY (imports, benchmarks) get it.
     with_abstracts = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Full abstracts in the email; otherwise each paper has a one-line TL;DR.",
     )
     # Every signed link carries this number; bumping it revokes all of them.

@@ -14,6 +14,7 @@ class Migration(migrations.Migration):
             name="with_abstracts",
             field=models.BooleanField(
                 default=False,
+                db_default=False,
                 help_text="Full abstracts in the email; otherwise each paper has a one-line TL;DR.",
             ),
         ),
