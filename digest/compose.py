@@ -29,8 +29,9 @@ kept only when they are plain http(s) links (`digest.papers`).
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from anymail.message import AnymailMessage
 from django.conf import settings
@@ -52,6 +53,11 @@ MAX_HTML_BYTES = 102 * 1024
 ABSTRACT_STEPS = (3000, 700, 400, 200, 0)
 NO_ABSTRACT_STEPS = (0,)
 SENT_LOOKBACK_DAYS = 14
+# A reader back from a pause of at most this many days gets one catch-up digest
+# of what they missed, from the pause's start but never older than this.
+CATCHUP_MAX_DAYS = SENT_LOOKBACK_DAYS  # no window is longer than the look-back for papers already sent
+# Papers every composer loads up front; a catch-up window loads the older ones on demand.
+LOAD_DAYS = 7
 # The longest value any placeholder expands to, with room to spare; used to
 # keep the personalised HTML under the size cap.
 MAX_PLACEHOLDER_EXPANSION = 260
@@ -82,13 +88,13 @@ class Reader:
     # The delivery this digest is for: its "view in browser" link is signed for it.
     delivery_id: int = 0
     frequency: str = "daily"
-    # "daily", "weekly" or "catchup"; empty means the reader's frequency.
+    # "daily", "weekly" or "catchup" (see digest_window); empty means the reader's frequency.
     kind: str = ""
     with_abstracts: bool = False
 
     @property
     def digest_kind(self) -> str:
-        return self.kind or ("weekly" if self.frequency == "weekly" else "daily")
+        return self.kind or (WEEKLY if self.frequency == "weekly" else DAILY)
 
 
 @dataclass
@@ -139,6 +145,17 @@ def _fill(parts: list[str], values: dict[str, str]) -> str:
     return "".join(out)
 
 
+DAILY, WEEKLY, CATCHUP = "daily", "weekly", "catchup"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The featured days a reader's digest covers, start to edition-1, and what kind of digest it is."""
+
+    start: date
+    kind: str
+
+
 def window_start(*, edition: date, frequency: str, last_digest_on: date | None) -> date:
     """First featured day a reader's next digest covers.
 
@@ -154,6 +171,42 @@ def window_start(*, edition: date, frequency: str, last_digest_on: date | None) 
     return start
 
 
+def digest_window(
+    *,
+    edition: date,
+    frequency: str,
+    last_digest_at: datetime | None,
+    paused_at: datetime | None = None,
+    resumed_at: datetime | None = None,
+) -> Window:
+    """The window and kind of a reader's next digest.
+
+    A reader back from a pause of at most CATCHUP_MAX_DAYS who has had no
+    digest since resuming gets a catch-up: the window opens on the day the
+    pause began (never more than CATCHUP_MAX_DAYS before the edition), when
+    that is earlier than their usual window. A longer pause gets no backlog.
+    """
+    start = window_start(
+        edition=edition,
+        frequency=frequency,
+        last_digest_on=last_digest_at.date() if last_digest_at else None,
+    )
+    kind = WEEKLY if frequency == "weekly" else DAILY
+    back_from_pause = (
+        paused_at is not None
+        and resumed_at is not None
+        and paused_at <= resumed_at
+        and resumed_at - paused_at <= timedelta(days=CATCHUP_MAX_DAYS)
+        and (last_digest_at is None or last_digest_at < resumed_at)
+    )
+    if back_from_pause:
+        assert paused_at is not None
+        catchup_start = max(paused_at.date(), edition - timedelta(days=CATCHUP_MAX_DAYS))
+        if catchup_start < start:
+            return Window(start=catchup_start, kind=CATCHUP)
+    return Window(start=start, kind=kind)
+
+
 def interests_summary(preferences: Preferences, names: dict[str, str]) -> str:
     parts = [names.get(slug, slug) for slug in sorted(preferences.topics)]
     parts += [f"“{text}”" for text in preferences.interests]
@@ -164,13 +217,23 @@ def interests_summary(preferences: Preferences, names: dict[str, str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def build_preferences(*, topics, interests: str, digest_size: int, affinity: Affinity | None) -> Preferences:
+def build_preferences(
+    *,
+    topics,
+    interests: str,
+    digest_size: int,
+    affinity: Affinity | None,
+    categories: Iterable[str] = (),
+    authors: Iterable[str] = (),
+) -> Preferences:
     size = max(1, min(int(digest_size or settings.DIGEST_MAX_ITEMS), settings.DIGEST_MAX_ITEMS_LIMIT))
     return Preferences(
         topics=frozenset(topics),
         interests=split_interests(interests),
         max_items=size,
         affinity=affinity or Affinity(),
+        categories=frozenset(categories),
+        authors=tuple(authors),
     )
 
 
@@ -181,6 +244,8 @@ class DigestComposer:
     edition: date
     papers: dict[int, PaperView]
     names: dict[str, str]
+    # First day `papers` holds; windows that open earlier load the rest on demand.
+    loaded_since: date | None = None
     _rankers: dict[date, Ranker] = field(default_factory=dict)
     render_cache_size: int | None = RENDER_CACHE_SIZE
     _rankings: OrderedDict[tuple, list[RankedItem]] = field(default_factory=OrderedDict)
@@ -189,32 +254,48 @@ class DigestComposer:
     # and its entry in the list of titles at the top (HTML and text)
     _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
     # (whether any paper has an image, kind) -> HTML and text around the titles and blocks
-    _frames: dict[tuple[bool, str], tuple[str, str, str, str, str, str]] = field(default_factory=dict)
+    _frames: dict[tuple[bool, str, date | None], tuple[str, str, str, str, str, str]] = field(
+        default_factory=dict
+    )
     lists_assembled: int = 0
 
     @classmethod
     def for_edition(cls, edition: date) -> "DigestComposer":
-        since = edition - timedelta(days=7)
+        since = edition - timedelta(days=LOAD_DAYS)
         return cls(
             edition=edition,
             papers=load_papers(since=since, until=edition - timedelta(days=1)),
             names=topic_names(),
+            loaded_since=since,
         )
 
+    def _load_from(self, start: date) -> None:
+        """Catch-up windows reach further back than the papers loaded up front."""
+        if self.loaded_since is None or start >= self.loaded_since:
+            return
+        older = load_papers(since=start, until=self.loaded_since - timedelta(days=1))
+        self.papers = {**older, **self.papers}
+        self.loaded_since = start
+
     def ranker(self, start: date) -> Ranker:
+        """The ranker for papers of [start, edition-1]. Over more than one day, the trend is
+        the upvote percentile across the whole window, so a weekly or catch-up digest
+        carries the period's best and not each day's top paper."""
         ranker = self._rankers.get(start)
         if ranker is None:
+            self._load_from(start)
             last = self.edition - timedelta(days=1)
             candidates = [
                 view.candidate()
                 for view in self.papers.values()
-                if view.featured_on is None or start <= view.featured_on <= last
+                if view.day is None or start <= view.day <= last
             ]
             ranker = self._rankers[start] = Ranker(
                 candidates,
                 topic_names=self.names,
                 gate=settings.DIGEST_RELEVANCE_GATE,
                 trend_weight=settings.DIGEST_TREND_WEIGHT,
+                trend_by_day=start >= last,
             )
         return ranker
 
@@ -223,7 +304,7 @@ class DigestComposer:
         # Ranking picks greedily, so a shorter list is a prefix of a longer one:
         # rank once at the largest size and cut per reader, so readers who differ
         # only in digest size share one ranking.
-        key = (prefs.key()[:2], prefs.affinity.weights, reader.window_start)
+        key = (prefs.key()[:2], prefs.affinity.weights, prefs.follows_key(), reader.window_start)
         ranked = self._rankings.get(key)
         if ranked is None:
             longest = dataclasses.replace(prefs, max_items=settings.DIGEST_MAX_ITEMS_LIMIT)
@@ -232,13 +313,15 @@ class DigestComposer:
                 self._rankings.popitem(last=False)
         else:
             self._rankings.move_to_end(key)
+        # Papers by followed authors always stay, even past the reader's size.
+        size = max(prefs.max_items, sum(item.followed for item in ranked))
         # A few spare items, so readers who already got some papers still get a full list.
-        ranked = ranked[: prefs.max_items + 4]
+        ranked = ranked[: size + 4]
         if reader.already_sent:
             ranked = [item for item in ranked if item.paper_id not in reader.already_sent]
         if not ranked and not settings.DIGEST_SKIP_EMPTY:
             ranked = trending(self.ranker(reader.window_start), prefs.max_items, exclude=reader.already_sent)
-        return ranked[: prefs.max_items]
+        return ranked[: max(prefs.max_items, sum(item.followed for item in ranked))]
 
     def compiled_for(self, reader: Reader) -> CompiledDigest | None:
         """The rendered digest with placeholders, or None when nothing passed the gate."""
@@ -249,13 +332,19 @@ class DigestComposer:
             tuple((item.paper_id, item.reasons) for item in ranked),
             interests_summary(reader.preferences, self.names),
             reader.digest_kind,
+            # A catch-up names the days it covers.
+            reader.window_start if reader.digest_kind == CATCHUP else None,
             reader.frequency,
             reader.with_abstracts,
         )
         compiled = self._rendered.get(key)
         if compiled is None:
             compiled = self._rendered[key] = self.render(
-                ranked, reader.preferences, kind=reader.digest_kind, with_abstracts=reader.with_abstracts
+                ranked,
+                reader.preferences,
+                kind=reader.digest_kind,
+                with_abstracts=reader.with_abstracts,
+                window_start=reader.window_start,
             )
             compiled.frequency = reader.frequency
             self.lists_assembled += 1
@@ -270,19 +359,21 @@ class DigestComposer:
         ranked: list[RankedItem],
         preferences: Preferences,
         *,
-        kind: str = "daily",
+        kind: str = DAILY,
         with_abstracts: bool = False,
+        window_start: date | None = None,
     ) -> CompiledDigest:
         summary = interests_summary(preferences, self.names)
+        issue = Issue(kind=kind, start=window_start if kind == CATCHUP else None)
         items = list(ranked)
         for abstract_chars in ABSTRACT_STEPS if with_abstracts else NO_ABSTRACT_STEPS:
-            compiled = self._render_once(items, summary, abstract_chars, kind)
+            compiled = self._render_once(items, summary, abstract_chars, issue)
             if fits(compiled):
                 return compiled
         # Even without abstracts it is too long: drop papers from the end.
         while len(items) > 1 and not fits(compiled):
             items = items[:-1]
-            compiled = self._render_once(items, summary, 0, kind)
+            compiled = self._render_once(items, summary, 0, issue)
         return compiled
 
     def _item_context(self, paper: PaperView, abstract_chars: int) -> dict:
@@ -313,15 +404,15 @@ class DigestComposer:
     def _image(paper: PaperView) -> str:
         return paper.thumbnail_url if settings.DIGEST_IMAGES else ""
 
-    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int, kind: str) -> None:
+    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int, issue: "Issue") -> None:
         """Compile these papers' blocks in one MJML pass; keep the frame around them too."""
         subject, preheader, count, summary = LIST_MARKS
         context = {
             "subject": subject,
             "preheader": preheader,
             "count_label": count,
-            "edition_label": edition_label(self.edition, kind),
-            "kind": kind,
+            "edition_label": edition_label(self.edition, issue.kind, start=issue.start),
+            "kind": issue.kind,
             "items": [self._item_context(paper, abstract_chars) for paper in papers],
             "interests_summary": summary,
             "view_url": "PBXVIEWPBX",
@@ -342,24 +433,25 @@ class DigestComposer:
         # An image adds a style to the head, so frames differ by whether any paper has one.
         has_image = any(self._image(paper) for paper in papers)
         self._frames.setdefault(
-            (has_image, kind),
+            (has_image, issue.kind, issue.start),
             (html_toc[0], html_toc[-1], html[-1], text_toc[0], text_toc[-1], text[-1]),
         )
 
     def _render_once(
-        self, ranked: list[RankedItem], summary: str, abstract_chars: int, kind: str = "daily"
+        self, ranked: list[RankedItem], summary: str, abstract_chars: int, issue: "Issue | None" = None
     ) -> CompiledDigest:
+        issue = issue or Issue()
+        kind = issue.kind
         papers = [self.papers[item.paper_id] for item in ranked]
         has_image = any(self._image(paper) for paper in papers)
-        if (has_image, kind) not in self._frames:
-            self._compile_blocks(papers, abstract_chars, kind)
+        frame = (has_image, issue.kind, issue.start)
+        if frame not in self._frames:
+            self._compile_blocks(papers, abstract_chars, issue)
         else:
             missing = [paper for paper in papers if (paper.id, abstract_chars) not in self._blocks]
             if missing:
-                self._compile_blocks(missing, abstract_chars, kind)
-        html_head, html_after_toc, html_tail, text_head, text_after_toc, text_tail = self._frames[
-            (has_image, kind)
-        ]
+                self._compile_blocks(missing, abstract_chars, issue)
+        html_head, html_after_toc, html_tail, text_head, text_after_toc, text_tail = self._frames[frame]
 
         html_toc: list[str] = []
         text_toc: list[str] = []
@@ -426,6 +518,7 @@ class DigestComposer:
             html=html,
             text=text,
             paper_ids=compiled.paper_ids,
+            kind=compiled.kind,
             headers=digest_headers(
                 unsubscribe_url=values["UNSUB"],
                 edition=self.edition,
@@ -442,6 +535,15 @@ class PersonalDigest:
     text: str
     paper_ids: tuple[int, ...]
     headers: dict[str, str]
+    kind: str = DAILY
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What a rendered digest is: its kind, and for a catch-up the window's first day."""
+
+    kind: str = DAILY
+    start: date | None = None
 
 
 def _split_marked(rendered: str, count: int) -> tuple[list[str], list[str]]:
@@ -465,13 +567,24 @@ def week_start(edition: date) -> date:
     return last - timedelta(days=last.weekday())
 
 
-def edition_label(edition: date, kind: str) -> str:
-    """How a digest names its edition: the day, or the week for weekly digests."""
-    if kind == "weekly":
+def edition_label(edition: date, kind: str, *, start: date | None = None) -> str:
+    """How a digest names its edition: the day, the week for weekly digests, and
+    for a catch-up what it is and the days it covers."""
+    if kind == WEEKLY:
         return f"Week of {week_start(edition):%-d %B %Y}"
-    if kind == "catchup":
-        return f"Catch-up: the best of what you missed · {edition:%A %-d %B %Y}"
+    if kind == CATCHUP:
+        days = date_range(start, edition - timedelta(days=1)) if start else f"{edition:%A %-d %B %Y}"
+        return f"Catch-up: the best of what you missed · {days}"
     return f"{edition:%A %-d %B %Y}"
+
+
+def date_range(first: date, last: date) -> str:
+    """ "10 – 23 November 2026", "28 October – 3 November 2026", "29 December 2026 – 4 January 2027"."""
+    if first.year != last.year:
+        return f"{first.strftime('%-d %B %Y')} – {last.strftime('%-d %B %Y')}"
+    if first.month != last.month:
+        return f"{first.strftime('%-d %B')} – {last.strftime('%-d %B %Y')}"
+    return f"{first.day} – {last.strftime('%-d %B %Y')}"
 
 
 def digest_subject(edition: date, titles: list[str], *, kind: str = "daily") -> str:

@@ -79,6 +79,9 @@ class PaperView(PaperLinks):
     keywords: tuple[str, ...]
     topic_scores: dict[str, float]
     ai_summary: str = ""
+    categories: tuple[str, ...] = ()
+    # The day that puts it in a window: featured on Hugging Face, else published on arXiv.
+    day: date | None = None
 
     @property
     def tldr(self) -> str:
@@ -98,6 +101,8 @@ class PaperView(PaperLinks):
             upvotes=self.upvotes,
             featured_on=self.featured_on,
             pinned=self.pinned,
+            categories=self.categories,
+            authors=self.authors,
         )
 
 

@@ -78,7 +78,7 @@ def readers_for_deliveries(
     Returns readers by delivery id, and the status of subscribers who are no
     longer active (they unsubscribed after planning)."""
     # compose reads papers through this module, so it is imported when called.
-    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, window_start
+    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, digest_window
 
     subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
     subscribers = {
@@ -92,6 +92,10 @@ def readers_for_deliveries(
             "interests",
             "digest_size",
             "last_digest_at",
+            "arxiv_categories",
+            "followed_authors",
+            "paused_at",
+            "resumed_at",
             "with_abstracts",
         )
     }
@@ -117,7 +121,15 @@ def readers_for_deliveries(
         if row is None or (require_active and row[2] != Subscriber.Status.ACTIVE):
             inactive[delivery_id] = row[2] if row else "deleted"
             continue
-        _, email, _, token_version, frequency, interests, digest_size, last_digest_at, with_abstracts = row
+        (_, email, _, token_version, frequency, interests, digest_size, last_digest_at) = row[:8]
+        categories, authors, paused_at, resumed_at, with_abstracts = row[8:]
+        window = digest_window(
+            edition=edition,
+            frequency=frequency,
+            last_digest_at=last_digest_at,
+            paused_at=paused_at,
+            resumed_at=resumed_at,
+        )
         readers[delivery_id] = Reader(
             subscriber_id=subscriber_id,
             email=email,
@@ -127,12 +139,11 @@ def readers_for_deliveries(
                 interests=interests,
                 digest_size=digest_size,
                 affinity=affinities.get(subscriber_id),
+                categories=categories or (),
+                authors=authors or (),
             ),
-            window_start=window_start(
-                edition=edition,
-                frequency=frequency,
-                last_digest_on=last_digest_at.date() if last_digest_at else None,
-            ),
+            window_start=window.start,
+            kind=window.kind,
             already_sent=frozenset(sent_before.get(subscriber_id, ())),
             delivery_id=delivery_id,
             frequency=frequency,
@@ -159,6 +170,8 @@ PAPER_VIEW_FIELDS = (
     "pinned",
     "ai_keywords",
     "ai_summary",
+    "categories",
+    "published_at",
 )
 
 
@@ -185,6 +198,8 @@ def paper_views(queryset: QuerySet[Paper]) -> dict[int, PaperView]:
             keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
             topic_scores=scores.get(data["id"], {}),
             ai_summary=inert(data["ai_summary"]),
+            categories=tuple(str(c) for c in (data["categories"] or [])),
+            day=data["featured_on"] or (data["published_at"].date() if data["published_at"] else None),
         )
     return views
 

@@ -46,6 +46,8 @@ def reader_preferences(subscriber: Subscriber) -> Preferences:
         interests=subscriber.interests,
         digest_size=subscriber.digest_size,
         affinity=affinity,
+        categories=subscriber.arxiv_categories or (),
+        authors=subscriber.followed_authors or (),
     )
 
 

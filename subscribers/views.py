@@ -95,6 +95,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         interests=data["interests"],
         frequency=data["frequency"],
         weekday=data["weekday"],
+        arxiv_categories=data["arxiv_categories"],
+        followed_authors=data["followed_authors"],
         ip=_client_ip(request),
         user_agent=_user_agent(request),
     )
@@ -171,6 +173,8 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             weekday=data["weekday"],
             digest_size=data["digest_size"],
             with_abstracts=data["with_abstracts"],
+            arxiv_categories=data["arxiv_categories"],
+            followed_authors=data["followed_authors"],
         )
         messages.success(request, "Your preferences are saved.")
         return redirect(here)
