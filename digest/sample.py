@@ -48,6 +48,8 @@ def sample_papers() -> dict[int, PaperView]:
             keywords=record.ai_keywords,
             topic_scores=dict(tagger.tag(record.title, record.abstract, record.ai_keywords)),
             ai_summary=inert(record.ai_summary),
+            categories=record.categories,
+            day=record.featured_on,
         )
     return papers
 
