@@ -44,13 +44,24 @@ def test_post_records_the_vote_and_changing_it_keeps_one_row(setup):
     assert list(Feedback.objects.values_list("vote", flat=True)) == [-1]
 
 
-@pytest.mark.parametrize("suffix", ["garbage/up/", "{token}x/up/", "{token}/sideways/"])
+@pytest.mark.parametrize(
+    "suffix", ["garbage/up/", "{token}x/up/", "{token}/sideways/", "{token}%C3%A9/up/", "a.b.c.%C3%A9/up/"]
+)
 def test_bad_links_get_a_friendly_400_and_record_nothing(client, setup, suffix):
     _, _, token = setup
     response = client.post(f"/feedback/{suffix.format(token=token)}")
     assert response.status_code == 400
     assert b"This link does not work" in response.content
     assert Feedback.objects.count() == 0
+
+
+def test_tokens_with_non_ascii_characters_are_refused_not_a_server_error(setup):
+    from digest.feedback import InvalidFeedbackToken, read_feedback_token
+
+    _, _, token = setup
+    body, signature = token.rsplit(".", 1)
+    with pytest.raises(InvalidFeedbackToken):
+        read_feedback_token(f"{body}.{signature[:-1]}é")
 
 
 def test_revoked_links_stop_working(client, setup):
