@@ -77,6 +77,9 @@ def esp_settings(esp: str, url: str) -> dict[str, str]:
             "ANYMAIL_SENDGRID_API_KEY": "bench-key",
             "ANYMAIL_SENDGRID_API_URL": url + "v3/",
         }
+    if esp in BATCHING_ESPS:
+        backend, api_url, credentials = BATCHING_ESPS[esp]
+        return {"EMAIL_BACKEND": backend, f"ANYMAIL_{esp.upper()}_API_URL": url + api_url, **credentials}
     return {
         "EMAIL_BACKEND": ESP_BACKENDS[esp],
         "ANYMAIL_POSTMARK_SERVER_TOKEN": "bench-token",
@@ -84,9 +87,24 @@ def esp_settings(esp: str, url: str) -> dict[str, str]:
     }
 
 
+# Batching ESPs beside SendGrid: backend, API path at the fake ESP, credentials.
+BATCHING_ESPS = {
+    "mailgun": ("anymail.backends.mailgun.EmailBackend", "v3", {"ANYMAIL_MAILGUN_API_KEY": "bench-key"}),
+    "mailjet": (
+        "anymail.backends.mailjet.EmailBackend",
+        "v3.1/",
+        {"ANYMAIL_MAILJET_API_KEY": "bench", "ANYMAIL_MAILJET_SECRET_KEY": "bench-secret"},
+    ),
+    "sparkpost": (
+        "anymail.backends.sparkpost.EmailBackend",
+        "api/v1/",
+        {"ANYMAIL_SPARKPOST_API_KEY": "bench"},
+    ),
+}
 ESP_BACKENDS = {
     "sendgrid": "anymail.backends.sendgrid.EmailBackend",
     "postmark": "anymail.backends.postmark.EmailBackend",
+    **{esp: backend for esp, (backend, _, _) in BATCHING_ESPS.items()},
 }
 
 
@@ -102,7 +120,8 @@ def parse_args(argv=None):
         "--esp",
         choices=sorted(ESP_BACKENDS),
         default="sendgrid",
-        help="anymail backend: sendgrid (batched, the default) or postmark (one call per reader)",
+        help="anymail backend: sendgrid (batched, the default), mailgun, mailjet or sparkpost (batched), "
+        "or postmark (one call per reader)",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="DIGEST_ESP_BATCH_SIZE for the workers")
     parser.add_argument("--database", default="bench", help="scratch database name (must start with 'bench')")

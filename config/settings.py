@@ -310,6 +310,13 @@ DIGEST_CLAIM_TIMEOUT = env.int("DIGEST_CLAIM_TIMEOUT", default=300)
 DIGEST_RUN_MAX_SECONDS = env.int("DIGEST_RUN_MAX_SECONDS", default=6 * 3600)
 DIGEST_RECOVER_EVERY = env.int("DIGEST_RECOVER_EVERY", default=120)
 SENDER_POSTAL_ADDRESS = env.str("SENDER_POSTAL_ADDRESS", default="")
+# Delivery rows older than this are counted into rollups and deleted, nightly. Never
+# under 30 days: the 14-day never-send-twice window and the admin's 30-day chart need them.
+DIGEST_DELIVERY_RETENTION_DAYS = env.int("DIGEST_DELIVERY_RETENTION_DAYS", default=180)
+if DIGEST_DELIVERY_RETENTION_DAYS < 30:
+    raise ImproperlyConfigured(
+        f"DIGEST_DELIVERY_RETENTION_DAYS must be at least 30, not {DIGEST_DELIVERY_RETENTION_DAYS}"
+    )
 
 # --- Periodic tasks (Celery beat) --------------------------------------------------
 
@@ -323,6 +330,11 @@ CELERY_BEAT_SCHEDULE = {
     "recover-stalled-runs": {
         "task": "digest.recover_runs",
         "schedule": DIGEST_RECOVER_EVERY,
+    },
+    # Delivery rows past DIGEST_DELIVERY_RETENTION_DAYS are rolled up and deleted, in batches.
+    "purge-old-deliveries": {
+        "task": "digest.purge_old_deliveries",
+        "schedule": crontab(hour=3, minute=45),
     },
     # Signups never confirmed within 14 days are deleted, nightly.
     "purge-unconfirmed-signups": {

@@ -14,8 +14,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from digest.models import Delivery, DigestRun
+from digest.models import Delivery, DigestRun, SubscriberDeliveryRollup
 from digest.services.preview import digest_preview
+from digest.services.retention import EditionTooOld, deliveries_retention_guard
 from digest.services.runs import deliveries_resend
 from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
@@ -26,6 +27,14 @@ CHART_DAYS = 30
 class StartRunForm(forms.Form):
     edition = forms.DateField(help_text="The day the digest is for (YYYY-MM-DD).")
     fetch = forms.BooleanField(required=False, initial=True, help_text="Fetch yesterday's papers first.")
+
+    def clean_edition(self) -> date:
+        edition = self.cleaned_data["edition"]
+        try:
+            deliveries_retention_guard(edition=edition)
+        except EditionTooOld as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return edition
 
 
 class PreviewForm(forms.Form):
@@ -211,3 +220,16 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = "Delivery history"
+
+
+class DeliveryRollupInline(admin.TabularInline):
+    """A subscriber's history before DIGEST_DELIVERY_RETENTION_DAYS: the purged rows, counted per month."""
+
+    model = SubscriberDeliveryRollup
+    fields = ("month", "status", "count", "first_edition", "last_edition")
+    readonly_fields = fields
+    ordering = ("-month", "status")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "Older delivery history (counted per month)"

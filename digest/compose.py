@@ -97,6 +97,41 @@ class Reader:
         return self.kind or (WEEKLY if self.frequency == "weekly" else DAILY)
 
 
+# Invisible, and breaks any ESP's markup it is put into.
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+@dataclass(frozen=True)
+class PlaceholderSyntax:
+    """How an ESP marks a per-recipient value in content it fills in at sending.
+
+    `reserved` are the character sequences the ESP reads as its own markup
+    anywhere in the content (its template language); wherever our literal text
+    holds one (a paper titled "Templates with {{var}}", a LaTeX `{{x}}` in an
+    abstract), a zero-width space is put inside it, so the ESP shows it as text
+    instead of evaluating it, and no scraped text can ever fill in or reveal
+    another reader's values."""
+
+    name: str
+    opening: str
+    closing: str
+    reserved: tuple[str, ...] = ()
+
+    def placeholder(self, key: str) -> str:
+        return f"{self.opening}{key}{self.closing}"
+
+    def neutralise(self, text: str) -> str:
+        for sequence in self.reserved:
+            # Repeat for sequences that overlap themselves ("{{{" holds "{{" twice).
+            while sequence in text:
+                text = text.replace(sequence, sequence[0] + ZERO_WIDTH_SPACE + sequence[1:])
+        return text
+
+
+# Our own placeholders, also SendGrid's substitutions (merge_field_format "PBX{}PBX").
+PBX_SYNTAX = PlaceholderSyntax("pbx", "PBX", "PBX", reserved=("PBX",))
+
+
 @dataclass
 class CompiledDigest:
     subject: str
@@ -107,17 +142,40 @@ class CompiledDigest:
     kind: str = "daily"
     # The list (daily or weekly) its List-Id names.
     frequency: str = "daily"
-    _template: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    _templates: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    _neutral: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False, compare=False)
 
-    def personalise(self, values: dict[str, str]) -> tuple[str, str]:
-        return _fill(self.html_parts, values), _fill(self.text_parts, values)
+    def personalise(self, values: dict[str, str], syntax: PlaceholderSyntax | None = None) -> tuple[str, str]:
+        """HTML and text filled in for one reader; with an ESP's syntax, its markup
+        is neutralised in the literal text too (for an ESP that reads its template
+        language in every message)."""
+        if syntax is None:
+            return _fill(self.html_parts, values), _fill(self.text_parts, values)
+        html_parts, text_parts = self._neutral_parts(syntax)
+        return _fill(html_parts, values), _fill(text_parts, values)
 
-    def template(self) -> tuple[str, str]:
-        """HTML and text with the PBX<KEY>PBX placeholders in place, for an ESP
-        that fills them per recipient (see `personal_values` for the keys)."""
-        if self._template is None:
-            self._template = (_unfill(self.html_parts), _unfill(self.text_parts))
-        return self._template
+    def template(self, syntax: PlaceholderSyntax = PBX_SYNTAX) -> tuple[str, str]:
+        """HTML and text with a placeholder in the ESP's syntax wherever a
+        reader's own value goes (see `personal_values` for the keys), and the
+        ESP's markup neutralised everywhere else; for an ESP that fills them in
+        per recipient."""
+        template = self._templates.get(syntax.name)
+        if template is None:
+            html_parts, text_parts = self._neutral_parts(syntax)
+            template = self._templates[syntax.name] = (
+                _emit(html_parts, syntax),
+                _emit(text_parts, syntax),
+            )
+        return template
+
+    def _neutral_parts(self, syntax: PlaceholderSyntax) -> tuple[list[str], list[str]]:
+        parts = self._neutral.get(syntax.name)
+        if parts is None:
+            parts = self._neutral[syntax.name] = (
+                _neutralise_literals(self.html_parts, syntax),
+                _neutralise_literals(self.text_parts, syntax),
+            )
+        return parts
 
 
 def _compile(rendered: str) -> list[str]:
@@ -131,10 +189,17 @@ def _fill_marks(text: str, fills: dict[str, str]) -> str:
     return text
 
 
-def _unfill(parts: list[str]) -> str:
+def _neutralise_literals(parts: list[str], syntax: PlaceholderSyntax) -> list[str]:
+    out = parts[:]
+    for index in range(0, len(out), 2):
+        out[index] = syntax.neutralise(out[index])
+    return out
+
+
+def _emit(parts: list[str], syntax: PlaceholderSyntax) -> str:
     out = parts[:]
     for index in range(1, len(out), 2):
-        out[index] = f"PBX{out[index]}PBX"
+        out[index] = syntax.placeholder(out[index])
     return "".join(out)
 
 

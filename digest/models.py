@@ -113,7 +113,8 @@ class DigestRun(models.Model):
     """One night's run: what it found, whom it was for, and how sending went."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
+        RUNNING = "running", "Running"  # fetching papers
+        PLANNING = "planning", "Planning"
         SENDING = "sending", "Sending"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
@@ -133,6 +134,12 @@ class DigestRun(models.Model):
     errors = models.JSONField(default=list, blank=True)
     # Unfinished deliveries when recovery last looked; no change since means stalled.
     remaining_at_check = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Planning's progress marker: when its last batch of rows was written. A run
+    # in planning whose marker has gone quiet lost its planner and is resumed.
+    planned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    plan_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # A run for one reader only (run_digest --only); resuming its planning keeps to them.
+    only_email = models.EmailField(blank=True, editable=False)
 
     class Meta:
         ordering = ["-started_at"]
@@ -203,3 +210,46 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} {'👍' if self.vote > 0 else '👎'} {self.paper_id}"
+
+
+class DeliveryRollup(models.Model):
+    """Counts of deliveries per edition and status, kept after old rows are purged."""
+
+    edition = models.DateField()
+    status = models.CharField(max_length=16, choices=Delivery.Status.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-edition", "status"]
+        constraints = [
+            models.UniqueConstraint(fields=["edition", "status"], name="one_rollup_per_edition_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.edition} {self.status}: {self.count}"
+
+
+class SubscriberDeliveryRollup(models.Model):
+    """A reader's purged delivery history: digests per month and status."""
+
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="delivery_rollups"
+    )
+    month = models.DateField(help_text="First day of the month the editions fall in.")
+    status = models.CharField(max_length=16, choices=Delivery.Status.choices)
+    count = models.PositiveIntegerField(default=0)
+    first_edition = models.DateField()
+    last_edition = models.DateField()
+
+    class Meta:
+        ordering = ["-month", "status"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "month", "status"], name="one_rollup_per_subscriber_month_status"
+            )
+        ]
+        verbose_name = "older delivery"
+        verbose_name_plural = "older deliveries (purged, counted per month)"
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} {self.month:%Y-%m} {self.status}: {self.count}"

@@ -14,7 +14,9 @@ from digest.ranking import Candidate
 
 # Placeholders in a rendered digest: PBX<KEY>PBX, filled per reader.
 PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
-_SAFE_URL = re.compile(r"^https?://[^\s\"'<>\\]+$", re.IGNORECASE)
+# Plain http(s) links; braces and stray percent signs are refused as well, since
+# they would read as an ESP's template markup (a real link percent-encodes them).
+_SAFE_URL = re.compile(r"^https?://(?:[^\s\"'<>\\{}%]|%[0-9A-Fa-f]{2})+$", re.IGNORECASE)
 # The TL;DR is one line: a sentence, cut on a word boundary past this length.
 TLDR_MAX_CHARS = 120
 # A sentence ends at . ! or ? followed by a space and a capital letter, a digit or an opening quote.

@@ -66,7 +66,8 @@ def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str 
 
     edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
     run = digest_run_start(edition=edition, fetch=fetch, source=source)
-    if run.status != DigestRun.Status.FAILED:
+    # A run left in planning (its database went away) is finished by recover_runs.
+    if run.status == DigestRun.Status.SENDING:
         digest_run_dispatch(run_id=run.pk)
     return run.pk
 
@@ -98,7 +99,15 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
 
 @shared_task(name="digest.recover_runs")
 def recover_runs() -> int:
-    """Periodic: queue again the chunks of runs that stopped making progress."""
+    """Periodic: finish runs stuck in planning, queue again the chunks of runs that stopped sending."""
     from digest.services.runs import digest_runs_recover
 
     return digest_runs_recover()
+
+
+@shared_task(name="digest.purge_old_deliveries")
+def purge_old_deliveries() -> int:
+    """Periodic: roll up delivery rows past DIGEST_DELIVERY_RETENTION_DAYS, then delete them."""
+    from digest.services.retention import deliveries_purge
+
+    return deliveries_purge()

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from digest.admin_digest import DeliveryInline
+from digest.admin_digest import DeliveryInline, DeliveryRollupInline
 from subscribers import services
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
 from subscribers.selectors import subscriber_growth, subscriber_status_counts
@@ -40,7 +40,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     filter_horizontal = ("topics",)
     list_per_page = 100
     actions = ("suppress_selected", "resend_confirmation", "export_csv")
-    inlines = (DeliveryInline,)
+    inlines = (DeliveryInline, DeliveryRollupInline)
     readonly_fields = (
         "preview_link",
         *CONSENT_FIELDS,

@@ -390,8 +390,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         ],
         "exported_at": stamp(timezone.now()),
     }
-    # History kept by the digest app (deliveries, feedback votes), when present.
-    for relation in ("deliveries", "feedback"):
+    # History kept by the digest app (deliveries, older ones counted per month, feedback votes).
+    for relation in ("deliveries", "delivery_rollups", "feedback"):
         manager = getattr(subscriber, relation, None)
         if manager is not None:
             data[relation] = [

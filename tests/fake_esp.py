@@ -1,4 +1,5 @@
-"""A Postmark- and SendGrid-compatible fake ESP on loopback, for tests and benchmarks.
+"""A Postmark-, SendGrid-, Mailgun-, Mailjet- and SparkPost-compatible fake ESP on loopback,
+for tests and benchmarks.
 
 anymail's Postmark backend talks to it over real HTTP when
 ANYMAIL["POSTMARK_API_URL"] points here, and its SendGrid backend when
@@ -17,6 +18,19 @@ call naming a refused recipient is answered 400 as a whole, with one error per
 refused address pointing at its personalization, as SendGrid does for addresses
 it will not take; nothing in that call is sent.
 
+Mailgun (POST /v3/<domain>/messages, a form with `recipient-variables`),
+Mailjet (POST /v3.1/send, one entry in Messages per recipient over Globals,
+`{{var:KEY}}` with TemplateLanguage) and SparkPost (POST /api/v1/transmissions,
+`{{KEY}}`/`{{{KEY}}}` from each recipient's substitution_data) are answered the
+way each ESP answers, and each recipient's copy is built in full: its values
+substituted in subject, HTML, text and headers as that ESP would, then checked
+like a message of its own, plus: no placeholder or template markup left over,
+and the body links to the same unsubscribe URL as its List-Unsubscribe header.
+Refused recipients get each ESP's own answer: Mailgun refuses the whole call
+(400, naming no address), Mailjet fails that recipient's message only, and
+SparkPost accepts the call and counts the rejected recipients without naming
+them.
+
 Faults can be injected: a share of calls failing with 500, 429 with
 Retry-After, calls that hang past the client's timeout, and recipients that
 are permanently rejected.
@@ -28,17 +42,23 @@ GET /_recipients the count per recipient, POST /_faults sets faults, POST
 """
 
 import argparse
+import base64
 import contextlib
 import json
 import random
+import re
 import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from html import escape as html_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 MAX_HTML_BYTES = 102 * 1024
 
@@ -206,6 +226,207 @@ def sendgrid_messages(payload: dict, *, keep_bodies: bool) -> tuple[list[Accepte
     return messages, problems
 
 
+# --- Mailgun, Mailjet and SparkPost: each recipient's copy, built as that ESP builds it ---
+
+_OUR_PLACEHOLDER = re.compile(r"PBX[A-Z]+[0-9]*PBX")
+
+
+@dataclass
+class Copy:
+    """One recipient's message as the ESP would deliver it, with what is wrong with it."""
+
+    to: str
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    from_email: str = ""
+    message_id: str = ""
+    problems: list[str] = field(default_factory=list)
+    refused: bool = False
+
+
+def personal_problems(copy: Copy, leftover: re.Pattern) -> list[str]:
+    problems = validate(
+        {
+            "To": copy.to,
+            "From": copy.from_email,
+            "Subject": copy.subject,
+            "HtmlBody": copy.html,
+            "TextBody": copy.text,
+            "Headers": [{"Name": name, "Value": value} for name, value in copy.headers.items()],
+        }
+    )
+    for part, content in (("subject", copy.subject), ("HTML", copy.html), ("text", copy.text)):
+        if leftover.search(content) or _OUR_PLACEHOLDER.search(content):
+            problems.append(f"unfilled placeholder or template markup in the {part}")
+    for name, value in copy.headers.items():
+        if leftover.search(value):
+            problems.append(f"unfilled placeholder in header {name}")
+    lowered = {name.lower(): value for name, value in copy.headers.items()}
+    unsubscribe = lowered.get("list-unsubscribe", "").strip("<>")
+    if unsubscribe and (unsubscribe not in copy.text or unsubscribe not in copy.html):
+        problems.append("the body does not link to the List-Unsubscribe URL of this recipient")
+    return problems
+
+
+def _substitute(
+    pattern: re.Pattern, text: str, value_of: Callable[[re.Match], str | None]
+) -> tuple[str, list[str]]:
+    missing: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        value = value_of(match)
+        if value is None:
+            missing.append(match.group(0))
+            return match.group(0)
+        return str(value)
+
+    return pattern.sub(replace, text), missing
+
+
+MAILGUN_VARIABLE = re.compile(r"%recipient\.([^%\s]+)%")
+MAILGUN_LEFTOVER = re.compile(r"%recipient\.")
+
+
+def mailgun_copies(form: dict[str, list[str]]) -> tuple[list[Copy], list[str]]:
+    """The messages a Mailgun send asks for: one per `to` address when recipient-variables
+    make it a batch; otherwise one message that every address sees."""
+    to = form.get("to", [])
+    call_problems = []
+    if len(to) > 1000:
+        call_problems.append("Too many recipients: at most 1000 per message")
+    raw_variables = (form.get("recipient-variables") or [None])[0]
+    try:
+        variables = json.loads(raw_variables) if raw_variables else None
+    except ValueError:
+        return [], ["recipient-variables is not valid JSON"]
+    headers_template = {key[2:]: values[0] for key, values in form.items() if key.startswith("h:")}
+    copies = []
+    for address in to:
+        mine = (variables or {}).get(address, {})
+
+        def fill(text: str, mine: dict = mine) -> tuple[str, list[str]]:
+            return _substitute(MAILGUN_VARIABLE, text, lambda m: mine.get(m.group(1)))
+
+        copy = Copy(
+            to=address if variables is not None else ",".join(to),
+            from_email=(form.get("from") or [""])[0],
+            subject="",
+            html="",
+            text="",
+            headers={},
+        )
+        missing: list[str] = []
+        for name in ("subject", "html", "text"):
+            filled, lost = fill((form.get(name) or [""])[0])
+            setattr(copy, name, filled)
+            missing += lost
+        for name, value in headers_template.items():
+            copy.headers[name], lost = fill(value)
+            missing += lost
+        if missing:
+            copy.problems.append(f"no recipient variable for {', '.join(sorted(set(missing)))}")
+        copies.append(copy)
+    return copies, call_problems
+
+
+MAILJET_VARIABLE = re.compile(r'\{\{var:([A-Za-z0-9_]+)(?::"([^"]*)")?\}\}')
+MAILJET_LEFTOVER = re.compile(r"\{\{|\{%")
+
+
+def _merged(globals_: dict, message: dict) -> dict:
+    merged = {**globals_, **message}
+    for key in ("Headers", "Variables"):
+        if isinstance(globals_.get(key), dict) or isinstance(message.get(key), dict):
+            merged[key] = {**(globals_.get(key) or {}), **(message.get(key) or {})}
+    return merged
+
+
+def mailjet_copies(payload: dict) -> tuple[list[Copy], list[str]]:
+    """The messages a Mailjet v3.1 send asks for: Globals merged under each of Messages."""
+    messages = payload.get("Messages") or []
+    if not messages or len(messages) > 50:
+        return [], ["between 1 and 50 messages are allowed per call"]
+    copies = []
+    for entry in messages:
+        message = _merged(payload.get("Globals") or {}, entry)
+        to = message.get("To") or []
+        variables = message.get("Variables") or {}
+        templating = bool(message.get("TemplateLanguage"))
+        copy = Copy(
+            to=",".join(str(t.get("Email", "")) for t in to),
+            from_email=str((message.get("From") or {}).get("Email", "")),
+            subject="",
+            html="",
+            text="",
+            headers={str(k): str(v) for k, v in (message.get("Headers") or {}).items()},
+        )
+        missing: list[str] = []
+        for name, key in (("subject", "Subject"), ("html", "HTMLPart"), ("text", "TextPart")):
+            content = str(message.get(key) or "")
+            if templating:
+                content, lost = _substitute(
+                    MAILJET_VARIABLE, content, lambda m, v=variables: v.get(m.group(1), m.group(2))
+                )
+                missing += lost
+            setattr(copy, name, content)
+        if missing:
+            copy.problems.append(f"template error: no value for {', '.join(sorted(set(missing)))}")
+        copies.append(copy)
+    return copies, []
+
+
+SPARKPOST_VARIABLE = re.compile(r"\{\{(\{?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}(\}?)")
+SPARKPOST_LEFTOVER = re.compile(r"\{\{")
+
+
+def sparkpost_copies(payload: dict) -> tuple[list[Copy], list[str]]:
+    """The messages a SparkPost transmission asks for: one per recipient, each with its
+    substitution_data over the transmission's. Double braces HTML-escape the value in the
+    HTML part, triple braces insert it as it is."""
+    content = payload.get("content") or {}
+    recipients = payload.get("recipients") or []
+    if not recipients:
+        return [], ["at least one recipient is required"]
+    copies = []
+    for recipient in recipients:
+        data = {**(payload.get("substitution_data") or {}), **(recipient.get("substitution_data") or {})}
+
+        def value_of(match: re.Match, *, escape: bool, data: dict = data) -> str | None:
+            raw = bool(match.group(1)) and bool(match.group(3))
+            value = data.get(match.group(2))
+            if value is None:
+                return None
+            return html_escape(str(value)) if escape and not raw else str(value)
+
+        address = recipient.get("address") or {}
+        copy = Copy(
+            to=str(address.get("email", "")),
+            from_email=str(content.get("from", "")),
+            subject="",
+            html="",
+            text="",
+            headers={},
+        )
+        missing: list[str] = []
+        for name in ("subject", "html", "text"):
+            filled, lost = _substitute(
+                SPARKPOST_VARIABLE, str(content.get(name) or ""), partial(value_of, escape=name == "html")
+            )
+            setattr(copy, name, filled)
+            missing += lost
+        for name, value in (content.get("headers") or {}).items():
+            copy.headers[name], lost = _substitute(
+                SPARKPOST_VARIABLE, str(value), partial(value_of, escape=False)
+            )
+            missing += lost
+        if missing:
+            copy.problems.append(f"no substitution data for {', '.join(sorted(set(missing)))}")
+        copies.append(copy)
+    return copies, []
+
+
 def make_handler(state: FakeESPState):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a real ESP API offers
@@ -256,6 +477,15 @@ def make_handler(state: FakeESPState):
             path = self.path.rstrip("/")
             if path == "/v3/mail/send":
                 self._sendgrid(raw)
+                return
+            if path.startswith("/v3/") and path.endswith("/messages"):
+                self._mailgun(raw)
+                return
+            if path == "/v3.1/send":
+                self._mailjet(raw)
+                return
+            if path == "/api/v1/transmissions":
+                self._sparkpost(raw)
                 return
             if path not in ("/email", "/email/batch"):
                 self._reply(404, {"ErrorCode": 404, "Message": f"unknown endpoint {self.path}"})
@@ -357,6 +587,192 @@ def make_handler(state: FakeESPState):
                         state.accepted.append(message)
                 state.last_accepted_at = time.time()
             self._reply_empty(202, {"X-Message-Id": uuid.uuid4().hex[:22]})
+
+        # --- Mailgun, Mailjet, SparkPost ------------------------------------------------
+
+        def _basic_auth(self) -> tuple[str, str] | None:
+            header = self.headers.get("Authorization") or ""
+            if not header.startswith("Basic "):
+                return None
+            try:
+                user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            except ValueError:
+                return None
+            return (user, password) if user and password else None
+
+        def _injected(self, answer: Callable[[str], dict]) -> bool:
+            """Answer an injected fault in the ESP's own error shape; True when one was."""
+            fault = self._fault()
+            if fault == "hang":
+                time.sleep(state.faults.hang_seconds)
+                self._reply(500, answer("timed out upstream"))
+            elif fault == "429":
+                self._reply(429, answer("Too many requests"), {"Retry-After": str(state.faults.retry_after)})
+            elif fault == "500":
+                self._reply(500, answer("Internal server error"))
+            else:
+                return False
+            return True
+
+        def _accept_copies(
+            self, copies: list[Copy], leftover: re.Pattern, *, all_or_nothing: bool
+        ) -> list[Copy]:
+            """Check every copy (refused ones are left out) and record the good ones;
+            with all_or_nothing, one bad copy stops the whole call, as an ESP that
+            validates a call before sending any of it does."""
+            good = []
+            seen: set[str] = set()
+            for copy in copies:
+                if copy.refused:
+                    continue
+                copy.problems += personal_problems(copy, leftover)
+                if copy.to.lower() in seen:
+                    copy.problems.append(f"{copy.to} is a recipient more than once in one call")
+                seen.add(copy.to.lower())
+                if copy.problems:
+                    with state.lock:
+                        state.invalid.append({"to": copy.to, "problems": copy.problems})
+                    continue
+                good.append(copy)
+            if all_or_nothing and len(good) < sum(1 for copy in copies if not copy.refused):
+                return []
+            with state.lock:
+                for copy in good:
+                    state.per_recipient[copy.to.lower()] += 1
+                    size = len(copy.html.encode())
+                    state.max_html_bytes = max(state.max_html_bytes, size)
+                    if state.keep_bodies:
+                        state.accepted.append(
+                            Accepted(
+                                message_id=copy.message_id,
+                                to=copy.to,
+                                subject=copy.subject,
+                                headers=copy.headers,
+                                html_bytes=size,
+                                text=copy.text,
+                                html=copy.html,
+                            )
+                        )
+                if good:
+                    state.last_accepted_at = time.time()
+            return good
+
+        def _mailgun(self, raw: bytes) -> None:
+            def answer(message: str) -> dict:
+                return {"message": message}
+
+            if not self._basic_auth():
+                self._reply(401, answer("Invalid private key"))
+                return
+            if self._injected(answer):
+                return
+            form = parse_qs(raw.decode(), keep_blank_values=True)
+            if any(address.lower() in state.faults.reject for address in form.get("to", [])):
+                # Mailgun refuses the whole call and names no address.
+                self._reply(400, answer("'to' parameter is not a valid address. please check documentation"))
+                return
+            copies, call_problems = mailgun_copies(form)
+            if call_problems:
+                self._reply(400, answer("; ".join(call_problems)))
+                return
+            message_id = f"<{uuid.uuid4().hex}@fake.mailgun>"
+            for copy in copies:
+                copy.message_id = message_id
+            if not self._accept_copies(copies, MAILGUN_LEFTOVER, all_or_nothing=True):
+                problems = next(copy.problems for copy in copies if copy.problems)
+                self._reply(400, answer("invalid message: " + "; ".join(problems)))
+                return
+            self._reply(200, {"id": message_id, "message": "Queued. Thank you."})
+
+        def _mailjet(self, raw: bytes) -> None:
+            def answer(message: str) -> dict:
+                return {"ErrorIdentifier": str(uuid.uuid4()), "ErrorCode": "mj-0000", "ErrorMessage": message}
+
+            if not self._basic_auth():
+                self._reply(401, answer("API key authentication/authorization failure"))
+                return
+            if self._injected(answer):
+                return
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                self._reply(400, answer("Malformed JSON"))
+                return
+            copies, call_problems = mailjet_copies(payload)
+            if call_problems:
+                self._reply(400, answer("; ".join(call_problems)))
+                return
+            for copy in copies:
+                copy.refused = copy.to.lower() in state.faults.reject
+                copy.message_id = str(random.randrange(10**15, 10**16))
+            good = {id(copy) for copy in self._accept_copies(copies, MAILJET_LEFTOVER, all_or_nothing=False)}
+            results = []
+            for copy in copies:
+                if id(copy) in good:
+                    results.append(
+                        {
+                            "Status": "success",
+                            "To": [
+                                {
+                                    "Email": copy.to,
+                                    "MessageUUID": str(uuid.uuid4()),
+                                    "MessageID": int(copy.message_id),
+                                    "MessageHref": "https://api.mailjet.com/v3/REST/message/0",
+                                }
+                            ],
+                        }
+                    )
+                else:
+                    reason = "blocked recipient" if copy.refused else "; ".join(copy.problems)
+                    results.append(
+                        {
+                            "Status": "error",
+                            "Errors": [{"ErrorCode": "send-0003", "StatusCode": 400, "ErrorMessage": reason}],
+                        }
+                    )
+            self._reply(200 if good else 400, {"Messages": results})
+
+        def _sparkpost(self, raw: bytes) -> None:
+            def answer(message: str) -> dict:
+                return {"errors": [{"message": message}]}
+
+            if not self.headers.get("Authorization"):
+                self._reply(401, answer("Unauthorized."))
+                return
+            if self._injected(answer):
+                return
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                self._reply(400, answer("invalid JSON"))
+                return
+            copies, call_problems = sparkpost_copies(payload)
+            if call_problems:
+                self._reply(422, answer("; ".join(call_problems)))
+                return
+            transmission = str(random.randrange(10**17, 10**18))
+            for copy in copies:
+                copy.refused = copy.to.lower() in state.faults.reject
+                copy.message_id = transmission
+            rejected = sum(1 for copy in copies if copy.refused)
+            if rejected == len(copies):
+                self._reply(422, answer("All provided recipients are invalid or suppressed"))
+                return
+            good = self._accept_copies(copies, SPARKPOST_LEFTOVER, all_or_nothing=True)
+            if not good:
+                problems = next(copy.problems for copy in copies if copy.problems)
+                self._reply(422, answer("invalid content: " + "; ".join(problems)))
+                return
+            self._reply(
+                200,
+                {
+                    "results": {
+                        "total_rejected_recipients": rejected,
+                        "total_accepted_recipients": len(good),
+                        "id": transmission,
+                    }
+                },
+            )
 
         def _reply_empty(self, status: int, headers: dict):
             self.send_response(status)

@@ -1,13 +1,23 @@
 """Batches: readers who share a rendered digest go to the ESP in one call."""
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from digest.compose import CompiledDigest, DigestComposer, Reader, digest_headers, digest_message
+from digest.compose import (
+    PBX_SYNTAX,
+    CompiledDigest,
+    DigestComposer,
+    PlaceholderSyntax,
+    Reader,
+    digest_headers,
+    digest_message,
+)
 from digest.models import Delivery, DigestRun
 from digest.services.journal import JournalEntry
 from digest.services.outcomes import compose_recording_outcome
@@ -25,25 +35,101 @@ Status = Delivery.Status
 
 # --- Batches: render once, personalise at the ESP ----------------------------------------
 #
-# Readers who get the same list share one rendered HTML and text with PBX<KEY>PBX
-# placeholders. For an ESP whose anymail backend fills per-recipient values into
-# the content without a template stored at the ESP, one API call carries the
-# shared content once and each recipient's links as substitutions; the ESP still
-# sends each recipient an individual message (one "personalization" each, so no
-# one sees another's address). The payload shrinks from N copies of ~60 KB to one
-# copy plus N small dicts, and N HTTP exchanges become one.
+# Readers who get the same list share one rendered HTML and text with a placeholder
+# wherever their own links go. For an ESP whose anymail backend fills per-recipient
+# values into the content without a template stored at the ESP, one API call
+# carries the shared content once and each recipient's links as substitutions; the
+# ESP still sends each recipient an individual message (so no one sees another's
+# address). The payload shrinks from N copies of ~60 KB to one copy plus N small
+# dicts, and N HTTP exchanges become one.
 
-# anymail backend -> the esp_extra that makes its merge fields our placeholders.
-BATCH_BACKENDS: dict[str, dict] = {
-    "anymail.backends.sendgrid.EmailBackend": {"merge_field_format": "PBX{}PBX"},
+# A recipient-level refusal the ESP did not attribute: split the call to find the address.
+SPLIT = "split"
+Refusals = Callable[[PermanentSendError, list[str]], "dict[str, str] | str"]
+
+
+@dataclass(frozen=True)
+class BatchESP:
+    """What one ESP needs for batches: its placeholder syntax, its limit on
+    recipients per call, the esp_extra that makes anymail send our content as
+    a template, and how to read a call it refused because of some recipients."""
+
+    name: str
+    syntax: PlaceholderSyntax
+    max_batch: int
+    esp_extra: dict
+    refusals: Refusals
+
+
+def _sendgrid_refusals(error: PermanentSendError, recipients: list[str]) -> dict[str, str] | str:
+    # SendGrid answers 400 with one error per bad address, naming its personalization.
+    return refused_in_request(error, recipients)
+
+
+def _unnamed_refusals(*markers: str) -> Refusals:
+    """For ESPs that refuse a whole call for one bad address without naming it
+    (Mailgun's "'to' parameter is not a valid address", SparkPost's invalid
+    recipients): when the reason is about recipients, the call is split in
+    halves until the bad addresses stand alone; anything else fails the call."""
+
+    def refusals(error: PermanentSendError, recipients: list[str]) -> dict[str, str] | str:
+        text = str(error).lower()
+        return SPLIT if any(marker in text for marker in markers) else {}
+
+    return refusals
+
+
+def _no_refusals(error: PermanentSendError, recipients: list[str]) -> dict[str, str] | str:
+    # Mailjet reports a refused recipient in its own message's result (read by
+    # batch_outcome); an error for the whole call is about the call.
+    return {}
+
+
+SENDGRID = BatchESP(
+    name="sendgrid",
+    syntax=PBX_SYNTAX,
+    max_batch=1000,
+    esp_extra={"merge_field_format": "PBX{}PBX"},
+    refusals=_sendgrid_refusals,
+)
+MAILGUN = BatchESP(
+    name="mailgun",
+    syntax=PlaceholderSyntax("mailgun", "%recipient.", "%", reserved=("%recipient.",)),
+    max_batch=1000,
+    esp_extra={},
+    refusals=_unnamed_refusals("not a valid address", "invalid address"),
+)
+MAILJET = BatchESP(
+    name="mailjet",
+    # Template language is on for the whole call: "{%" opens its blocks as well.
+    syntax=PlaceholderSyntax("mailjet", "{{var:", "}}", reserved=("{{", "{%")),
+    max_batch=50,
+    esp_extra={"Globals": {"TemplateLanguage": True}},
+    refusals=_no_refusals,
+)
+SPARKPOST = BatchESP(
+    name="sparkpost",
+    # Triple braces insert the value as is; ours are our own URLs and tokens.
+    syntax=PlaceholderSyntax("sparkpost", "{{{", "}}}", reserved=("{{",)),
+    max_batch=1000,
+    esp_extra={},
+    refusals=_unnamed_refusals("recipient"),
+)
+
+# anymail backend -> how it batches. Backends missing here send one message per reader.
+BATCH_BACKENDS: dict[str, BatchESP] = {
+    "anymail.backends.sendgrid.EmailBackend": SENDGRID,
+    "anymail.backends.mailgun.EmailBackend": MAILGUN,
+    "anymail.backends.mailjet.EmailBackend": MAILJET,
+    "anymail.backends.sparkpost.EmailBackend": SPARKPOST,
 }
-MAX_BATCH_SIZE = 1000  # SendGrid's limit on personalizations per call
+MAX_BATCH_SIZE = max(esp.max_batch for esp in BATCH_BACKENDS.values())
 # Distinct digests a chunk holds while their batches fill; each holds its HTML.
 MAX_WAITING_BATCHES = 32
 
 
-def batch_esp_extra(backend: str | None = None) -> dict | None:
-    """The esp_extra for batch sends through this backend, or None to send one by one.
+def batch_esp(backend: str | None = None) -> BatchESP | None:
+    """How to batch through this backend, or None to send one by one.
 
     DIGEST_ESP_BATCH: "auto" batches when the backend is known to support it,
     "off" never does, "on" requires it (a misconfiguration fails loudly rather
@@ -52,17 +138,23 @@ def batch_esp_extra(backend: str | None = None) -> dict | None:
     mode = settings.DIGEST_ESP_BATCH
     if mode == "off":
         return None
-    extra = BATCH_BACKENDS.get(backend)
-    if extra is None and mode == "on":
+    esp = BATCH_BACKENDS.get(backend)
+    if esp is None and mode == "on":
         raise ImproperlyConfigured(
             f"DIGEST_ESP_BATCH=on, but {backend} cannot personalise a batch; "
             f"batching works with: {', '.join(sorted(BATCH_BACKENDS))}"
         )
-    return dict(extra) if extra is not None else None
+    return esp
 
 
-def batch_size() -> int:
-    return max(1, min(settings.DIGEST_ESP_BATCH_SIZE, MAX_BATCH_SIZE))
+def batch_esp_extra(backend: str | None = None) -> dict | None:
+    """The esp_extra for batch sends through this backend, or None to send one by one."""
+    esp = batch_esp(backend)
+    return dict(esp.esp_extra) if esp is not None else None
+
+
+def batch_size(esp: BatchESP = SENDGRID) -> int:
+    return max(1, min(settings.DIGEST_ESP_BATCH_SIZE, esp.max_batch))
 
 
 @dataclass
@@ -80,29 +172,29 @@ def send_in_batches(
     composer: DigestComposer,
     run: DigestRun,
     connection,
-    esp_extra: dict,
+    esp: BatchESP,
     journal,
     updates: dict[int, dict],
     sent_subscribers: list[int],
     sleep: Callable[[float], None],
 ) -> TransientSendError | None:
     """Group the chunk's readers by compiled digest and send each group in calls
-    of up to DIGEST_ESP_BATCH_SIZE recipients. Returns the transient error that
-    stopped the chunk, if any; rows not sent stay without an outcome."""
+    of up to DIGEST_ESP_BATCH_SIZE recipients (and the ESP's own limit). Returns
+    the transient error that stopped the chunk, if any; rows not sent stay
+    without an outcome."""
 
     def flush(batch: _Batch) -> TransientSendError | None:
-        sent = _send_batch(
-            batch=batch, run=run, connection=connection, esp_extra=esp_extra, journal=journal, sleep=sleep
-        )
+        sent = _send_batch(batch=batch, run=run, connection=connection, esp=esp, journal=journal, sleep=sleep)
         updates.update(sent.updates)
         sent_subscribers.extend(sent.sent_subscribers)
         return sent.error
 
-    return _compose_and_flush(rows=rows, readers=readers, composer=composer, updates=updates, flush=flush)
+    return _compose_and_flush(
+        rows=rows, readers=readers, composer=composer, updates=updates, flush=flush, size=batch_size(esp)
+    )
 
 
-def _compose_and_flush(*, rows, readers, composer, updates, flush) -> TransientSendError | None:
-    size = batch_size()
+def _compose_and_flush(*, rows, readers, composer, updates, flush, size: int) -> TransientSendError | None:
     # Keyed by the compiled digest's identity; the batch holds a reference, so
     # the key cannot be reused while the batch waits.
     groups: dict[int, _Batch] = {}
@@ -149,7 +241,7 @@ def _send_batch(
     batch: _Batch,
     run: DigestRun,
     connection,
-    esp_extra: dict,
+    esp: BatchESP,
     journal,
     sleep: Callable[[float], None],
 ) -> "_Sent":
@@ -157,7 +249,7 @@ def _send_batch(
     in the journal at once. Outcomes come back for the chunk to write."""
     sent = _Sent()
     compiled = batch.compiled
-    html, text = compiled.template()
+    html, text = compiled.template(esp.syntax)
     members = {
         address: (delivery_id, subscriber_id) for delivery_id, subscriber_id, address, _ in batch.members
     }
@@ -176,38 +268,68 @@ def _send_batch(
     merge_metadata = {
         address: {"delivery_id": str(delivery_id)} for delivery_id, _, address, _ in batch.members
     }
-    message = digest_message(
-        to=batch.members[0][2], subject=compiled.subject, text=text, html=html, edition=run.edition
-    )
-    recipients = list(members)
-    while recipients:
+    subject = esp.syntax.neutralise(compiled.subject)
+    paper_ids = list(compiled.paper_ids)
+
+    def message_for(recipients: list[str]) -> AnymailMessage:
+        if len(recipients) == 1:
+            # One recipient: filled in here and sent as a plain message, since some
+            # backends drop per-recipient data on a batch of one (anymail's Mailjet).
+            address = recipients[0]
+            one_html, one_text = compiled.personalise(merge_data[address], esp.syntax)
+            return digest_message(
+                to=address,
+                subject=subject,
+                text=one_text,
+                html=one_html,
+                edition=run.edition,
+                headers=merge_headers[address],
+                metadata=merge_metadata[address],
+            )
+        message = digest_message(to=recipients[0], subject=subject, text=text, html=html, edition=run.edition)
         message.to = recipients
         message.merge_data = {address: merge_data[address] for address in recipients}
         message.merge_headers = {address: merge_headers[address] for address in recipients}
         message.merge_metadata = {address: merge_metadata[address] for address in recipients}
-        message.esp_extra = dict(esp_extra)
+        message.esp_extra = copy.deepcopy(esp.esp_extra)
+        return message
+
+    def refuse(address: str, reason: str) -> None:
+        sent.updates[members[address][0]] = {"status": Status.FAILED, "error": reason[:500]}
+
+    # Calls still to make; a refusal that names no address splits its call in two.
+    pending = [list(members)]
+    while pending:
+        recipients = pending.pop()
+        message = message_for(recipients)
         try:
             send_with_retries(connection, message, sleep=sleep)
         except TransientSendError as exc:
             sent.error = exc
             return sent
         except PermanentSendError as exc:
-            refused = refused_in_request(exc, recipients)
-            if not refused:
-                # The call itself was refused: every delivery in it fails with the reason.
+            refused = esp.refusals(exc, recipients)
+            if refused == SPLIT and len(recipients) > 1:
+                middle = len(recipients) // 2
+                pending += [recipients[middle:], recipients[:middle]]
+                continue
+            if not isinstance(refused, dict) or not refused:
+                # The call itself was refused (or its one recipient): each delivery fails with the reason.
                 refused = dict.fromkeys(recipients, str(exc))
             for address, reason in refused.items():
-                sent.updates[members[address][0]] = {"status": Status.FAILED, "error": reason[:500]}
+                refuse(address, reason)
             # The ESP named the recipients it refused; send the rest again.
-            recipients = [address for address in recipients if address not in refused]
+            rest = [address for address in recipients if address not in refused]
+            if rest:
+                pending.append(rest)
             continue
         outcome = batch_outcome(message)
-        paper_ids = list(compiled.paper_ids)
         entries = {
             members[address][0]: JournalEntry(message_id, compiled.subject, paper_ids)
             for address, message_id in outcome.accepted.items()
         }
         journal.record_many(entries)
+        note = _unattributed_rejections(message)
         sent_at = timezone.now()
         for address, message_id in outcome.accepted.items():
             delivery_id, subscriber_id = members[address]
@@ -217,13 +339,24 @@ def _send_batch(
                 "sent_at": sent_at,
                 "subject": compiled.subject,
                 "paper_ids": paper_ids,
-                "error": "",
+                "error": note,
             }
             sent.sent_subscribers.append(subscriber_id)
         for address, reason in outcome.refused.items():
-            sent.updates[members[address][0]] = {"status": Status.FAILED, "error": reason[:500]}
-        return sent
+            refuse(address, reason)
     return sent
+
+
+def _unattributed_rejections(message) -> str:
+    """SparkPost counts the recipients it rejected without naming them; anymail
+    then reports every recipient's status as "unknown". The accepted ones went
+    out and cannot be sent again, so all are recorded as sent with this note;
+    the ESP's webhook names the rejected ones (a bounce or rejection event,
+    which suppresses the address)."""
+    status = getattr(message, "anymail_status", None)
+    if status is None or "unknown" not in (status.status or set()):
+        return ""
+    return "the ESP rejected some recipients of this call without naming them; see its webhook events"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from digest import sources
@@ -164,6 +164,7 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
         return result
     now = timezone.now()
     with transaction.atomic():
+        lock_paper_writes()
         existing: dict[str, Paper] = {}
         ids = list(merged)
         for start in range(0, len(ids), BATCH):
@@ -205,6 +206,26 @@ def papers_ingest(*, records: Sequence[PaperRecord]) -> IngestResult:
         result.updated = len(to_update)
         result.tagged = _tag(created + to_tag)
     return result
+
+
+# Key of the PostgreSQL advisory lock that ingests and retags hold while they write.
+PAPER_WRITES_LOCK = 0x7061_7065_7273  # "papers"
+
+
+def lock_paper_writes() -> None:
+    """Serialise writers of papers and their tags until the transaction ends.
+
+    Two ingests at once (a retried task beside the nightly run, a backfill
+    beside "Fetch now") would both see a paper as new and both insert it, or
+    both replace its tags. One lock for every paper writer, rather than one per
+    day: a paper can be on more than one day's list, and its tags are written by
+    ingest and retag alike. An ingest takes well under a second, so waiting costs
+    nothing; the second writer then finds the first one's rows and only updates
+    them. The embedded mode (SQLite) runs its tasks one at a time in one process.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PAPER_WRITES_LOCK])
 
 
 def _active_topics() -> list[Topic]:
@@ -257,6 +278,7 @@ def papers_retag(*, paper_ids: Iterable[int] | None = None) -> int:
     topics = _active_topics()
     count = 0
     with transaction.atomic():
+        lock_paper_writes()
         batch: list[Paper] = []
         for paper in queryset.order_by("pk").iterator(chunk_size=BATCH):
             batch.append(paper)

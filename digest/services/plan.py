@@ -1,17 +1,19 @@
 """Planning: one Delivery row per due reader and edition, and the id ranges that send tasks take."""
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
 from subscribers.models import Subscriber
 
+logger = logging.getLogger(__name__)
 Status = Delivery.Status
 
 
@@ -26,33 +28,103 @@ def due_subscribers(*, edition: date, only_email: str | None = None):
     return due
 
 
+# Rows per planning batch: each batch commits on its own, with the run's progress marker.
+PLAN_BATCH_SIZE = 5000
+# Why rows of a failed run may be taken over by a later run of the same edition.
+RUN_TIMED_OUT = "run timed out"
+
+
 def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
-    """One Delivery row per due subscriber; rows that already exist for this
-    edition (an earlier or concurrent run) are left alone. Returns rows created.
+    """One Delivery row per due subscriber for this run; returns the run's rows.
+
+    Idempotent and resumable: each batch of rows commits with the run's progress
+    marker (`planned_at`), readers who already have a row for the edition are
+    skipped, so planning again after a crash (a lost database, a killed worker)
+    plans exactly the readers still missing. Rows an earlier run of the edition
+    left unsent when it failed are adopted by this run rather than silently
+    skipped by the unique (subscriber, edition) constraint. Rows of a run still
+    alive are left to it.
 
     Rows are created in order of the readers' preferences (topics, interests,
     frequency, size), so delivery ids, and the chunks cut from them, keep
     readers who will get the same digest together: a chunk ranks and renders
     each list once and can hand its readers to the ESP in one batch."""
-    due = due_subscribers(edition=run.edition, only_email=only_email)
+    due = due_subscribers(edition=run.edition, only_email=only_email or run.only_email or None)
+    deliveries_adopt(run=run, due=due)
+    unplanned = due.exclude(
+        Exists(Delivery.objects.filter(subscriber_id=OuterRef("pk"), edition=run.edition))
+    )
     if connection.vendor == "postgresql":
         from django.contrib.postgres.aggregates import ArrayAgg
 
-        due = due.annotate(topic_key=ArrayAgg("topics__id", order_by="topics__id")).order_by(
+        unplanned = unplanned.annotate(topic_key=ArrayAgg("topics__id", order_by="topics__id")).order_by(
             "topic_key", "interests", "frequency", "digest_size", "id"
         )
-        ids = due.values_list("id", flat=True).iterator(chunk_size=10000)
+        ids: Iterable[int] = unplanned.values_list("id", flat=True).iterator(chunk_size=PLAN_BATCH_SIZE)
     else:
-        ids = _ids_in_preference_order(due)
-    batch: list[Delivery] = []
+        ids = _ids_in_preference_order(unplanned)
+    batch: list[int] = []
     for subscriber_id in ids:
-        batch.append(Delivery(subscriber_id=subscriber_id, edition=run.edition, run=run))
-        if len(batch) >= 10000:
-            Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+        batch.append(subscriber_id)
+        if len(batch) >= PLAN_BATCH_SIZE:
+            plan_batch(run=run, subscriber_ids=batch)
             batch = []
     if batch:
-        Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+        plan_batch(run=run, subscriber_ids=batch)
     return Delivery.objects.filter(run=run).count()
+
+
+def plan_batch(*, run: DigestRun, subscriber_ids: list[int]) -> None:
+    """Write one batch of rows and move the run's progress marker, in one transaction."""
+    with transaction.atomic():
+        Delivery.objects.bulk_create(
+            [Delivery(subscriber_id=sid, edition=run.edition, run=run) for sid in subscriber_ids],
+            ignore_conflicts=True,
+        )
+        DigestRun.objects.filter(id=run.pk).update(planned_at=timezone.now())
+
+
+def deliveries_adopt(*, run: DigestRun, due: QuerySet[Subscriber]) -> int:
+    """Take over the unsent rows of due readers that an earlier run of this
+    edition left behind, because it failed or because its planner died (its
+    progress marker quiet for DIGEST_CLAIM_TIMEOUT): rows planned, claimed by a
+    worker gone quiet, or failed because that run timed out. A dead planner's
+    run is closed, so recovery never resumes it. Returns how many rows were
+    adopted."""
+    stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
+    dead_planners = list(
+        DigestRun.objects.filter(edition=run.edition, status=DigestRun.Status.PLANNING)
+        .exclude(id=run.pk)
+        .filter(Q(planned_at__lt=stale) | Q(planned_at__isnull=True))
+        .values_list("id", flat=True)
+    )
+    unsent = (
+        Q(status=Status.PLANNED)
+        | Q(status=Status.SENDING, claimed_at__lt=stale)
+        | Q(status=Status.SENDING, claimed_at__isnull=True)
+        | Q(status=Status.FAILED, error=RUN_TIMED_OUT)
+    )
+    left_behind = Q(run__isnull=True) | Q(run__status=DigestRun.Status.FAILED) | Q(run_id__in=dead_planners)
+    adopted = (
+        Delivery.objects.filter(edition=run.edition, subscriber__in=due.values("id"))
+        .exclude(run=run)
+        .filter(left_behind)
+        .filter(unsent)
+        .update(run=run, status=Status.PLANNED, claim_token="", claimed_at=None, attempts=0, error="")
+    )
+    for dead in DigestRun.objects.filter(id__in=dead_planners, status=DigestRun.Status.PLANNING):
+        closed = DigestRun.objects.filter(id=dead.pk, status=DigestRun.Status.PLANNING).update(
+            status=DigestRun.Status.FAILED,
+            finished_at=timezone.now(),
+            errors=[*dead.errors, f"planning never finished; run {run.pk} took over its unsent deliveries"],
+        )
+        if closed:
+            logger.warning(
+                "run %s for %s: planning never finished, taken over by run %s", dead.pk, dead.edition, run.pk
+            )
+    if adopted:
+        logger.info("run %s adopted %s unsent deliveries of earlier runs of %s", run.pk, adopted, run.edition)
+    return adopted
 
 
 def _ids_in_preference_order(due) -> list[int]:

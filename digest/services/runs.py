@@ -6,13 +6,14 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
 from digest.services.ingest import papers_ingest
-from digest.services.plan import deliveries_plan, pending_ranges
+from digest.services.plan import RUN_TIMED_OUT, deliveries_plan, pending_ranges
+from digest.services.retention import deliveries_retention_guard
 from digest.sources import arxiv, fetch_sources
 from digest.sources.base import SOURCE_ARXIV
 from subscribers.selectors import followed_arxiv_categories
@@ -20,6 +21,8 @@ from subscribers.selectors import followed_arxiv_categories
 logger = logging.getLogger(__name__)
 
 UNFINISHED = (Delivery.Status.PLANNED, Delivery.Status.SENDING)
+# Times recovery tries to finish a run's planning before giving up on it.
+MAX_PLAN_ATTEMPTS = 3
 
 
 def notify_admins(subject: str, message: str) -> None:
@@ -39,17 +42,22 @@ def digest_run_start(
     A source that fails is named in the run's errors and mailed to the admins,
     and the run sends what the others gave. When every source fails, or any
     does under DIGEST_SOURCES_REQUIRE_ALL, the run stops here: nothing is
-    stored or planned, so nothing stale goes out as new.
+    stored or planned, so nothing stale goes out as new. When the database
+    fails while planning, the run stays in planning with what it has written
+    so far; the admins are told, and `recover_runs` plans the rest and sends
+    the run once the database answers again.
     """
-    run = DigestRun.objects.create(edition=edition)
+    deliveries_retention_guard(edition=edition)
+    run = DigestRun.objects.create(edition=edition, only_email=only_email or "")
     if fetch and not papers_fetch_for_run(run=run, sources=[source] if source else settings.DIGEST_SOURCES):
         return run
-    run.due_count = deliveries_plan(run=run, only_email=only_email)
-    run.status = DigestRun.Status.SENDING
-    run.save(update_fields=["papers_count", "errors", "due_count", "status"])
-    logger.info(
-        "run %s for %s: %s papers, %s deliveries planned", run.pk, edition, run.papers_count, run.due_count
-    )
+    run.status = DigestRun.Status.PLANNING
+    run.planned_at = timezone.now()
+    run.save(update_fields=["papers_count", "errors", "status", "planned_at"])
+    try:
+        digest_run_plan(run=run)
+    except DatabaseError as exc:
+        _planning_interrupted(run=run, exc=exc)
     return run
 
 
@@ -86,6 +94,45 @@ def papers_fetch_for_run(*, run: DigestRun, sources: Sequence[str]) -> bool:
             "the run instead.",
         )
     return True
+
+
+def digest_run_plan(*, run: DigestRun) -> bool:
+    """Plan (or finish planning) a run and open it for sending. Returns False
+    when another planner got there first."""
+    run.due_count = deliveries_plan(run=run)
+    opened = DigestRun.objects.filter(id=run.pk, status=DigestRun.Status.PLANNING).update(
+        status=DigestRun.Status.SENDING, due_count=run.due_count, planned_at=timezone.now()
+    )
+    run.refresh_from_db()
+    logger.info(
+        "run %s for %s: %s papers, %s deliveries planned",
+        run.pk,
+        run.edition,
+        run.papers_count,
+        run.due_count,
+    )
+    return bool(opened)
+
+
+def _drop_broken_connection() -> None:
+    """Close a connection the database dropped, so the next query opens a fresh one."""
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _planning_interrupted(*, run: DigestRun, exc: Exception) -> None:
+    logger.exception("run %s for %s: planning interrupted", run.pk, run.edition)
+    _drop_broken_connection()
+    try:
+        DigestRun.objects.filter(id=run.pk).update(errors=[*run.errors, f"planning interrupted: {exc}"[:500]])
+    except DatabaseError:
+        _drop_broken_connection()
+    notify_admins(
+        f"Digest run for {run.edition}: planning interrupted",
+        f"Planning the run failed part-way: {exc}\n\nThe rows planned so far are kept. "
+        f"recover_runs (every {settings.DIGEST_RECOVER_EVERY}s) plans the rest and sends the run once "
+        "the database answers; you will get another message if it cannot.",
+    )
 
 
 def digest_run_fail(*, run: DigestRun, error: str) -> None:
@@ -142,7 +189,7 @@ def digest_runs_to_recover() -> list[tuple[int, list[tuple[int, int]]]]:
         age = (timezone.now() - run.started_at).total_seconds()
         if age > settings.DIGEST_RUN_MAX_SECONDS:
             stuck = Delivery.objects.filter(run=run, status__in=UNFINISHED).update(
-                status=Delivery.Status.FAILED, error="run timed out", claim_token=""
+                status=Delivery.Status.FAILED, error=RUN_TIMED_OUT, claim_token=""
             )
             DigestRun.objects.filter(id=run.pk).update(failed_count=run.failed_count + stuck)
             digest_run_fail(run=run, error=f"Run timed out after {int(age)}s with {stuck} deliveries unsent.")
@@ -178,8 +225,53 @@ def digest_run_dispatch(*, run_id: int) -> int:
 
 
 def digest_runs_recover() -> int:
-    """Queue again the chunks of runs that stopped making progress; returns tasks queued."""
-    return sum(send_tasks_queue(run_id=run_id, ranges=ranges) for run_id, ranges in digest_runs_to_recover())
+    """Finish runs whose planning stopped, queue again the chunks of runs that
+    stopped sending; returns tasks queued."""
+    queued = digest_runs_resume_planning()
+    return queued + sum(
+        send_tasks_queue(run_id=run_id, ranges=ranges) for run_id, ranges in digest_runs_to_recover()
+    )
+
+
+def digest_runs_resume_planning() -> int:
+    """Runs stuck before sending: a planner that lost its database or its
+    process leaves the run in planning with a quiet progress marker. Each is
+    planned to the end (planning is idempotent) and dispatched; one that keeps
+    failing, or has run too long, is failed and the admins are mailed. Returns
+    send tasks queued."""
+    now = timezone.now()
+    quiet = now - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
+    too_old = now - timedelta(seconds=settings.DIGEST_RUN_MAX_SECONDS)
+    queued = 0
+    for run in DigestRun.objects.filter(status=DigestRun.Status.RUNNING, started_at__lt=too_old):
+        digest_run_fail(run=run, error="The run never finished fetching papers (its worker was lost).")
+    stuck = DigestRun.objects.filter(status=DigestRun.Status.PLANNING).filter(
+        Q(planned_at__lt=quiet) | Q(planned_at__isnull=True)
+    )
+    for run in stuck:
+        if run.started_at < too_old or run.plan_attempts >= MAX_PLAN_ATTEMPTS:
+            digest_run_fail(
+                run=run,
+                error=f"Planning could not be finished after {run.plan_attempts} attempts to resume it; "
+                "the rows it planned are taken over by the next run of this edition.",
+            )
+            continue
+        # Take the run with a conditional update, so two recoverers never both resume it.
+        taken = DigestRun.objects.filter(id=run.pk, status=run.status, planned_at=run.planned_at).update(
+            planned_at=now, plan_attempts=F("plan_attempts") + 1
+        )
+        if not taken:
+            continue
+        run.refresh_from_db()
+        logger.warning(
+            "run %s for %s: resuming planning (attempt %s)", run.pk, run.edition, run.plan_attempts
+        )
+        try:
+            if digest_run_plan(run=run):
+                queued += digest_run_dispatch(run_id=run.pk)
+        except DatabaseError as exc:
+            _planning_interrupted(run=run, exc=exc)
+    return queued
 
 
 def deliveries_resend(*, delivery_ids: list[int]) -> int:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from digest.compose import DigestComposer, digest_message
 from digest.models import Delivery, DigestRun
 from digest.selectors import readers_for_deliveries
-from digest.services.batch import batch_esp_extra, send_in_batches
+from digest.services.batch import batch_esp, send_in_batches
 from digest.services.journal import journal_for
 from digest.services.outcomes import ChunkResult, compose_recording_outcome, deliveries_record_outcomes
 from mail.send import PermanentSendError, TransientSendError, send_one, settle_environment
@@ -67,7 +67,7 @@ def deliveries_send_chunk(
     """Claim, compose and send one chunk; every claimed row ends sent, empty,
     cancelled, failed, or back to planned for a later retry."""
     result = ChunkResult()
-    extra = batch_esp_extra()  # before claiming: a misconfiguration leaves the rows untouched
+    extra = batch_esp()  # before claiming: a misconfiguration leaves the rows untouched
     run = DigestRun.objects.get(id=run_id)
     result.claimed = claim(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
     if not result.claimed:
@@ -114,7 +114,7 @@ def deliveries_send_chunk(
                 composer=composer,
                 run=run,
                 connection=connection,
-                esp_extra=extra,
+                esp=extra,
                 journal=journal,
                 updates=updates,
                 sent_subscribers=sent_subscribers,

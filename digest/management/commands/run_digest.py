@@ -11,6 +11,7 @@ from digest.management.arguments import as_date, iso_date
 from digest.models import DigestRun
 from digest.services.plan import pending_ranges
 from digest.services.preview import digest_dry_run
+from digest.services.retention import EditionTooOld
 from digest.services.runs import digest_run_finish_if_done, digest_run_start
 from digest.services.send import deliveries_send_chunk_blocking
 
@@ -39,14 +40,22 @@ class Command(BaseCommand):
         edition = as_date(options["date"]) or timezone.now().date()
         if options["dry_run"]:
             return self._dry_run(edition, options["only"])
-        run = digest_run_start(
-            edition=edition,
-            fetch=not options["no_fetch"],
-            source=options["source"],
-            only_email=options["only"],
-        )
+        try:
+            run = digest_run_start(
+                edition=edition,
+                fetch=not options["no_fetch"],
+                source=options["source"],
+                only_email=options["only"],
+            )
+        except EditionTooOld as exc:
+            raise CommandError(str(exc)) from exc
         if run.status == DigestRun.Status.FAILED:
             raise CommandError(f"Run {run.pk} failed and sent nothing: {'; '.join(run.errors)}")
+        if run.status == DigestRun.Status.PLANNING:
+            raise CommandError(
+                f"Run {run.pk} could not finish planning (see the log); recover_runs resumes it, "
+                "or run this command again."
+            )
         if options["only"] and not run.due_count:
             self.stdout.write(
                 f"{options['only']} has no digest due on {edition} (not active, or already planned)."
