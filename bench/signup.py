@@ -3,11 +3,20 @@ Load the signup endpoint at a fixed request rate and report latency. Prints one 
 
     .venv/bin/python bench/signup.py                          # 200 requests/s for 20 s
     .venv/bin/python bench/signup.py --rate 300 --seconds 30 --gunicorn-workers 3
+    .venv/bin/python bench/signup.py --enumeration            # can timing tell who is subscribed?
+
+With --enumeration it instead seeds pending, active, paused, unsubscribed and
+suppressed subscribers and posts signups for them and for new addresses, one
+request at a time in a shuffled order over real HTTP, and reports per class the
+median latency and, for every pair of classes, the AUC of telling them apart by
+latency (0.5: not at all; 1.0: always). It also checks that every answer is the
+same redirect.
 
 The server is gunicorn on PostgreSQL (its own database, `bench_signup`) with
-Redis DB 5 as the Celery broker, so each signup queues its confirmation email
-instead of sending it. The per-IP signup limit is off (SIGNUP_RATE_LIMIT=""),
-as every request comes from 127.0.0.1.
+Redis DB 5 as the Celery broker and no worker, so each signup is stored in the
+email outbox and a drain task queued, as in production before a worker sends
+it. The per-IP signup limit is off (SIGNUP_RATE_LIMIT=""), as every request
+comes from 127.0.0.1.
 
 The load generator is open-loop and bounded: requests start on a fixed
 schedule whatever the server is doing (at most --max-in-flight at once), and
@@ -21,14 +30,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
+import random
 import re
+import statistics
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
+
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -63,16 +78,20 @@ def csrf_pair(base: str) -> tuple[str, str]:
 
 
 def request_bytes(port: int, cookie: str, token: str, topics: list[str], index: int, run: str) -> bytes:
-    body = urlencode(
-        [
-            ("csrfmiddlewaretoken", token),
-            ("email", f"signup-{run}-{index}@example.org"),
-            *[("topics", topic) for topic in topics[index % 2 :]],
-            ("interests", "speculative decoding, world models" if index % 10 == 0 else ""),
-            ("frequency", "weekly" if index % 5 == 0 else "daily"),
-            ("weekday", "2"),
-        ]
-    ).encode()
+    fields = [
+        ("csrfmiddlewaretoken", token),
+        ("email", f"signup-{run}-{index}@example.org"),
+        *[("topics", topic) for topic in topics[index % 2 :]],
+        ("interests", "speculative decoding, world models" if index % 10 == 0 else ""),
+        ("frequency", "weekly" if index % 5 == 0 else "daily"),
+        ("weekday", "2"),
+    ]
+    return form_post(port, cookie, fields)
+
+
+def form_post(port: int, cookie: str, fields: list[tuple[str, str]]) -> bytes:
+    """A complete HTTP/1.1 form POST to the signup page, closing the connection after the answer."""
+    body = urlencode(fields).encode()
     head = (
         f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: paperboy-bench\r\n"
         f"Cookie: csrftoken={cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
@@ -144,6 +163,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--redis", default=DEFAULT_REDIS)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--server-log", default="/tmp/paperboy-bench-gunicorn.log")
+    parser.add_argument("--enumeration", action="store_true", help="compare latency per kind of address")
+    parser.add_argument("--per-class", type=int, default=300, help="with --enumeration: requests per class")
     args = parser.parse_args(argv)
 
     port = free_port()
@@ -160,11 +181,10 @@ def main(argv=None) -> dict:
     try:
         setup_django(env)
         migrate()
-        import redis
         from django.db import connections
 
         from digest.models import Topic
-        from subscribers.models import Subscriber
+        from subscribers.models import OutgoingEmail
 
         topics = list(Topic.objects.order_by("id").values_list("slug", flat=True)[:3])
         connections.close_all()
@@ -201,6 +221,13 @@ def main(argv=None) -> dict:
 
         wait_until(up, timeout=30, what="gunicorn")
         cookie, token = csrf_pair(f"http://127.0.0.1:{port}")
+        if args.enumeration:
+            result = enumeration(
+                port=port, cookie=cookie, token=token, topics=topics, per_class=args.per_class
+            )
+            result["machine"] = machine()
+            connections.close_all()
+            return _finish(result)
         run = uuid.uuid4().hex[:6]
         latencies, errors, measured = asyncio.run(
             drive(
@@ -226,8 +253,9 @@ def main(argv=None) -> dict:
             "p90_ms": round(1000 * percentile(latencies, 0.90), 1),
             "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
             "max_ms": round(1000 * max(latencies), 1),
-            "subscribers_created": Subscriber.objects.count(),
-            "confirmations_queued": queued,
+            # No worker runs: each signup is stored in the outbox and a drain task queued.
+            "signups_stored": OutgoingEmail.objects.filter(kind=OutgoingEmail.Kind.SIGNUP).count(),
+            "drain_tasks_queued": queued,
             "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread)",
             "machine": machine(),
         }
@@ -236,10 +264,116 @@ def main(argv=None) -> dict:
         if server:
             stop_process(server)
             server_log.close()
+        client = redis.Redis.from_url(args.redis)
+        client.delete(queue)
+        client.close()
         if not args.keep:
             drop_database(args.postgres, args.database)
+    return _finish(result)
+
+
+def _finish(result: dict) -> dict:
     print(json.dumps(result), flush=True)
     return result
+
+
+# --- Enumeration: does the answer's timing tell who is subscribed? ------------------------
+
+CLASSES = ("new", "pending", "active", "paused", "unsubscribed", "suppressed")
+
+
+def seed_classes(per_class: int, topics: list[str]) -> dict[str, list[str]]:
+    """Existing subscribers of each status, and fresh addresses for "new"."""
+    from digest.models import Topic
+    from subscribers.models import Subscriber
+
+    run = uuid.uuid4().hex[:6]
+    addresses = {kind: [f"{kind}-{run}-{n}@example.org" for n in range(per_class)] for kind in CLASSES}
+    chosen = list(Topic.objects.filter(slug__in=topics))
+    for kind in CLASSES:
+        if kind == "new":
+            continue
+        Subscriber.objects.bulk_create(
+            Subscriber(email=email, status=kind, signup_user_agent="bench") for email in addresses[kind]
+        )
+        through = Subscriber.topics.through
+        through.objects.bulk_create(
+            through(subscriber_id=subscriber_id, topic_id=topic.id)
+            for subscriber_id in Subscriber.objects.filter(email__in=addresses[kind]).values_list(
+                "id", flat=True
+            )
+            for topic in chosen[:2]
+        )
+    return addresses
+
+
+def signup_bytes(port: int, cookie: str, token: str, topics: list[str], email: str) -> bytes:
+    fields = [
+        ("csrfmiddlewaretoken", token),
+        ("email", email),
+        *[("topics", topic) for topic in topics[:2]],
+        ("interests", ""),
+        ("frequency", "daily"),
+        ("weekday", "0"),
+    ]
+    return form_post(port, cookie, fields)
+
+
+async def timed(port: int, payload: bytes) -> tuple[float, bytes]:
+    """Seconds from connecting to the last byte of the answer, and the answer without its Date."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    elapsed = time.perf_counter() - started
+    return elapsed, re.sub(rb"(?im)^(date|set-cookie):.*\r\n", b"", answer)
+
+
+def auc(higher: list[float], lower: list[float]) -> float:
+    """Probability that a random value of `higher` exceeds one of `lower` (ties count half)."""
+    ordered = sorted(lower)
+    total = 0.0
+    for value in higher:
+        below = bisect.bisect_left(ordered, value)
+        ties = bisect.bisect_right(ordered, value) - below
+        total += below + ties / 2
+    return total / (len(higher) * len(lower))
+
+
+def enumeration(*, port: int, cookie: str, token: str, topics: list[str], per_class: int) -> dict:
+    addresses = seed_classes(per_class, topics)
+    order = [(kind, email) for kind, emails in addresses.items() for email in emails]
+    random.Random(7).shuffle(order)
+    latencies: dict[str, list[float]] = {kind: [] for kind in CLASSES}
+    answers: set[bytes] = set()
+
+    async def run() -> None:
+        for _kind, email in order[:50]:  # warm-up, not measured
+            await timed(port, signup_bytes(port, cookie, token, topics, "warm-" + email))
+        for kind, email in order:
+            elapsed, answer = await timed(port, signup_bytes(port, cookie, token, topics, email))
+            latencies[kind].append(elapsed)
+            answers.add(answer)
+
+    asyncio.run(run())
+    medians = {kind: round(1000 * statistics.median(values), 2) for kind, values in latencies.items()}
+    pairs = {}
+    for index, first in enumerate(CLASSES):
+        for second in CLASSES[index + 1 :]:
+            value = auc(latencies[first], latencies[second])
+            # How well latency separates the two classes, whichever is slower.
+            pairs[f"{first}/{second}"] = round(max(value, 1 - value), 3)
+    return {
+        "requests_per_class": per_class,
+        "median_ms": medians,
+        "auc": pairs,
+        "max_auc": max(pairs.values()),
+        "distinct_answers": len(answers),
+    }
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Two modes, picked by whether DATABASE_URL is set:
 Every variable is listed in README.md and .env.example.
 """
 
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -180,6 +181,14 @@ ANYMAIL = {
 if "REQUESTS_TIMEOUT" in ANYMAIL:
     ANYMAIL["REQUESTS_TIMEOUT"] = float(ANYMAIL["REQUESTS_TIMEOUT"])
 ANYMAIL_REQUESTS_TIMEOUT = EMAIL_TIMEOUT
+# The one ESP whose tracking webhook is mounted at /anymail/<esp>/tracking/; by
+# default the ESP of EMAIL_BACKEND (anymail.backends.<esp>.EmailBackend). Every
+# other ESP's webhook answers 404.
+_backend_module = EMAIL_BACKEND.rsplit(".", 1)[0]
+_backend_esp = (
+    _backend_module.removeprefix("anymail.backends.") if _backend_module.startswith("anymail.") else ""
+)
+ESP_TRACKING_WEBHOOK = env.str("ESP_TRACKING_WEBHOOK", default=_backend_esp)
 
 # --- Celery --------------------------------------------------------------------
 
@@ -277,11 +286,37 @@ DIGEST_SOURCES_REQUIRE_ALL = env.bool("DIGEST_SOURCES_REQUIRE_ALL", default=Fals
 # Signups per client IP, in django-ratelimit's "count/period" form (s, m, h, d),
 # counted in the Django cache. Empty turns the limit off, e.g. for a load test.
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="20/h")
-# Behind a reverse proxy, the header holding the client IP (e.g. HTTP_X_REAL_IP);
-# unset means REMOTE_ADDR.
-RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
-# If the cache is down, let signups through rather than turn every reader away.
+# If the cache is down, let signups through (with a logged warning) rather than
+# turn every reader away; subscribers/ratelimits.py also covers connection errors.
 RATELIMIT_FAIL_OPEN = True
+
+# Where the client address comes from (subscribers/clientip.py). 0: REMOTE_ADDR
+# only, any forwarding header is ignored. N: the app sits behind N reverse
+# proxies that each append to TRUSTED_PROXY_HEADER; the client is the entry the
+# outermost one wrote. TRUSTED_PROXIES (addresses or CIDR networks) additionally
+# requires REMOTE_ADDR to be one of them before the header is read.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+TRUSTED_PROXY_HEADER = env.str("TRUSTED_PROXY_HEADER", default="HTTP_X_FORWARDED_FOR")
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more")
+if TRUSTED_PROXIES and not TRUSTED_PROXY_COUNT:
+    TRUSTED_PROXY_COUNT = 1
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from _exc
+
+# Transactional email (confirmation, preference and data links) is written to the
+# OutgoingEmail table in the same transaction as the change that calls for it and
+# sent by a worker, so a broker outage only delays it.
+OUTGOING_EMAIL_DRAIN_EVERY = env.int("OUTGOING_EMAIL_DRAIN_EVERY", default=60)
+OUTGOING_EMAIL_MAX_ATTEMPTS = env.int("OUTGOING_EMAIL_MAX_ATTEMPTS", default=8)
+
+# /healthz names failing services; their error details only for a request that
+# carries this token (X-Healthz-Token header or ?token=). Empty: never.
+HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
 
 # --- Digest ------------------------------------------------------------------------
 
@@ -310,6 +345,8 @@ DIGEST_CLAIM_TIMEOUT = env.int("DIGEST_CLAIM_TIMEOUT", default=300)
 DIGEST_RUN_MAX_SECONDS = env.int("DIGEST_RUN_MAX_SECONDS", default=6 * 3600)
 DIGEST_RECOVER_EVERY = env.int("DIGEST_RECOVER_EVERY", default=120)
 SENDER_POSTAL_ADDRESS = env.str("SENDER_POSTAL_ADDRESS", default="")
+# Addresses the admin's "Send test" may mail besides staff users' own.
+DIGEST_TEST_SEND_ALLOWED = env.list("DIGEST_TEST_SEND_ALLOWED", default=[])
 # Delivery rows older than this are counted into rollups and deleted, nightly. Never
 # under 30 days: the 14-day never-send-twice window and the admin's 30-day chart need them.
 DIGEST_DELIVERY_RETENTION_DAYS = env.int("DIGEST_DELIVERY_RETENTION_DAYS", default=180)
@@ -330,6 +367,11 @@ CELERY_BEAT_SCHEDULE = {
     "recover-stalled-runs": {
         "task": "digest.recover_runs",
         "schedule": DIGEST_RECOVER_EVERY,
+    },
+    # Sends confirmation and link emails a lost or refused task left behind.
+    "drain-outgoing-email": {
+        "task": "subscribers.drain_outgoing_email",
+        "schedule": OUTGOING_EMAIL_DRAIN_EVERY,
     },
     # Delivery rows past DIGEST_DELIVERY_RETENTION_DAYS are rolled up and deleted, in batches.
     "purge-old-deliveries": {

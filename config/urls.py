@@ -17,3 +17,9 @@ urlpatterns = [
     path("", include("digest.urls")),
     path("", include("subscribers.urls")),
 ]
+
+# Branded error pages that need nothing but templates (config/errors.py).
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"

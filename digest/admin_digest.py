@@ -4,7 +4,9 @@ test sends, re-sends and starting a run by hand."""
 from datetime import date, timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.mail import get_connection
 from django.db import transaction
@@ -22,6 +24,7 @@ from mail.send import PermanentSendError, TransientSendError, send_one
 from subscribers.models import Subscriber
 
 CHART_DAYS = 30
+User = get_user_model()
 
 
 class StartRunForm(forms.Form):
@@ -44,6 +47,14 @@ class PreviewForm(forms.Form):
 
 class TestSendForm(forms.Form):
     to = forms.EmailField(label="Send a test copy to", max_length=254)
+
+    def clean_to(self) -> str:
+        to = self.cleaned_data["to"]
+        if not test_send_allowed(to):
+            raise forms.ValidationError(
+                "Test copies go only to a staff user's address or one in DIGEST_TEST_SEND_ALLOWED."
+            )
+        return to
 
 
 @admin.register(DigestRun)
@@ -85,7 +96,7 @@ class DigestRunAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context=extra_context)
 
     def start_view(self, request):
-        if not request.user.has_perm("digest.change_digestrun"):
+        if not request.user.has_perm("digest.start_digestrun"):
             raise PermissionDenied
         form = StartRunForm(request.POST or None, initial={"edition": timezone.now().date()})
         if request.method == "POST" and form.is_valid():
@@ -100,6 +111,10 @@ class DigestRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/digest/digestrun/start.html", context)
 
     def preview_view(self, request):
+        if not request.user.has_perm("digest.preview_digest"):
+            raise PermissionDenied
+        if request.method == "POST" and not request.user.has_perm("digest.send_test_digest"):
+            raise PermissionDenied
         data = request.POST if request.method == "POST" else (request.GET or None)
         form = PreviewForm(data, initial={"edition": timezone.now().date()})
         test_form = TestSendForm(request.POST if request.method == "POST" else None)
@@ -112,7 +127,8 @@ class DigestRunAdmin(admin.ModelAdmin):
         if form.is_valid():
             subscriber = form.cleaned_data["subscriber"]
             edition = form.cleaned_data["edition"]
-            preview = digest_preview(subscriber=subscriber, edition=edition)
+            # Inert links: the page's HTML must not hold links that act for the reader.
+            preview = digest_preview(subscriber=subscriber, edition=edition, as_test=True)
             context["preview"] = preview
             context["items"] = [(item, preview.titles.get(item.paper_id, "")) for item in preview.ranked]
             if request.method == "POST" and test_form.is_valid():
@@ -143,6 +159,14 @@ class DigestRunAdmin(admin.ModelAdmin):
         finally:
             connection.close()
         self.message_user(request, f"Sent a test of {subscriber.email}'s digest to {to}.", messages.SUCCESS)
+
+
+def test_send_allowed(address: str) -> bool:
+    """A test copy goes to a staff user's own address or one listed in DIGEST_TEST_SEND_ALLOWED."""
+    wanted = address.strip().lower()
+    if wanted in {allowed.strip().lower() for allowed in settings.DIGEST_TEST_SEND_ALLOWED}:
+        return True
+    return User.objects.filter(is_staff=True, is_active=True, email__iexact=wanted).exists()
 
 
 def runs_chart() -> dict:
@@ -202,7 +226,10 @@ class DeliveryAdmin(admin.ModelAdmin):
     def short_error(self, delivery: Delivery) -> str:
         return delivery.error[:120]
 
-    @admin.action(description="Re-send selected failed deliveries", permissions=["change"])
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("digest.resend_delivery")
+
+    @admin.action(description="Re-send selected failed deliveries", permissions=["resend"])
     def resend(self, request, queryset):
         count = deliveries_resend(delivery_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"Queued {count} failed deliveries to be sent again.", messages.SUCCESS)

@@ -45,7 +45,7 @@ from digest.ranking import Affinity, Preferences, RankedItem, Ranker, split_inte
 from digest.selectors import load_papers, topic_names
 from digest.signed_links import view_url
 from mail.build import build_message, message_domain, render_email, tidy_text
-from subscribers.services import email_links, list_headers
+from subscribers.links import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
 # Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES, for

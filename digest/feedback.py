@@ -1,23 +1,35 @@
 """Signed 👍/👎 links, one per subscriber and paper.
 
-A digest of 8 papers carries 8 of these per reader, so signing must be cheap:
-the HMAC key is derived from SECRET_KEY once (as django.core.signing's
-salted_hmac would do on every call), and each token costs one HMAC-SHA256.
-The token carries the subscriber, the paper and the subscriber's
-token_version, so bumping the version revokes old links like every other link.
+Signed with ``django.core.signing`` like every other link (its own salt), so
+they follow the same key rotation: a link signed with a key now listed in
+``SECRET_KEY_FALLBACKS`` still works. The token carries the subscriber, the
+paper and the subscriber's token_version, so bumping the version revokes old
+links like every other link.
+
+Links in digests sent before the switch used a hand-made HMAC
+(``<hex>.<hex>.<hex>.<sig>``); they are still read, against the current key
+and the fallbacks, until they age out of inboxes.
 """
 
 import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from functools import lru_cache
 
 from django.conf import settings
+from django.core import signing
 
-_SALT = b"paperboy.digest.feedback"
-_SIG_BYTES = 12
-_MAX_LENGTH = 80
+from subscribers.tokens import InvalidToken, b62_decode, b62_encode
+
+_SALT = "digest.feedback"
+# "." never occurs in URL-safe base64 or in the base62 fields, so it cleanly
+# separates the value from the signature; "-" separates the fields.
+_SEP = "."
+_FIELD_SEP = "-"
+_MAX_LENGTH = 120
+
+_LEGACY_SALT = b"paperboy.digest.feedback"
+_LEGACY_SIG_BYTES = 12
 
 
 class InvalidFeedbackToken(Exception):
@@ -31,19 +43,13 @@ class FeedbackTarget:
     token_version: int
 
 
-@lru_cache(maxsize=4)
-def _key(secret: str) -> bytes:
-    return hashlib.sha256(_SALT + secret.encode()).digest()
-
-
-def _sign(body: str) -> str:
-    digest = hmac.new(_key(settings.SECRET_KEY), body.encode(), hashlib.sha256).digest()[:_SIG_BYTES]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+def _signer() -> signing.Signer:
+    return signing.Signer(salt=_SALT, sep=_SEP)
 
 
 def make_feedback_token(subscriber_id: int, paper_id: int, token_version: int) -> str:
-    body = f"{subscriber_id:x}.{paper_id:x}.{token_version:x}"
-    return f"{body}.{_sign(body)}"
+    value = _FIELD_SEP.join(b62_encode(int(number)) for number in (subscriber_id, paper_id, token_version))
+    return _signer().sign(value)
 
 
 def read_feedback_token(token: str) -> FeedbackTarget:
@@ -51,15 +57,37 @@ def read_feedback_token(token: str) -> FeedbackTarget:
         raise InvalidFeedbackToken("missing or over-long token")
     if not token.isascii():  # hmac.compare_digest refuses non-ASCII str
         raise InvalidFeedbackToken("malformed token")
-    # "." never occurs in URL-safe base64, so it cleanly separates the fields.
-    parts = token.split(".")
-    if len(parts) != 4:
+    if token.count(_SEP) == 3:
+        return _read_legacy(token)
+    try:
+        value = _signer().unsign(token)
+    except signing.BadSignature as exc:
+        raise InvalidFeedbackToken("bad signature") from exc
+    parts = value.split(_FIELD_SEP)
+    if len(parts) != 3:
         raise InvalidFeedbackToken("malformed token")
-    body = ".".join(parts[:3])
-    if not hmac.compare_digest(_sign(body), parts[3]):
+    try:
+        subscriber_id, paper_id, version = (b62_decode(part) for part in parts)
+    except InvalidToken as exc:
+        raise InvalidFeedbackToken("malformed token") from exc
+    return FeedbackTarget(subscriber_id=subscriber_id, paper_id=paper_id, token_version=version)
+
+
+def _legacy_signature(secret: str, body: str) -> str:
+    key = hashlib.sha256(_LEGACY_SALT + secret.encode()).digest()
+    digest = hmac.new(key, body.encode(), hashlib.sha256).digest()[:_LEGACY_SIG_BYTES]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _read_legacy(token: str) -> FeedbackTarget:
+    """A link from a digest sent before feedback links used django.core.signing."""
+    *fields, signature = token.split(_SEP)
+    body = _SEP.join(fields)
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    if not any(hmac.compare_digest(_legacy_signature(secret, body), signature) for secret in secrets):
         raise InvalidFeedbackToken("bad signature")
     try:
-        subscriber_id, paper_id, version = (int(part, 16) for part in parts[:3])
+        subscriber_id, paper_id, version = (int(field, 16) for field in fields)
     except ValueError as exc:
         raise InvalidFeedbackToken("malformed token") from exc
     return FeedbackTarget(subscriber_id=subscriber_id, paper_id=paper_id, token_version=version)

@@ -143,6 +143,13 @@ class DigestRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        # Each of these acts beyond viewing rows: a preview shows a reader's
+        # interests and digest, a test send mails it, a run mails everyone.
+        permissions = [
+            ("preview_digest", "Can preview a reader's digest"),
+            ("send_test_digest", "Can send a test copy of a reader's digest"),
+            ("start_digestrun", "Can start a digest run by hand"),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} for {self.edition} ({self.status})"
@@ -188,6 +195,7 @@ class Delivery(models.Model):
             )
         ]
         indexes = [models.Index(fields=["edition", "status"], name="delivery_edition_status")]
+        permissions = [("resend_delivery", "Can re-send failed deliveries")]
 
     def __str__(self) -> str:
         return f"{self.edition} → subscriber {self.subscriber_id} ({self.status})"

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from digest.feedback import InvalidFeedbackToken, read_feedback_token
 from digest.feeds import ReaderFeed
-from digest.health import run_health_checks
+from digest.health import detail_allowed, run_health_checks
 from digest.models import Delivery, Topic
 from digest.sample import sample_digest_html
 from digest.selectors import day_topics, featured_days, latest_featured_day, neighbour_days, papers_of_day
@@ -25,8 +25,9 @@ FEED_STATUSES = (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED, Subscriber.
 
 @never_cache
 @require_GET
-def healthz(request):
-    results = run_health_checks()
+def healthz(request: HttpRequest) -> JsonResponse:
+    token = request.headers.get("X-Healthz-Token") or request.GET.get("token")
+    results = run_health_checks(detail=detail_allowed(token))
     failing = sorted(name for name, state in results.items() if state != "ok")
     body = {"status": "error" if failing else "ok", "failing": failing, "services": results}
     return JsonResponse(body, status=503 if failing else 200)

@@ -171,3 +171,53 @@ class DeletionRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.reason}: {self.count}"
+
+
+class OutgoingEmail(models.Model):
+    """A transactional email waiting to be sent: the outbox.
+
+    Written in the same transaction as the change that calls for it, so the
+    email is never lost when the broker is down, and sent by a worker that
+    claims rows with a conditional UPDATE (``subscribers/outbox.py``).
+
+    A ``signup`` row holds a signup from the public form as it was submitted:
+    the worker applies it and decides which email, if any, it calls for. The
+    request therefore does the same work whoever the address belongs to.
+    """
+
+    class Kind(models.TextChoices):
+        SIGNUP = "signup", "Signup (decided when sent)"
+        CONFIRMATION = "confirmation", "Confirmation"
+        MANAGE_LINK = "manage_link", "Preference link"
+        DATA_LINK = "data_link", "Data download and deletion link"
+        DATA_EXPORT = "data_export", "Data export"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    subscriber = models.ForeignKey(
+        Subscriber, null=True, blank=True, on_delete=models.CASCADE, related_name="outgoing_emails"
+    )
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    available_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # Done: sent, or found no longer called for (skip_reason says why).
+    sent_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=64, blank=True)
+    # Given up after OUTGOING_EMAIL_MAX_ATTEMPTS; last_error says why.
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(
+                fields=["available_at"],
+                name="outgoing_email_waiting_idx",
+                condition=models.Q(sent_at__isnull=True, failed_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

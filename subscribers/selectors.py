@@ -23,6 +23,7 @@ _READERS = {
     "confirm": tokens.read_confirm_token,
     "manage": tokens.read_manage_token,
     "unsubscribe": tokens.read_unsubscribe_token,
+    "data": tokens.read_data_token,
 }
 
 

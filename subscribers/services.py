@@ -1,7 +1,8 @@
 """Writes about subscribers: signup, confirmation, preferences, leaving, suppression.
 
-Every function takes keyword-only arguments. Emails are queued as Celery tasks
-on commit, so a rolled-back signup never sends mail.
+Every function takes keyword-only arguments. Emails go through the outbox
+(subscribers/outbox.py): a row written in the same transaction, sent by a
+worker, so a rolled-back change never sends mail and a committed one always does.
 """
 
 import hashlib
@@ -9,21 +10,17 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from urllib.parse import urlsplit
+from datetime import datetime, timedelta
 
 from anymail.signals import AnymailTrackingEvent, EventType
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.urls import reverse
 from django.utils import timezone
 
-from mail.build import build_email
-from subscribers import tokens
 from subscribers.addresses import normalize_email
 from subscribers.follows import clean_arxiv_categories, clean_author_names
-from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
+from subscribers.models import DeletionRecord, OutgoingEmail, Subscriber, SuppressionEvent
+from subscribers.outbox import outgoing_email_queue
 from subscribers.selectors import subscriber_get_by_email
 
 logger = logging.getLogger(__name__)
@@ -31,40 +28,6 @@ logger = logging.getLogger(__name__)
 Status = Subscriber.Status
 SOFT_BOUNCE_LIMIT = 3
 USER_AGENT_MAX = 512
-
-
-# --- Links and headers every email carries -----------------------------------------
-
-
-def _absolute(path: str) -> str:
-    return f"{settings.SITE_URL}{path}"
-
-
-def email_links(*, subscriber_id: int, token_version: int) -> dict:
-    """Absolute one-click unsubscribe and preference-centre URLs for one subscriber."""
-    unsubscribe = tokens.make_unsubscribe_token(subscriber_id, token_version)
-    manage = tokens.make_manage_token(subscriber_id, token_version)
-    return {
-        "unsubscribe_url": _absolute(reverse("subscribers:unsubscribe", args=[unsubscribe])),
-        "manage_url": _absolute(reverse("subscribers:manage", args=[manage])),
-    }
-
-
-def list_headers(*, unsubscribe_url: str, frequency: str = "daily") -> dict:
-    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity.
-
-    Daily and weekly digests are two lists, so a reader's filters can tell them apart."""
-    host = urlsplit(settings.SITE_URL).hostname or "localhost"
-    name = "weekly" if frequency == "weekly" else "daily"
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": f"{settings.PRODUCT_NAME} {name} digest <{name}.digest.{host}>",
-    }
-
-
-def confirm_url(*, subscriber: Subscriber) -> str:
-    return _absolute(reverse("subscribers:confirm", args=[tokens.make_confirm_token(subscriber)]))
 
 
 # --- Signup and confirmation -----------------------------------------------------------
@@ -84,8 +47,40 @@ def _clip(user_agent: str | None) -> str:
     return (user_agent or "")[:USER_AGENT_MAX]
 
 
-def _queue(task, subscriber_id: int) -> None:
-    transaction.on_commit(lambda: task.delay(subscriber_id))
+def subscriber_signup_request(
+    *,
+    email: str,
+    topics: Iterable,
+    interests: str,
+    frequency: str,
+    weekday: int,
+    ip: str | None,
+    user_agent: str | None,
+    arxiv_categories: Iterable[str] = (),
+    followed_authors: Iterable[str] = (),
+) -> OutgoingEmail:
+    """Take a signup from the public form, deciding nothing yet.
+
+    The signup is stored as it was submitted, one INSERT whoever the address
+    belongs to, and applied by the outbox worker (``subscriber_signup``). The
+    request therefore does the same work, takes the same time and gives the
+    same answer for new, pending, active, suppressed and unsubscribed addresses.
+    Unknown arXiv categories or unusable author names raise ValidationError
+    here, before anything is stored.
+    """
+    payload = {
+        "email": normalize_email(email),
+        "topics": sorted(topic.slug for topic in topics),
+        "interests": interests,
+        "frequency": frequency,
+        "weekday": weekday,
+        **_follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors),
+        "ip": ip,
+        "user_agent": _clip(user_agent),
+        "signup_at": timezone.now().isoformat(),
+    }
+    with transaction.atomic():
+        return outgoing_email_queue(kind=OutgoingEmail.Kind.SIGNUP, payload=payload)
 
 
 def subscriber_signup(
@@ -100,8 +95,9 @@ def subscriber_signup(
     digest_size: int | None = None,
     arxiv_categories: Iterable[str] = (),
     followed_authors: Iterable[str] = (),
+    signup_at: datetime | None = None,
 ) -> SignupOutcome:
-    """Take a signup from the public form.
+    """Apply a signup; the caller sends the email the outcome names.
 
     A new, pending or unsubscribed address gets (another) confirmation email. An
     active or paused address gets a link to its preference centre instead and
@@ -111,11 +107,9 @@ def subscriber_signup(
     Unknown arXiv categories or unusable author names raise ValidationError
     before anything is written.
     """
-    from subscribers.tasks import send_confirmation_email, send_manage_link_email
-
     email = normalize_email(email)
     topics = list(topics)
-    now = timezone.now()
+    now = signup_at or timezone.now()
     signup = {
         "signup_at": now,
         "signup_ip": ip,
@@ -139,10 +133,8 @@ def subscriber_signup(
                         email=email, status=Status.PENDING, **preferences, **signup
                     )
                     subscriber.topics.set(topics)
-                    _queue(send_confirmation_email, subscriber.pk)
                     return SignupOutcome(SignupOutcome.CONFIRMATION_SENT, subscriber)
                 if subscriber.status in (Status.ACTIVE, Status.PAUSED):
-                    _queue(send_manage_link_email, subscriber.pk)
                     return SignupOutcome(SignupOutcome.MANAGE_LINK_SENT, subscriber)
                 if subscriber.status == Status.SUPPRESSED:
                     logger.info("signup for suppressed subscriber %s ignored", subscriber.pk)
@@ -158,7 +150,6 @@ def subscriber_signup(
                 subscriber.unsubscribe_reason = ""
                 subscriber.save()
                 subscriber.topics.set(topics)
-                _queue(send_confirmation_email, subscriber.pk)
                 return SignupOutcome(SignupOutcome.CONFIRMATION_SENT, subscriber)
         except IntegrityError:
             # Two signups for the same new address raced; the loser retries
@@ -179,8 +170,6 @@ def subscriber_add(
     followed_authors: Iterable[str] = (),
 ) -> Subscriber:
     """Add a subscriber as an admin. Confirmed ones skip the double opt-in email."""
-    from subscribers.tasks import send_confirmation_email
-
     email = normalize_email(email)
     follows = _follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors)
     now = timezone.now()
@@ -199,7 +188,7 @@ def subscriber_add(
         )
         subscriber.topics.set(list(topics))
         if not confirmed:
-            _queue(send_confirmation_email, subscriber.pk)
+            outgoing_email_queue(kind=OutgoingEmail.Kind.CONFIRMATION, subscriber_id=subscriber.pk)
     return subscriber
 
 
@@ -218,11 +207,10 @@ def subscriber_confirm(*, subscriber: Subscriber, ip: str | None, user_agent: st
 
 
 def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
-    from subscribers.tasks import send_confirmation_email
-
     if subscriber.status != Status.PENDING:
         return False
-    _queue(send_confirmation_email, subscriber.pk)
+    with transaction.atomic():
+        outgoing_email_queue(kind=OutgoingEmail.Kind.CONFIRMATION, subscriber_id=subscriber.pk)
     return True
 
 
@@ -324,6 +312,18 @@ def subscriber_resubscribe(*, subscriber: Subscriber, ip: str | None, user_agent
 
 
 # --- Data rights -------------------------------------------------------------------
+
+
+def subscriber_request_data_link(*, subscriber: Subscriber) -> None:
+    """Mail the reader a short-lived link to download or delete their data."""
+    with transaction.atomic():
+        outgoing_email_queue(kind=OutgoingEmail.Kind.DATA_LINK, subscriber_id=subscriber.pk)
+
+
+def subscriber_request_data_export(*, subscriber: Subscriber) -> None:
+    """Mail the reader everything stored about them, as a JSON attachment."""
+    with transaction.atomic():
+        outgoing_email_queue(kind=OutgoingEmail.Kind.DATA_EXPORT, subscriber_id=subscriber.pk)
 
 
 def _count_deletions(reason: str, count: int) -> None:
@@ -519,49 +519,3 @@ def tracking_event_record(*, event: AnymailTrackingEvent, esp_name: str) -> Trac
             reason = f"{SOFT_BOUNCE_LIMIT} soft bounces in a row"
         subscriber_suppress(subscriber=subscriber, reason=reason)
     return TrackingOutcome(TrackingOutcome.SUPPRESSED)
-
-
-# --- Emails ------------------------------------------------------------------------
-
-
-def _topic_names(subscriber: Subscriber) -> list[str]:
-    return list(subscriber.topics.order_by("name").values_list("name", flat=True))
-
-
-def _send(*, subscriber: Subscriber, name: str, subject: str, context: dict) -> None:
-    links = email_links(subscriber_id=subscriber.pk, token_version=subscriber.token_version)
-    message = build_email(
-        name=name,
-        to=subscriber.email,
-        subject=subject,
-        context={"subscriber": subscriber, "topics": _topic_names(subscriber), **links, **context},
-        headers=list_headers(unsubscribe_url=links["unsubscribe_url"]),
-    )
-    message.send()
-
-
-def subscriber_send_confirmation(*, subscriber: Subscriber) -> bool:
-    if subscriber.status != Status.PENDING:
-        return False
-    _send(
-        subscriber=subscriber,
-        name="confirm_subscription",
-        subject=f"Confirm your {settings.PRODUCT_NAME} subscription",
-        context={
-            "confirm_url": confirm_url(subscriber=subscriber),
-            "expires_days": tokens.CONFIRM_MAX_AGE.days,
-        },
-    )
-    return True
-
-
-def subscriber_send_manage_link(*, subscriber: Subscriber) -> bool:
-    if subscriber.status not in (Status.ACTIVE, Status.PAUSED):
-        return False
-    _send(
-        subscriber=subscriber,
-        name="manage_link",
-        subject=f"Your {settings.PRODUCT_NAME} preferences",
-        context={},
-    )
-    return True

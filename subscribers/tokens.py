@@ -8,6 +8,9 @@ every link ever sent to that person.
 * confirm: expires after ``CONFIRM_MAX_AGE`` (7 days).
 * manage and unsubscribe: never expire, because they sit in old emails and must
   keep working (RFC 8058 expects the unsubscribe link to work for a long time).
+* data (download or delete everything): expires after ``DATA_MAX_AGE`` (1 hour)
+  and is only ever mailed on request, so an old email, a forwarded digest or a
+  mail archive never holds a link that exports or erases the reader's data.
 
 The manage and unsubscribe helpers take plain ints, so the digest can sign them
 straight from ``values_list`` rows without loading model instances.
@@ -15,14 +18,20 @@ straight from ``values_list`` rows without loading model instances.
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.core import signing
 
+if TYPE_CHECKING:
+    from subscribers.models import Subscriber
+
 CONFIRM_MAX_AGE = timedelta(days=7)
+DATA_MAX_AGE = timedelta(hours=1)
 
 _CONFIRM_SALT = "subscribers.confirm"
 _MANAGE_SALT = "subscribers.manage"
 _UNSUBSCRIBE_SALT = "subscribers.unsubscribe"
+_DATA_SALT = "subscribers.data"
 # "." never occurs in a URL-safe base64 signature, so it is a safe separator and
 # keeps tokens free of characters that need escaping in URLs.
 _SEP = "."
@@ -41,7 +50,7 @@ class TokenPayload:
     token_version: int
 
 
-def _b62(number: int) -> str:
+def b62_encode(number: int) -> str:
     if number < 0:
         raise ValueError("only non-negative numbers can be encoded")
     digits = []
@@ -52,7 +61,7 @@ def _b62(number: int) -> str:
             return "".join(reversed(digits))
 
 
-def _unb62(text: str) -> int:
+def b62_decode(text: str) -> int:
     if not text or len(text) > 12:
         raise InvalidToken("bad number")
     number = 0
@@ -65,14 +74,14 @@ def _unb62(text: str) -> int:
 
 
 def _value(subscriber_id: int, token_version: int) -> str:
-    return f"{_b62(int(subscriber_id))}{_FIELD_SEP}{_b62(int(token_version))}"
+    return f"{b62_encode(int(subscriber_id))}{_FIELD_SEP}{b62_encode(int(token_version))}"
 
 
 def _parse(value: str) -> TokenPayload:
     id_part, sep, version_part = value.partition(_FIELD_SEP)
     if not sep:
         raise InvalidToken("malformed token")
-    return TokenPayload(subscriber_id=_unb62(id_part), token_version=_unb62(version_part))
+    return TokenPayload(subscriber_id=b62_decode(id_part), token_version=b62_decode(version_part))
 
 
 def _signer(salt: str) -> signing.Signer:
@@ -95,7 +104,7 @@ def _unsign(signer: signing.Signer, token: str, **kwargs) -> TokenPayload:
     return _parse(value)
 
 
-def make_confirm_token(subscriber) -> str:
+def make_confirm_token(subscriber: "Subscriber") -> str:
     return _timestamp_signer(_CONFIRM_SALT).sign(_value(subscriber.pk, subscriber.token_version))
 
 
@@ -117,3 +126,11 @@ def make_unsubscribe_token(subscriber_id: int, token_version: int) -> str:
 
 def read_unsubscribe_token(token: str) -> TokenPayload:
     return _unsign(_signer(_UNSUBSCRIBE_SALT), token)
+
+
+def make_data_token(subscriber_id: int, token_version: int) -> str:
+    return _timestamp_signer(_DATA_SALT).sign(_value(subscriber_id, token_version))
+
+
+def read_data_token(token: str) -> TokenPayload:
+    return _unsign(_timestamp_signer(_DATA_SALT), token, max_age=DATA_MAX_AGE)

@@ -4,7 +4,6 @@ Links from emails are opened by mail scanners, so every GET only shows a page;
 changes happen on POST. Bad links get a friendly 400 page, never a 500.
 """
 
-import ipaddress
 import json
 
 from django.conf import settings
@@ -16,26 +15,18 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
-from django_ratelimit.decorators import ratelimit
 
 from digest.signed_links import feed_url
 from subscribers import services
+from subscribers.clientip import client_ip
 from subscribers.forms import DeleteForm, ManageForm, SignupForm
+from subscribers.links import email_links
 from subscribers.models import Subscriber
+from subscribers.ratelimits import signup_limited
 from subscribers.selectors import subscriber_from_token
-from subscribers.tokens import InvalidToken
+from subscribers.tokens import InvalidToken, make_unsubscribe_token
 
 Status = Subscriber.Status
-
-
-def _client_ip(request: HttpRequest) -> str | None:
-    # The same source of the client address as the rate limit uses.
-    key = getattr(settings, "RATELIMIT_IP_META_KEY", None) or "REMOTE_ADDR"
-    value = request.META.get(key, "").split(",")[0].strip()
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
 
 
 def _user_agent(request: HttpRequest) -> str:
@@ -55,30 +46,18 @@ def bad_link(request: HttpRequest, *, reason: str = "") -> HttpResponse:
     return _private(render(request, "subscribers/bad_link.html", {"reason": reason}, status=400))
 
 
-def _links(subscriber: Subscriber) -> dict:
-    return services.email_links(subscriber_id=subscriber.pk, token_version=subscriber.token_version)
-
-
 def _unsubscribe_token(subscriber: Subscriber) -> str:
-    from subscribers.tokens import make_unsubscribe_token
-
     return make_unsubscribe_token(subscriber.pk, subscriber.token_version)
 
 
 # --- Signup ----------------------------------------------------------------------------
 
 
-def signup_rate(group, request) -> str | None:
-    """The per-IP signup limit from settings; empty turns the limit off."""
-    return settings.SIGNUP_RATE_LIMIT or None
-
-
 @require_http_methods(["GET", "HEAD", "POST"])
-@ratelimit(key="ip", rate=signup_rate, method="POST", block=False)
 def signup(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return render(request, "subscribers/signup.html", {"form": SignupForm()})
-    if getattr(request, "limited", False):
+    if signup_limited(request):
         response = render(request, "subscribers/rate_limited.html", status=429)
         response["Retry-After"] = "3600"
         return response
@@ -89,7 +68,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "subscribers/signup.html", {"form": form}, status=400)
     data = form.cleaned_data
-    services.subscriber_signup(
+    # Stored as submitted and applied by the outbox worker: the same work, the
+    # same time and the same page whether the address is new, pending, active,
+    # unsubscribed or suppressed.
+    services.subscriber_signup_request(
         email=data["email"],
         topics=data["topics"],
         interests=data["interests"],
@@ -97,10 +79,9 @@ def signup(request: HttpRequest) -> HttpResponse:
         weekday=data["weekday"],
         arxiv_categories=data["arxiv_categories"],
         followed_authors=data["followed_authors"],
-        ip=_client_ip(request),
+        ip=client_ip(request),
         user_agent=_user_agent(request),
     )
-    # The same page whether the address was new, pending, active or suppressed.
     return redirect("subscribers:signup_done")
 
 
@@ -121,27 +102,37 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return bad_link(request, reason="confirm")
     if subscriber.status in (Status.UNSUBSCRIBED, Status.SUPPRESSED):
         return bad_link(request, reason="used")
-    context = {"subscriber": subscriber, **_links(subscriber)}
+    context = {"subscriber": subscriber}
     if subscriber.status != Status.PENDING:
-        # A replayed link: already confirmed, nothing to do.
+        # A replayed link: already confirmed, nothing to do. A used link is no
+        # key to the preference centre: it may sit in a forwarded or archived mail.
         return _private(render(request, "subscribers/confirm.html", {**context, "already": True}))
     if request.method == "POST":
-        services.subscriber_confirm(
-            subscriber=subscriber, ip=_client_ip(request), user_agent=_user_agent(request)
+        confirmed = services.subscriber_confirm(
+            subscriber=subscriber, ip=client_ip(request), user_agent=_user_agent(request)
         )
-        return _private(render(request, "subscribers/confirmed.html", context))
+        if not confirmed:  # another request confirmed it a moment ago
+            return _private(render(request, "subscribers/confirm.html", {**context, "already": True}))
+        links = email_links(subscriber_id=subscriber.pk, token_version=subscriber.token_version)
+        return _private(render(request, "subscribers/confirmed.html", {**context, **links}))
     return _private(render(request, "subscribers/confirm.html", context))
 
 
 # --- Preference centre -------------------------------------------------------------
 
 
-def _manage_page(request, subscriber, token, *, form=None, delete_form=None, status=200) -> HttpResponse:
+def _manage_page(
+    request: HttpRequest,
+    subscriber: Subscriber,
+    token: str,
+    *,
+    form: ManageForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     context = {
         "subscriber": subscriber,
         "token": token,
         "form": form or ManageForm.for_subscriber(subscriber),
-        "delete_form": delete_form or DeleteForm(),
         "unsubscribe_token": _unsubscribe_token(subscriber),
         "feed_url": feed_url(subscriber_id=subscriber.pk, token_version=subscriber.token_version),
     }
@@ -192,34 +183,50 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
         return redirect(here)
     if action == "unsubscribe":
         services.subscriber_unsubscribe(subscriber=subscriber, reason="preference centre")
-        return _private(
-            render(
-                request,
-                "subscribers/unsubscribed.html",
-                {
-                    "subscriber": subscriber,
-                    "unsubscribe_token": _unsubscribe_token(subscriber),
-                    **_links(subscriber),
-                },
-            )
+        context = {"subscriber": subscriber, "unsubscribe_token": _unsubscribe_token(subscriber)}
+        return _private(render(request, "subscribers/unsubscribed.html", context))
+    if action == "data_link":
+        services.subscriber_request_data_link(subscriber=subscriber)
+        messages.success(
+            request, "We emailed you a link to download or delete your data. It works for one hour."
         )
-    if action == "delete":
-        delete_form = DeleteForm(request.POST)
-        if not delete_form.is_valid():
-            return _manage_page(request, subscriber, token, delete_form=delete_form, status=400)
-        services.subscriber_delete(subscriber=subscriber)
-        return _private(render(request, "subscribers/deleted.html"))
+        return redirect(here)
+    if action == "data_export":
+        services.subscriber_request_data_export(subscriber=subscriber)
+        messages.success(request, "We emailed you your data as a JSON file.")
+        return redirect(here)
     messages.error(request, "That action is not available. Nothing was changed.")
     return _manage_page(request, subscriber, token, status=400)
+
+
+# --- Data rights: download and delete, behind a fresh one-hour link ----------------
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def data(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = subscriber_from_token(token=token, purpose="data")
+    except InvalidToken:
+        return bad_link(request, reason="data")
+    delete_form = DeleteForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        if request.POST.get("action") != "delete" or not delete_form.is_valid():
+            context = {"subscriber": subscriber, "token": token, "delete_form": delete_form}
+            return _private(render(request, "subscribers/data.html", context, status=400))
+        services.subscriber_delete(subscriber=subscriber)
+        return _private(render(request, "subscribers/deleted.html"))
+    context = {"subscriber": subscriber, "token": token, "delete_form": DeleteForm()}
+    return _private(render(request, "subscribers/data.html", context))
 
 
 @never_cache
 @require_GET
 def export(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        subscriber = subscriber_from_token(token=token, purpose="manage")
+        subscriber = subscriber_from_token(token=token, purpose="data")
     except InvalidToken:
-        return bad_link(request, reason="manage")
+        return bad_link(request, reason="data")
     body = json.dumps(services.subscriber_export(subscriber=subscriber), cls=DjangoJSONEncoder, indent=2)
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{settings.PRODUCT_NAME.lower()}-my-data.json"'
@@ -244,7 +251,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = subscriber_from_token(token=token, purpose="unsubscribe")
     except InvalidToken:
         return bad_link(request, reason="unsubscribe")
-    context = {"subscriber": subscriber, "unsubscribe_token": token, **_links(subscriber)}
+    # The unsubscribe link sits in every List-Unsubscribe header, where forwarded
+    # mails, scanners and archives see it: it unsubscribes and resubscribes, nothing more.
+    context = {"subscriber": subscriber, "unsubscribe_token": token}
     if request.method == "POST":
         reason = "one-click" if _one_click(request) else "unsubscribe page"
         services.subscriber_unsubscribe(subscriber=subscriber, reason=reason)
@@ -260,10 +269,10 @@ def resubscribe(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = subscriber_from_token(token=token, purpose="unsubscribe")
     except InvalidToken:
         return bad_link(request, reason="unsubscribe")
-    context = {"subscriber": subscriber, "unsubscribe_token": token, **_links(subscriber)}
+    context = {"subscriber": subscriber, "unsubscribe_token": token}
     if request.method == "POST" and subscriber.status == Status.UNSUBSCRIBED:
         services.subscriber_resubscribe(
-            subscriber=subscriber, ip=_client_ip(request), user_agent=_user_agent(request)
+            subscriber=subscriber, ip=client_ip(request), user_agent=_user_agent(request)
         )
         return _private(render(request, "subscribers/resubscribe.html", {**context, "done": True}))
     return _private(render(request, "subscribers/resubscribe.html", context))

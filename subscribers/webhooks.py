@@ -1,4 +1,10 @@
-"""The ESP tracking webhooks (anymail's views), refusing unreadable payloads with a 400.
+"""The ESP tracking webhook (anymail's view), refusing unreadable payloads with a 400.
+
+Only the tracking webhook of the ESP we send through (``ESP_TRACKING_WEBHOOK``,
+derived from EMAIL_BACKEND) answers; every other ESP's webhook, and every
+inbound webhook, is a 404. Mounted but unconfigured, they answered 500 to
+anyone, authenticated or not. The check runs per request, so a settings change
+needs no URL reload.
 
 anymail authenticates a webhook before parsing it, but a payload it cannot parse
 (not JSON, not UTF-8, the wrong shape) ends in a 500, which ESPs answer by
@@ -6,9 +12,16 @@ retrying the same payload for days. Parsing errors are a bad request; errors
 after parsing (in our own suppression code) still raise, so a bug is not hidden.
 """
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 import anymail.urls
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern
+from django.views.decorators.csrf import csrf_exempt
 
 
 class MalformedWebhookPayload(SuspiciousOperation):
@@ -16,6 +29,8 @@ class MalformedWebhookPayload(SuspiciousOperation):
 
 
 class RefuseMalformedPayload:
+    esp_name: str
+
     def parse_events(self, request):
         try:
             return list(super().parse_events(request))
@@ -25,18 +40,37 @@ class RefuseMalformedPayload:
             ) from exc
 
 
+def _tracking(pattern: URLPattern) -> bool:
+    # Inbound webhooks are never mounted, nor are views anymail could not load
+    # (an ESP whose optional package is not installed answers with a lazy error).
+    return (pattern.name or "").endswith("_tracking_webhook") and hasattr(pattern.callback, "view_class")
+
+
+def _only_when_configured(view: Callable[..., HttpResponse], esp: str) -> Callable[..., HttpResponse]:
+    # Checked before anymail builds its view, which already fails (500) when the
+    # ESP's settings are missing.
+    @csrf_exempt  # ESPs post without a CSRF token; ANYMAIL_WEBHOOK_SECRET authenticates them
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if esp != settings.ESP_TRACKING_WEBHOOK:
+            raise Http404("no webhook here")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 def _refusing(pattern: URLPattern) -> URLPattern:
-    view_class = getattr(pattern.callback, "view_class", None)
-    if view_class is None:
-        return pattern
-    strict = type(view_class.__name__, (RefuseMalformedPayload, view_class), {})
+    callback: Any = pattern.callback  # anymail's View.as_view() function
+    view_class = callback.view_class
+    strict: Any = type(view_class.__name__, (RefuseMalformedPayload, view_class), {})
+    esp = (pattern.name or "").removesuffix("_tracking_webhook")
     return URLPattern(
         pattern.pattern,
-        strict.as_view(**pattern.callback.view_initkwargs),
+        _only_when_configured(strict.as_view(**callback.view_initkwargs), esp),
         pattern.default_args,
         pattern.name,
     )
 
 
-urlpatterns = [_refusing(pattern) for pattern in anymail.urls.urlpatterns]
+urlpatterns = [_refusing(pattern) for pattern in anymail.urls.urlpatterns if _tracking(pattern)]
 app_name = anymail.urls.app_name

@@ -50,7 +50,8 @@ def test_preview_shows_html_text_and_reasons_escaped(admin_client, ada):
     assert mail.outbox == []
 
 
-def test_test_send_goes_to_the_given_address_with_inert_links(admin_client, ada, client):
+def test_test_send_goes_to_the_given_address_with_inert_links(admin_client, ada, client, settings):
+    settings.DIGEST_TEST_SEND_ALLOWED = ["colleague@example.org"]
     response = admin_client.post(
         f"/admin/digest/digestrun/preview/?subscriber={ada.email}&edition={EDITION}",
         {"subscriber": ada.email, "edition": EDITION, "to": "colleague@example.org"},

@@ -30,8 +30,32 @@ def test_healthz_503_names_redis_when_it_is_down(client, settings):
     body = response.json()
     assert body["status"] == "error"
     assert body["failing"] == ["redis"]
-    assert body["services"]["database"] == "ok"
-    assert body["services"]["redis"].startswith("error: ConnectionError")
+    assert body["services"] == {"database": "ok", "redis": "error"}
+    # Which service failed, never where it lives.
+    assert "127.0.0.1" not in response.content.decode() and ":1" not in response.content.decode()
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+def test_healthz_details_only_with_the_token(client, settings, how):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.HEALTHZ_TOKEN = "ops-secret-token"
+    for wrong in ("", "ops-secret-tokeN"):
+        kwargs = {"HTTP_X_HEALTHZ_TOKEN": wrong} if how == "header" else {"data": {"token": wrong}}
+        assert client.get("/healthz", **kwargs).json()["services"]["redis"] == "error"
+    kwargs = (
+        {"HTTP_X_HEALTHZ_TOKEN": "ops-secret-token"}
+        if how == "header"
+        else {"data": {"token": "ops-secret-token"}}
+    )
+    response = client.get("/healthz", **kwargs)
+    assert response.status_code == 503
+    assert response.json()["services"]["redis"].startswith("error: ConnectionError")
+
+
+def test_healthz_never_shows_details_without_a_configured_token(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.HEALTHZ_TOKEN = ""
+    assert client.get("/healthz", HTTP_X_HEALTHZ_TOKEN="").json()["services"]["redis"] == "error"
 
 
 def test_healthz_is_not_cached(client):
@@ -63,4 +87,5 @@ def test_healthz_503_names_database_when_it_is_down():
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["status"] == 503
     assert outcome["body"]["failing"] == ["database"]
-    assert "OperationalError" in outcome["body"]["services"]["database"]
+    assert outcome["body"]["services"] == {"database": "error"}
+    assert "nowhere" not in result.stdout and "127.0.0.1" not in result.stdout

@@ -3,9 +3,10 @@
 import pytest
 from django.core import mail
 from django.db import transaction
+from django.test import Client
 
 from digest.models import Delivery, DigestRun, Feedback, Paper, PaperTopic, Topic
-from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
+from subscribers.models import DeletionRecord, OutgoingEmail, Subscriber, SuppressionEvent
 
 WATCHED = (
     Subscriber,
@@ -15,6 +16,7 @@ WATCHED = (
     Feedback,
     Delivery,
     DigestRun,
+    OutgoingEmail,
 )
 WATCHED += (Paper, PaperTopic, Topic)
 
@@ -49,6 +51,26 @@ def snapshot() -> dict:
 
 def changed(before: dict, after: dict) -> list[str]:
     return [name for name in before if before[name] != after[name]]
+
+
+def changed_rows(before: dict, after: dict, label: str) -> set[int]:
+    """Primary keys of the rows of one table that were added, removed or changed."""
+    old = {row["id"]: row for row in before[label]}
+    new = {row["id"]: row for row in after[label]}
+    return {pk for pk in old.keys() | new.keys() if old.get(pk) != new.get(pk)}
+
+
+# Any valid 32-character secret: the cookie and the X-CSRFToken header carry it,
+# as a browser's form page would.
+CSRF_SECRET = "fuzzfuzzfuzzfuzzfuzzfuzzfuzz0123"
+
+
+@pytest.fixture
+def csrf_client() -> Client:
+    """A client that enforces CSRF like the real site (Django's default test client skips it)."""
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = CSRF_SECRET
+    return client
 
 
 @pytest.fixture

@@ -74,22 +74,25 @@ def test_bad_author_lists_are_refused_with_a_message(values, message):
 # --- The signup form --------------------------------------------------------------------
 
 
-def test_signup_stores_followed_categories_and_authors(client):
-    response = client.post(
-        SIGNUP,
-        form(
-            arxiv_categories="cs.ro, stat.ML  eess.AS",
-            followed_authors="Yoshua Bengio\nBengio, Samy; Ada Lovelace",
-        ),
-    )
+def test_signup_stores_followed_categories_and_authors(client, commit):
+    # The outbox worker applies the stored signup once the request's transaction commits.
+    with commit():
+        response = client.post(
+            SIGNUP,
+            form(
+                arxiv_categories="cs.ro, stat.ML  eess.AS",
+                followed_authors="Yoshua Bengio\nBengio, Samy; Ada Lovelace",
+            ),
+        )
     assert response.status_code == 302
     subscriber = Subscriber.objects.get()
     assert subscriber.arxiv_categories == ["cs.RO", "stat.ML", "eess.AS"]
     assert subscriber.followed_authors == ["Yoshua Bengio", "Bengio, Samy", "Ada Lovelace"]
 
 
-def test_following_only_a_category_is_enough_to_sign_up(client):
-    response = client.post(SIGNUP, form(topics=None, interests="", arxiv_categories="cs.RO"))
+def test_following_only_a_category_is_enough_to_sign_up(client, commit):
+    with commit():
+        response = client.post(SIGNUP, form(topics=None, interests="", arxiv_categories="cs.RO"))
     assert response.status_code == 302
     assert Subscriber.objects.get().arxiv_categories == ["cs.RO"]
 

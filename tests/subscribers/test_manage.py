@@ -1,4 +1,5 @@
-"""The preference centre behind a signed link: preferences, pause, export, delete."""
+"""The preference centre behind a signed link: preferences, pause, and the one-hour
+data link (export, delete) it mails on request."""
 
 import json
 import re
@@ -16,6 +17,16 @@ pytestmark = pytest.mark.django_db
 def manage_path(subscriber) -> str:
     return reverse(
         "subscribers:manage", args=[tokens.make_manage_token(subscriber.pk, subscriber.token_version)]
+    )
+
+
+def data_path(subscriber) -> str:
+    return reverse("subscribers:data", args=[tokens.make_data_token(subscriber.pk, subscriber.token_version)])
+
+
+def export_path(subscriber) -> str:
+    return reverse(
+        "subscribers:export", args=[tokens.make_data_token(subscriber.pk, subscriber.token_version)]
     )
 
 
@@ -40,7 +51,9 @@ def test_page_shows_current_preferences(client, active):
     assert re.search(r'value="reasoning"[^>]*checked', html)
     assert not re.search(r'value="video"[^>]*checked', html)
     assert "speculative decoding" in html
-    assert "Pause my digest" in html and "Download my data" in html and "Delete my data" in html
+    assert "Pause my digest" in html and "Email me a link to download or delete my data" in html
+    # Export and deletion are never one click away from a long-lived link.
+    assert "/data/" not in html and "export.json" not in html and 'value="delete"' not in html
     assert response["X-Robots-Tag"] == "noindex, nofollow"
     assert "no-cache" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
 
@@ -134,8 +147,7 @@ def test_unsubscribe_from_the_preference_centre(client, active):
 def test_export_downloads_all_data_as_json(client, active):
     active.signup_ip = "203.0.113.9"
     active.save()
-    path = reverse("subscribers:export", args=[tokens.make_manage_token(active.pk, active.token_version)])
-    response = client.get(path)
+    response = client.get(export_path(active))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
     assert "attachment" in response["Content-Disposition"]
@@ -149,7 +161,7 @@ def test_export_downloads_all_data_as_json(client, active):
 
 
 def test_delete_needs_the_confirmation_box(client, active):
-    response = client.post(manage_path(active), {"action": "delete"})
+    response = client.post(data_path(active), {"action": "delete"})
     assert response.status_code == 400
     assert "Tick the box" in response.content.decode()
     assert Subscriber.objects.filter(pk=active.pk).exists()
@@ -160,7 +172,7 @@ def test_delete_erases_the_person_and_keeps_only_an_anonymous_count(client, acti
         event_id="e1", email=active.email, event_type="soft_bounce", subscriber=active
     )
     other = SubscriberFactory()
-    path = manage_path(active)
+    path = data_path(active)
     response = client.post(path, {"action": "delete", "confirm": "on"})
     assert response.status_code == 200
     assert "Your data is deleted" in response.content.decode()
@@ -171,9 +183,12 @@ def test_delete_erases_the_person_and_keeps_only_an_anonymous_count(client, acti
     assert (record.reason, record.count) == ("request", 1)
     # Old links now lead to the friendly error page.
     assert client.get(path).status_code == 400
+    assert client.get(manage_path(active)).status_code == 400
 
 
-@pytest.mark.parametrize("path", ["/manage/abc/", "/manage/abc/export.json", "/manage/1-1.forged/"])
+@pytest.mark.parametrize(
+    "path", ["/manage/abc/", "/data/abc/", "/data/abc/export.json", "/manage/1-1.forged/", "/data/1-1.x.y/"]
+)
 def test_bad_manage_links_get_friendly_400(client, path):
     response = client.get(path)
     assert response.status_code == 400
@@ -194,10 +209,53 @@ def test_delivery_history_is_exported_and_erased_with_the_person(client, active)
         subscriber=active, edition=date(2026, 11, 20), status="sent", subject="Your digest"
     )
     kept = Delivery.objects.create(subscriber=SubscriberFactory(), edition=date(2026, 11, 20), status="sent")
-    token = tokens.make_manage_token(active.pk, active.token_version)
-
-    data = json.loads(client.get(reverse("subscribers:export", args=[token])).content)
+    data = json.loads(client.get(export_path(active)).content)
     assert [(row["edition"], row["subject"]) for row in data["deliveries"]] == [("2026-11-20", "Your digest")]
 
-    client.post(reverse("subscribers:manage", args=[token]), {"action": "delete", "confirm": "on"})
+    client.post(data_path(active), {"action": "delete", "confirm": "on"})
     assert list(Delivery.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_manage_link_no_longer_exports_or_deletes(client, active):
+    manage_token = tokens.make_manage_token(active.pk, active.token_version)
+    assert client.get(f"/manage/{manage_token}/export.json").status_code == 404
+    assert client.get(f"/data/{manage_token}/").status_code == 400
+    assert client.get(f"/data/{manage_token}/export.json").status_code == 400
+    response = client.post(f"/manage/{manage_token}/", {"action": "delete", "confirm": "on"})
+    assert response.status_code == 400
+    assert Subscriber.objects.filter(pk=active.pk).exists()
+
+
+def test_data_link_is_mailed_on_request_and_works_for_an_hour(client, active, commit, settings, monkeypatch):
+    import time
+
+    from django.core import mail
+
+    with commit():
+        response = client.post(manage_path(active), {"action": "data_link"})
+    assert response.status_code == 302
+    (message,) = mail.outbox
+    assert message.to == [active.email]
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    (url,) = {u for u in re.findall(r"https?://[^\s\"<>]+", message.body) if "/data/" in u}
+    path = url.removeprefix(settings.SITE_URL)
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "Download my data" in page.content.decode() and "Delete my data" in page.content.decode()
+    now = time.time()
+    monkeypatch.setattr("django.core.signing.time.time", lambda: now + 61 * 60)
+    expired = client.get(path)
+    assert expired.status_code == 400
+    assert "work for one hour" in expired.content.decode()
+
+
+def test_data_export_is_mailed_as_an_attachment(client, active, commit):
+    from django.core import mail
+
+    with commit():
+        client.post(manage_path(active), {"action": "data_export"})
+    (message,) = mail.outbox
+    assert message.to == [active.email]
+    ((filename, content, mimetype),) = message.attachments
+    assert filename == "paperboy-my-data.json" and mimetype == "application/json"
+    assert json.loads(content)["email"] == active.email

@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime
 
+import anymail.urls
 import pytest
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason, tracking
 
@@ -168,6 +169,61 @@ def post_to_postmark(client, payload, *, credentials=SECRET):
 @pytest.fixture
 def webhook_secret(settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    settings.ESP_TRACKING_WEBHOOK = "postmark"
+
+
+ANYMAIL_ROUTES = sorted(str(pattern.pattern) for pattern in anymail.urls.urlpatterns)
+
+
+@pytest.mark.parametrize("route", ANYMAIL_ROUTES)
+def test_only_the_configured_esps_tracking_webhook_answers(client, settings, route):
+    """Mounted but unconfigured, six of these answered 500 to anyone, without credentials."""
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    settings.ESP_TRACKING_WEBHOOK = "postmark"
+    url = "/anymail/" + route.replace("<str:webhook_id>", "x")
+    for credentials in (None, SECRET):
+        headers = {"HTTP_AUTHORIZATION": basic_auth(credentials)} if credentials else {}
+        response = client.post(url, data="{}", content_type="application/json", **headers)
+        if route == "postmark/tracking/":
+            expected = {400, 401, 403} if credentials is None else {200, 400}
+            assert response.status_code in expected, response.status_code
+        else:
+            assert response.status_code == 404, (route, response.status_code)
+
+
+def test_no_webhook_answers_without_an_esp_backend(client, settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    settings.ESP_TRACKING_WEBHOOK = ""
+    response = post_to_postmark(client, postmark_bounce("a@example.org"))
+    assert response.status_code == 404
+
+
+def test_the_tracking_webhook_follows_email_backend():
+    """ESP_TRACKING_WEBHOOK defaults to the ESP of EMAIL_BACKEND, in a fresh process."""
+    import subprocess
+    import sys
+
+    from tests.support import BASE_DIR, app_env
+
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; print(s.ESP_TRACKING_WEBHOOK)"
+    )
+    seen = {}
+    for backend in ("anymail.backends.amazon_ses.EmailBackend", "mail.backends.OutboxEmailBackend"):
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=BASE_DIR,
+            env=app_env(DJANGO_SETTINGS_MODULE="config.settings", EMAIL_BACKEND=backend, DATABASE_URL=None),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        seen[backend] = result.stdout.strip()
+    assert seen == {
+        "anymail.backends.amazon_ses.EmailBackend": "amazon_ses",
+        "mail.backends.OutboxEmailBackend": "",
+    }
 
 
 def test_postmark_hard_bounce_webhook_suppresses(client, webhook_secret, active):

@@ -1,12 +1,13 @@
-"""The confirmation email task on a real Celery worker and Redis broker."""
+"""The outbox drained by a real Celery worker on the Redis broker."""
 
 import email
 from email import policy
 
 import pytest
 
-from subscribers.models import Subscriber
-from subscribers.tasks import send_confirmation_email
+from subscribers.models import OutgoingEmail, Subscriber
+from subscribers.outbox import outgoing_email_queue
+from subscribers.tasks import drain_outgoing_email
 from tests.subscribers.factories import SubscriberFactory
 
 
@@ -16,14 +17,17 @@ def test_real_worker_sends_the_confirmation_to_the_outbox(celery_worker_factory,
     subscriber = SubscriberFactory(
         status=Subscriber.Status.PENDING, email="worker@example.org", topics=["code"]
     )
+    row = outgoing_email_queue(kind=OutgoingEmail.Kind.CONFIRMATION, subscriber_id=subscriber.pk)
     worker = celery_worker_factory()
 
-    result = send_confirmation_email.apply_async(args=[subscriber.pk], queue=worker.queue)
+    result = drain_outgoing_email.apply_async(queue=worker.queue, ignore_result=False)
     try:
-        assert result.get(timeout=60) is True
+        assert result.get(timeout=60) == 1
     except Exception:
         pytest.fail(f"worker did not send; its log:\n{worker.log()}")
 
+    row.refresh_from_db()
+    assert row.sent_at is not None and row.attempts == 1 and not row.last_error
     files = list(isolated_outbox.glob("*.eml"))
     assert len(files) == 1
     message = email.message_from_bytes(files[0].read_bytes(), policy=policy.default)

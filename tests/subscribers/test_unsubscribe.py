@@ -7,8 +7,8 @@ from django.test import Client
 from django.urls import reverse
 
 from subscribers import tokens
+from subscribers.links import email_links, list_headers
 from subscribers.models import Subscriber
-from subscribers.services import email_links, list_headers
 from tests.subscribers.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -100,10 +100,25 @@ def test_get_shows_a_button_and_changes_nothing(client, active):
     assert Subscriber.objects.values().get(pk=active.pk) == before
 
 
-def test_unsubscribed_page_offers_resubscribe_and_preferences(csrf_client, active):
+def test_unsubscribed_page_offers_resubscribe_and_nothing_more(csrf_client, active):
+    """The unsubscribe URL is in every List-Unsubscribe header: forwarded mails, scanners
+    and archives see it, so it must not lead to the preference centre or the data."""
     html = csrf_client.post(unsubscribe_path(active), data=ONE_CLICK).content.decode()
     assert "/resubscribe/" in html
-    assert "/manage/" in html
+    assert "/manage/" not in html and "/data/" not in html
+
+
+@pytest.mark.parametrize("status", [Subscriber.Status.ACTIVE, Subscriber.Status.UNSUBSCRIBED])
+def test_unsubscribe_and_resubscribe_pages_hold_no_preference_link(client, status):
+    reader = SubscriberFactory(status=status)
+    token = tokens.make_unsubscribe_token(reader.pk, reader.token_version)
+    pages = [client.get(f"/unsubscribe/{token}/"), client.get(f"/resubscribe/{token}/")]
+    if status == Subscriber.Status.UNSUBSCRIBED:
+        pages.append(client.post(f"/resubscribe/{token}/"))
+    for page in pages:
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert "/manage/" not in html and "/data/" not in html
 
 
 def test_suppressed_reader_stays_suppressed_after_unsubscribe(csrf_client):

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("subscribers", "0002_follows_and_pauses"),
+        ("subscribers", "0003_outgoing_email"),
     ]
 
     operations = [

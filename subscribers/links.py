@@ -1,0 +1,60 @@
+"""Signed links and the List-Unsubscribe headers every email carries.
+
+Each link opens one thing and nothing more:
+
+* unsubscribe (in every List-Unsubscribe header, so seen by forwarded mails,
+  scanners and archives): unsubscribes and resubscribes, never more;
+* manage: the preference centre (topics, frequency, pause), from the reader's
+  own emails;
+* data: download or delete everything, valid for an hour and only mailed on
+  request from the preference centre;
+* confirm: the double opt-in, valid for 7 days.
+"""
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.urls import reverse
+
+from subscribers import tokens
+
+if TYPE_CHECKING:
+    from subscribers.models import Subscriber
+
+
+def absolute(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def email_links(*, subscriber_id: int, token_version: int) -> dict[str, str]:
+    """Absolute one-click unsubscribe and preference-centre URLs for one subscriber."""
+    unsubscribe = tokens.make_unsubscribe_token(subscriber_id, token_version)
+    manage = tokens.make_manage_token(subscriber_id, token_version)
+    return {
+        "unsubscribe_url": absolute(reverse("subscribers:unsubscribe", args=[unsubscribe])),
+        "manage_url": absolute(reverse("subscribers:manage", args=[manage])),
+    }
+
+
+def list_headers(*, unsubscribe_url: str, frequency: str = "daily") -> dict[str, str]:
+    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity.
+
+    Daily and weekly digests are two lists, so a reader's filters can tell them apart."""
+    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    name = "weekly" if frequency == "weekly" else "daily"
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": f"{settings.PRODUCT_NAME} {name} digest <{name}.digest.{host}>",
+    }
+
+
+def confirm_url(*, subscriber: "Subscriber") -> str:
+    return absolute(reverse("subscribers:confirm", args=[tokens.make_confirm_token(subscriber)]))
+
+
+def data_url(*, subscriber_id: int, token_version: int) -> str:
+    """The short-lived page that downloads or deletes everything stored about a reader."""
+    token = tokens.make_data_token(subscriber_id, token_version)
+    return absolute(reverse("subscribers:data", args=[token]))
