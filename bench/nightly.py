@@ -230,10 +230,10 @@ def naive_loop(*, edition: date, limit: int) -> dict:
         build_preferences,
         digest_headers,
         digest_message,
-        load_affinities,
         window_start,
     )
     from digest.models import Delivery
+    from digest.selectors import load_affinities
     from digest.services.plan import due_subscribers
     from subscribers.models import Subscriber
 

@@ -155,12 +155,13 @@ def seed_readers(count: int, *, edition: date, seed: int = 11) -> dict:
                 (last_week if weekly else yesterday) if status == "active" else None,
                 now,
                 now,
+                index % 20 == 0,  # one reader in twenty wants abstracts in the email
             )
         )
     columns = (
         "email, status, interests, frequency, weekday, digest_size, token_version, signup_at, "
         "signup_user_agent, confirmed_at, confirm_user_agent, unsubscribe_reason, suppression_reason, "
-        "soft_bounce_count, last_digest_at, created_at, updated_at"
+        "soft_bounce_count, last_digest_at, created_at, updated_at, with_abstracts"
     )
     votes = 0
     with transaction.atomic(), connection.cursor() as cursor:

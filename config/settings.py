@@ -261,6 +261,8 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": [SELF],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
+        # The signup page frames its sample digest (our own page, sandboxed).
+        "frame-src": [SELF],
         "base-uri": [NONE],
         "object-src": [NONE],
     }

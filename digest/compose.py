@@ -19,51 +19,55 @@ inside a block (the "Why" line, the position in the text part) and around the
 blocks (subject, preheader, count, interests summary) is filled in as the list
 is assembled, escaped the way the template would have escaped it.
 
+The list of titles at the top is cut the same way (PBXTOCPBX), so each
+paper's entry is compiled with its block. Database reads live in
+`digest.selectors`; this module only ranks and renders.
+
 Scraped text is always escaped by the templates; URLs from scraped data are
-kept only when they are plain http(s) links.
+kept only when they are plain http(s) links (`digest.papers`).
 """
 
 import dataclasses
-import re
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from anymail.message import AnymailMessage
 from django.conf import settings
-from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.text import Truncator
 
 from digest.feedback import make_feedback_token
-from digest.models import Feedback, Paper, PaperLinks, PaperTopic, Topic
-from digest.ranking import Affinity, Candidate, Preferences, RankedItem, Ranker, split_interests, trending
-from digest.selectors import corpus_stats_for, paper_topic_evidence, paper_topic_scores
+from digest.models import Topic
+from digest.papers import PLACEHOLDER, PaperView, inert
+from digest.ranking import Affinity, Preferences, RankedItem, Ranker, split_interests, trending
+from digest.selectors import corpus_stats_for, load_papers, topic_names
+from digest.signed_links import view_url
 from digest.tagging.analysis import current_analyzer
 from digest.tagging.tagger import get_tagger
 from mail.build import build_message, message_domain, render_email, tidy_text
 from subscribers.links import email_links, list_headers
 
 MAX_HTML_BYTES = 102 * 1024
-# Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES.
-ABSTRACT_STEPS = (700, 400, 200, 0)
+# Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES, for
+# readers who asked for abstracts; everyone else gets the TL;DR line only.
+ABSTRACT_STEPS = (3000, 700, 400, 200, 0)
+NO_ABSTRACT_STEPS = (0,)
 SENT_LOOKBACK_DAYS = 14
 # A reader back from a pause of at most this many days gets one catch-up digest
 # of what they missed, from the pause's start but never older than this.
 CATCHUP_MAX_DAYS = SENT_LOOKBACK_DAYS  # no window is longer than the look-back for papers already sent
 # Papers every composer loads up front; a catch-up window loads the older ones on demand.
 LOAD_DAYS = 7
-PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
 # The longest value any placeholder expands to, with room to spare; used to
 # keep the personalised HTML under the size cap.
 MAX_PLACEHOLDER_EXPANSION = 260
-# Plain http(s) links; braces and stray percent signs are refused as well, since
-# they would read as an ESP's template markup (a real link percent-encodes them).
-_SAFE_URL = re.compile(r"^https?://(?:[^\s\"'<>\\{}%]|%[0-9A-Fa-f]{2})+$", re.IGNORECASE)
 # Where the digest templates start each paper's block (and end the last one).
 ITEM_MARK = "PBXITEMPBX"
+# Where the list of titles at the top starts each paper's entry (and ends the last).
+TOC_MARK = "PBXTOCPBX"
 # Filled per list while assembling, never left for personalising.
 WHY_MARK = "PBXLWHYPBX"
 # Where a paper's block may open a section ("Also trending"), filled per list.
@@ -77,56 +81,6 @@ RENDER_CACHE_SIZE = 64
 RANKING_CACHE_SIZE = 2048
 
 
-def safe_url(url: str | None) -> str:
-    """A scraped URL, only if it is a plain http(s) link (never javascript: or data:)."""
-    url = (url or "").strip()
-    return url if _SAFE_URL.match(url) else ""
-
-
-def inert(text: str) -> str:
-    """Scraped text can never smuggle in a placeholder of ours."""
-    return PLACEHOLDER.sub(lambda m: m.group(0).replace("PBX", "PB\u200bX"), text or "")
-
-
-@dataclass(frozen=True)
-class PaperView(PaperLinks):
-    id: int
-    arxiv_id: str
-    title: str
-    authors: tuple[str, ...]
-    abstract: str
-    upvotes: int
-    num_comments: int
-    github_repo: str
-    project_page: str
-    thumbnail_url: str
-    featured_on: date | None
-    pinned: bool
-    keywords: tuple[str, ...]
-    topic_scores: dict[str, float]
-    ai_summary: str = ""
-    topic_evidence: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    categories: tuple[str, ...] = ()
-    # The day that puts it in a window: featured on Hugging Face, else published on arXiv.
-    day: date | None = None
-
-    def candidate(self) -> Candidate:
-        return Candidate(
-            paper_id=self.id,
-            title=self.title,
-            abstract=self.abstract,
-            keywords=self.keywords,
-            topic_scores=self.topic_scores,
-            upvotes=self.upvotes,
-            featured_on=self.featured_on,
-            pinned=self.pinned,
-            ai_summary=self.ai_summary,
-            topic_evidence=self.topic_evidence,
-            categories=self.categories,
-            authors=self.authors,
-        )
-
-
 @dataclass(frozen=True)
 class Reader:
     """What composing needs to know about one subscriber, from one bulk query."""
@@ -137,8 +91,16 @@ class Reader:
     preferences: Preferences
     window_start: date
     already_sent: frozenset[int] = frozenset()
-    # "daily", "weekly" or "catchup": what this digest is, for its heading and subject.
-    kind: str = "daily"
+    # The delivery this digest is for: its "view in browser" link is signed for it.
+    delivery_id: int = 0
+    frequency: str = "daily"
+    # "daily", "weekly" or "catchup" (see digest_window); empty means the reader's frequency.
+    kind: str = ""
+    with_abstracts: bool = False
+
+    @property
+    def digest_kind(self) -> str:
+        return self.kind or (WEEKLY if self.frequency == "weekly" else DAILY)
 
 
 # Invisible, and breaks any ESP's markup it is put into.
@@ -186,6 +148,8 @@ class CompiledDigest:
     # The papers of the "Also trending" section (also in paper_ids, after the matches).
     also_trending: tuple[int, ...] = ()
     kind: str = "daily"
+    # The list (daily or weekly) its List-Id names.
+    frequency: str = "daily"
     _templates: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
     _neutral: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -316,91 +280,6 @@ def digest_window(
     return Window(start=start, kind=kind)
 
 
-def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
-    """Visible papers featured (or, for arXiv-only papers, published) in [since, until]."""
-    rows = Paper.objects.filter(hidden=False).filter(
-        Q(featured_on__gte=since, featured_on__lte=until)
-        | Q(featured_on__isnull=True, published_at__date__gte=since, published_at__date__lte=until)
-    )
-    fields = (
-        "id",
-        "arxiv_id",
-        "title",
-        "authors",
-        "abstract",
-        "upvotes",
-        "num_comments",
-        "github_repo",
-        "project_page",
-        "thumbnail_url",
-        "featured_on",
-        "pinned",
-        "ai_keywords",
-        "ai_summary",
-        "categories",
-        "published_at",
-    )
-    papers = list(rows.values_list(*fields))
-    scores = paper_topic_scores(paper_ids=[row[0] for row in papers])
-    evidence = paper_topic_evidence(paper_ids=[row[0] for row in papers])
-    views = {}
-    for row in papers:
-        data = dict(zip(fields, row, strict=True))
-        views[data["id"]] = PaperView(
-            id=data["id"],
-            arxiv_id=data["arxiv_id"],
-            title=inert(data["title"]),
-            authors=tuple(inert(str(name)) for name in (data["authors"] or [])),
-            abstract=inert(data["abstract"]),
-            upvotes=data["upvotes"],
-            num_comments=data["num_comments"],
-            github_repo=safe_url(data["github_repo"]),
-            project_page=safe_url(data["project_page"]),
-            thumbnail_url=safe_url(data["thumbnail_url"]),
-            featured_on=data["featured_on"],
-            pinned=data["pinned"],
-            keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
-            topic_scores=scores.get(data["id"], {}),
-            ai_summary=data["ai_summary"] or "",
-            topic_evidence=evidence.get(data["id"], {}),
-            categories=tuple(str(c) for c in (data["categories"] or [])),
-            day=data["featured_on"] or (data["published_at"].date() if data["published_at"] else None),
-        )
-    return views
-
-
-def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
-    """Each reader's learned topic weights from their 👍/👎 votes and their fitted model (three queries)."""
-    from digest.services.learning import learned_models
-
-    models = learned_models(subscriber_ids=subscriber_ids)
-    votes = list(
-        Feedback.objects.filter(subscriber_id__in=subscriber_ids).values_list(
-            "subscriber_id", "paper_id", "vote"
-        )
-    )
-    if not votes:
-        return {sid: Affinity(learned=model) for sid, model in models.items()}
-    topic_scores: dict[int, dict[str, float]] = defaultdict(dict)
-    for paper_id, slug, score in PaperTopic.objects.filter(
-        paper_id__in={paper_id for _, paper_id, _ in votes}, score__gt=0
-    ).values_list("paper_id", "topic__slug", "score"):
-        topic_scores[paper_id][slug] = score
-    per_reader: dict[int, list] = defaultdict(list)
-    for subscriber_id, paper_id, vote in votes:
-        per_reader[subscriber_id].append((vote, topic_scores.get(paper_id, {})))
-    found = {
-        sid: Affinity.from_votes(reader_votes, models.get(sid)) for sid, reader_votes in per_reader.items()
-    }
-    for sid, model in models.items():
-        found.setdefault(sid, Affinity(learned=model))
-    return found
-
-
-def topic_names() -> dict[str, str]:
-    return dict(Topic.objects.values_list("slug", "name"))
-
-
 def interests_summary(preferences: Preferences, names: dict[str, str]) -> str:
     parts = [names.get(slug, slug) for slug in sorted(preferences.topics)]
     parts += [f"“{text}”" for text in preferences.interests]
@@ -446,10 +325,13 @@ class DigestComposer:
     render_cache_size: int | None = RENDER_CACHE_SIZE
     _rankings: OrderedDict[tuple, list[RankedItem]] = field(default_factory=OrderedDict)
     _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
-    # (paper id, abstract length) -> the paper's compiled HTML and raw text block
-    _blocks: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
-    # (whether any paper has an image, kind, window start) -> HTML and text around the blocks
-    _frames: dict[tuple[bool, str, date | None], tuple[str, str, str, str]] = field(default_factory=dict)
+    # (paper id, abstract length) -> the paper's compiled HTML and raw text block,
+    # and its entry in the list of titles at the top (HTML and text)
+    _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
+    # (whether any paper has an image, kind) -> HTML and text around the titles and blocks
+    _frames: dict[tuple[bool, str, date | None], tuple[str, str, str, str, str, str]] = field(
+        default_factory=dict
+    )
     lists_assembled: int = 0
 
     @classmethod
@@ -538,14 +420,23 @@ class DigestComposer:
             tuple((item.paper_id, item.reasons) for item in ranked),
             tuple(item.paper_id for item in trending),
             interests_summary(reader.preferences, self.names),
-            reader.kind,
-            reader.window_start if reader.kind != DAILY else None,
+            reader.digest_kind,
+            # A catch-up names the days it covers.
+            reader.window_start if reader.digest_kind == CATCHUP else None,
+            reader.frequency,
+            reader.with_abstracts,
         )
         compiled = self._rendered.get(key)
         if compiled is None:
             compiled = self._rendered[key] = self.render(
-                ranked, reader.preferences, trending, kind=reader.kind, window_start=reader.window_start
+                ranked,
+                reader.preferences,
+                trending,
+                kind=reader.digest_kind,
+                with_abstracts=reader.with_abstracts,
+                window_start=reader.window_start,
             )
+            compiled.frequency = reader.frequency
             self.lists_assembled += 1
             if self.render_cache_size is not None and len(self._rendered) > self.render_cache_size:
                 self._rendered.popitem(last=False)
@@ -560,13 +451,14 @@ class DigestComposer:
         trending: list[RankedItem] | None = None,
         *,
         kind: str = DAILY,
+        with_abstracts: bool = False,
         window_start: date | None = None,
     ) -> CompiledDigest:
         summary = interests_summary(preferences, self.names)
-        issue = Issue(kind=kind, start=window_start if kind != DAILY else None)
+        issue = Issue(kind=kind, start=window_start if kind == CATCHUP else None)
         items = list(ranked)
         extra = list(trending or ())
-        for abstract_chars in ABSTRACT_STEPS:
+        for abstract_chars in ABSTRACT_STEPS if with_abstracts else NO_ABSTRACT_STEPS:
             compiled = self._render_once(items, summary, abstract_chars, issue, extra)
             if fits(compiled):
                 return compiled
@@ -577,21 +469,14 @@ class DigestComposer:
             compiled = self._render_once(items, summary, 0, issue)
         return compiled
 
-    def issue_label(self, issue: "Issue") -> str:
-        """The heading's date line: the day, the week, or the days a catch-up covers."""
-        last = self.edition - timedelta(days=1)
-        if issue.kind == WEEKLY and issue.start:
-            return f"Week of {issue.start.strftime('%-d %B %Y')}"
-        if issue.kind == CATCHUP and issue.start:
-            return f"Catch-up: {date_range(issue.start, last)}"
-        return self.edition.strftime("%A %-d %B %Y")
-
     def _item_context(self, paper: PaperView, abstract_chars: int) -> dict:
         site = settings.SITE_URL
         token = f"PBXFB{paper.id}PBX"
         return {
+            "id": paper.id,
             "title": paper.title,
-            "authors_line": authors_line(paper.authors),
+            "authors_line": paper.authors_line,
+            "tldr": paper.tldr,
             "abstract": Truncator(paper.abstract).chars(abstract_chars) if abstract_chars else "",
             "reasons": [WHY_MARK],
             "section": SECTION_MARK,
@@ -620,36 +505,42 @@ class DigestComposer:
             "subject": subject,
             "preheader": preheader,
             "count_label": count,
-            "edition_label": self.issue_label(issue),
-            # daily | weekly | catchup, and the featured days covered, for the template's labels.
+            "edition_label": edition_label(self.edition, issue.kind, start=issue.start),
             "kind": issue.kind,
-            "window_start": issue.start or self.edition - timedelta(days=1),
-            "window_end": self.edition - timedelta(days=1),
             "items": [self._item_context(paper, abstract_chars) for paper in papers],
             "interests_summary": summary,
+            "view_url": "PBXVIEWPBX",
             "manage_url": "PBXMANAGEPBX",
             "unsubscribe_url": "PBXUNSUBPBX",
             "postal_address": settings.SENDER_POSTAL_ADDRESS,
         }
         rendered = render_email("digest", context, tidy=False)
-        html = rendered.html.split(ITEM_MARK)
-        text = rendered.text.split(ITEM_MARK)
-        if len(html) != len(papers) + 2 or len(text) != len(papers) + 2:
-            raise ValueError("the digest templates must mark each paper's block with PBXITEMPBX")
-        for paper, html_block, text_block in zip(papers, html[1:-1], text[1:-1], strict=True):
-            self._blocks[(paper.id, abstract_chars)] = (html_block, text_block)
+        html, html_toc = _split_marked(rendered.html, len(papers))
+        text, text_toc = _split_marked(rendered.text, len(papers))
+        for index, paper in enumerate(papers):
+            self._blocks[(paper.id, abstract_chars)] = (
+                html[index + 1],
+                text[index + 1],
+                html_toc[index + 1],
+                text_toc[index + 1],
+            )
         # An image adds a style to the head, so frames differ by whether any paper has one.
         has_image = any(self._image(paper) for paper in papers)
-        self._frames.setdefault((has_image, issue.kind, issue.start), (html[0], html[-1], text[0], text[-1]))
+        self._frames.setdefault(
+            (has_image, issue.kind, issue.start),
+            (html_toc[0], html_toc[-1], html[-1], text_toc[0], text_toc[-1], text[-1]),
+        )
 
     def _render_once(
         self,
         matched: list[RankedItem],
         summary: str,
         abstract_chars: int,
-        issue: "Issue",
+        issue: "Issue | None" = None,
         trending: list[RankedItem] | None = None,
     ) -> CompiledDigest:
+        issue = issue or Issue()
+        kind = issue.kind
         ranked = [*matched, *(trending or ())]
         papers = [self.papers[item.paper_id] for item in ranked]
         has_image = any(self._image(paper) for paper in papers)
@@ -660,15 +551,21 @@ class DigestComposer:
             missing = [paper for paper in papers if (paper.id, abstract_chars) not in self._blocks]
             if missing:
                 self._compile_blocks(missing, abstract_chars, issue)
-        html_head, html_tail, text_head, text_tail = self._frames[frame]
+        html_head, html_after_toc, html_tail, text_head, text_after_toc, text_tail = self._frames[frame]
 
-        html_parts = [html_head]
-        text_parts = [text_head]
+        html_toc: list[str] = []
+        text_toc: list[str] = []
+        html_parts: list[str] = []
+        text_parts: list[str] = []
         first_trending = len(matched)
         for number, (item, paper) in enumerate(zip(ranked, papers, strict=True), start=1):
-            html_block, text_block = self._blocks[(paper.id, abstract_chars)]
+            html_block, text_block, html_entry, text_entry = self._blocks[(paper.id, abstract_chars)]
             why = inert(" · ".join(item.reasons))
             opens = number - 1 == first_trending
+            if number - 1 < first_trending:
+                # The list at the top names the picks; "Also trending" stays its own section below.
+                html_toc.append(html_entry)
+                text_toc.append(text_entry.replace(NUMBER_MARK, str(number)))
             html_parts.append(
                 html_block.replace(WHY_MARK, escape(why)).replace(
                     SECTION_MARK, f"<strong>{escape(TRENDING_HEADING)}</strong>" if opens else ""
@@ -679,11 +576,11 @@ class DigestComposer:
                 .replace(NUMBER_MARK, str(number))
                 .replace(SECTION_MARK, f"{TRENDING_HEADING}\n" if opens else "")
             )
-        html_parts.append(html_tail)
-        text_parts.append(text_tail)
+        html = "".join([html_head, *html_toc, html_after_toc, *html_parts, html_tail])
+        text = "".join([text_head, *text_toc, text_after_toc, *text_parts, text_tail])
 
         titles = [paper.title for paper in papers[: len(matched)]]
-        subject = digest_subject(self.edition, titles, kind=issue.kind)
+        subject = digest_subject(self.edition, titles, kind=kind)
         count = f"{len(titles)} paper{'s' if len(titles) != 1 else ''}"
         head = preheader(
             [{"reasons": ranked[0].reasons, "title": titles[0]}, *({"title": t} for t in titles[1:])]
@@ -694,8 +591,8 @@ class DigestComposer:
             "PBXLCOUNTPBX": count,
             "PBXLSUMMARYPBX": inert(summary),
         }
-        html = _fill_marks("".join(html_parts), {mark: escape(value) for mark, value in fills.items()})
-        text = tidy_text(_fill_marks("".join(text_parts), fills))
+        html = _fill_marks(html, {mark: escape(value) for mark, value in fills.items()})
+        text = tidy_text(_fill_marks(text, fills))
         return CompiledDigest(
             subject=subject,
             paper_ids=tuple(item.paper_id for item in ranked),
@@ -703,12 +600,16 @@ class DigestComposer:
             text_parts=_compile(text),
             html_bytes=len(html.encode()),
             also_trending=tuple(item.paper_id for item in trending or ()),
-            kind=issue.kind,
+            kind=kind,
         )
 
     def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
         links = email_links(subscriber_id=reader.subscriber_id, token_version=reader.token_version)
-        values = {"UNSUB": links["unsubscribe_url"], "MANAGE": links["manage_url"]}
+        values = {
+            "UNSUB": links["unsubscribe_url"],
+            "MANAGE": links["manage_url"],
+            "VIEW": view_url(delivery_id=reader.delivery_id, token_version=reader.token_version),
+        }
         for paper_id in compiled.paper_ids:
             values[f"FB{paper_id}"] = make_feedback_token(
                 reader.subscriber_id, paper_id, reader.token_version
@@ -720,6 +621,9 @@ class DigestComposer:
         compiled = self.compiled_for(reader)
         if compiled is None:
             return None
+        if delivery_id is not None and reader.delivery_id != delivery_id:
+            # The "view in browser" link is signed for this delivery too.
+            reader = dataclasses.replace(reader, delivery_id=delivery_id)
         values = self.personal_values(reader, compiled)
         html, text = compiled.personalise(values)
         return PersonalDigest(
@@ -729,7 +633,10 @@ class DigestComposer:
             paper_ids=compiled.paper_ids,
             kind=compiled.kind,
             headers=digest_headers(
-                unsubscribe_url=values["UNSUB"], edition=self.edition, delivery_id=delivery_id
+                unsubscribe_url=values["UNSUB"],
+                edition=self.edition,
+                delivery_id=delivery_id,
+                frequency=compiled.frequency,
             ),
         )
 
@@ -746,10 +653,42 @@ class PersonalDigest:
 
 @dataclass(frozen=True)
 class Issue:
-    """What a rendered digest is: its kind, and for weekly and catch-up digests the window's first day."""
+    """What a rendered digest is: its kind, and for a catch-up the window's first day."""
 
     kind: str = DAILY
     start: date | None = None
+
+
+def _split_marked(rendered: str, count: int) -> tuple[list[str], list[str]]:
+    """Cut a rendered part at the paper marks: [head, block 1..n, tail] and, within
+    the head, the list of titles: [before, entry 1..n, after]."""
+    blocks = rendered.split(ITEM_MARK)
+    toc = blocks[0].split(TOC_MARK)
+    if len(blocks) != count + 2 or len(toc) != count + 2:
+        raise ValueError("the digest templates must mark each paper's block and title entry")
+    return blocks, toc
+
+
+def fits(compiled: CompiledDigest) -> bool:
+    placeholders = (len(compiled.html_parts) - 1) // 2
+    return compiled.html_bytes + placeholders * MAX_PLACEHOLDER_EXPANSION <= MAX_HTML_BYTES
+
+
+def week_start(edition: date) -> date:
+    """The Monday of the week a weekly edition covers: the week of its last covered day."""
+    last = edition - timedelta(days=1)
+    return last - timedelta(days=last.weekday())
+
+
+def edition_label(edition: date, kind: str, *, start: date | None = None) -> str:
+    """How a digest names its edition: the day, the week for weekly digests, and
+    for a catch-up what it is and the days it covers."""
+    if kind == WEEKLY:
+        return f"Week of {week_start(edition):%-d %B %Y}"
+    if kind == CATCHUP:
+        days = date_range(start, edition - timedelta(days=1)) if start else f"{edition:%A %-d %B %Y}"
+        return f"Catch-up: the best of what you missed · {days}"
+    return f"{edition:%A %-d %B %Y}"
 
 
 def date_range(first: date, last: date) -> str:
@@ -761,28 +700,15 @@ def date_range(first: date, last: date) -> str:
     return f"{first.day} – {last.strftime('%-d %B %Y')}"
 
 
-def fits(compiled: CompiledDigest) -> bool:
-    placeholders = (len(compiled.html_parts) - 1) // 2
-    return compiled.html_bytes + placeholders * MAX_PLACEHOLDER_EXPANSION <= MAX_HTML_BYTES
-
-
-def authors_line(authors: tuple[str, ...]) -> str:
-    if not authors:
-        return "Unknown authors"
-    if len(authors) <= 3:
-        return ", ".join(authors)
-    return f"{', '.join(authors[:3])} et al."
-
-
-def digest_subject(edition: date, titles: list[str], *, kind: str = DAILY) -> str:
+def digest_subject(edition: date, titles: list[str], *, kind: str = "daily") -> str:
     count = len(titles)
     papers = f"{count} paper{'s' if count != 1 else ''}"
-    if kind == WEEKLY:
-        head = f"{papers}, the week's best to {edition.strftime('%a %-d %b')}: "
-    elif kind == CATCHUP:
+    if kind == "weekly":
+        head = f"{papers} for the week of {week_start(edition):%-d %b}: "
+    elif kind == "catchup":
         head = f"Catch-up, {papers} you missed: "
     else:
-        head = f"{papers} for {edition.strftime('%a %-d %b')}: "
+        head = f"{papers} for {edition:%a %-d %b}: "
     top = " ".join(titles[0].split()) if titles else ""
     return head + Truncator(top).chars(max(20, 110 - len(head)))
 
@@ -813,9 +739,11 @@ def digest_headers(
     edition: date | None = None,
     delivery_id: int | None = None,
     domain: str | None = None,
+    frequency: str = "daily",
 ) -> dict[str, str]:
-    """List-Unsubscribe (RFC 8058), List-Id and, for a real delivery, its stable Message-ID."""
-    headers = list_headers(unsubscribe_url=unsubscribe_url)
+    """List-Unsubscribe (RFC 8058), List-Id (the daily or the weekly list) and, for a
+    real delivery, its stable Message-ID."""
+    headers = list_headers(unsubscribe_url=unsubscribe_url, frequency=frequency)
     if edition is not None and delivery_id is not None:
         headers["Message-ID"] = delivery_message_id(edition, delivery_id, domain)
     return headers

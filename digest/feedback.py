@@ -55,6 +55,8 @@ def make_feedback_token(subscriber_id: int, paper_id: int, token_version: int) -
 def read_feedback_token(token: str) -> FeedbackTarget:
     if not isinstance(token, str) or not token or len(token) > _MAX_LENGTH:
         raise InvalidFeedbackToken("missing or over-long token")
+    if not token.isascii():  # hmac.compare_digest refuses non-ASCII str
+        raise InvalidFeedbackToken("malformed token")
     if token.count(_SEP) == 3:
         return _read_legacy(token)
     try:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, Q, QuerySet
 
-from digest.models import CorpusStat, Delivery, Paper, PaperTopic, TermStat, Topic
+from digest.models import CorpusStat, Delivery, Feedback, Paper, PaperTopic, TermStat, Topic
+from digest.papers import PaperView, inert, safe_url
+from digest.ranking import Affinity
 from digest.tagging.analysis import FIELDS, CorpusStats
 from subscribers.models import Subscriber
 
@@ -103,7 +105,7 @@ def readers_for_deliveries(
     Returns readers by delivery id, and the status of subscribers who are no
     longer active (they unsubscribed after planning)."""
     # compose reads papers through this module, so it is imported when called.
-    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, digest_window, load_affinities
+    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, digest_window
 
     subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
     subscribers = {
@@ -122,6 +124,7 @@ def readers_for_deliveries(
             "paused_at",
             "resumed_at",
             "show_trending",
+            "with_abstracts",
         )
     }
     topics: dict[int, list[str]] = defaultdict(list)
@@ -147,7 +150,7 @@ def readers_for_deliveries(
             inactive[delivery_id] = row[2] if row else "deleted"
             continue
         (_, email, _, token_version, frequency, interests, digest_size, last_digest_at) = row[:8]
-        categories, authors, paused_at, resumed_at, show_trending = row[8:]
+        categories, authors, paused_at, resumed_at, show_trending, with_abstracts = row[8:]
         window = digest_window(
             edition=edition,
             frequency=frequency,
@@ -171,5 +174,165 @@ def readers_for_deliveries(
             window_start=window.start,
             kind=window.kind,
             already_sent=frozenset(sent_before.get(subscriber_id, ())),
+            delivery_id=delivery_id,
+            frequency=frequency,
+            with_abstracts=with_abstracts,
         )
     return readers, inactive
+
+
+# --- What composing and the web pages read -----------------------------------------
+
+
+PAPER_VIEW_FIELDS = (
+    "id",
+    "arxiv_id",
+    "title",
+    "authors",
+    "abstract",
+    "upvotes",
+    "num_comments",
+    "github_repo",
+    "project_page",
+    "thumbnail_url",
+    "featured_on",
+    "pinned",
+    "ai_keywords",
+    "ai_summary",
+    "categories",
+    "published_at",
+)
+
+
+def paper_views(queryset: QuerySet[Paper]) -> dict[int, PaperView]:
+    """PaperViews (in the queryset's order) for these papers, with their topic scores, in two queries."""
+    papers = list(queryset.values_list(*PAPER_VIEW_FIELDS))
+    scores = paper_topic_scores(paper_ids=[row[0] for row in papers])
+    evidence = paper_topic_evidence(paper_ids=[row[0] for row in papers])
+    views: dict[int, PaperView] = {}
+    for row in papers:
+        data = dict(zip(PAPER_VIEW_FIELDS, row, strict=True))
+        views[data["id"]] = PaperView(
+            id=data["id"],
+            arxiv_id=data["arxiv_id"],
+            title=inert(data["title"]),
+            authors=tuple(inert(str(name)) for name in (data["authors"] or [])),
+            abstract=inert(data["abstract"]),
+            upvotes=data["upvotes"],
+            num_comments=data["num_comments"],
+            github_repo=safe_url(data["github_repo"]),
+            project_page=safe_url(data["project_page"]),
+            thumbnail_url=safe_url(data["thumbnail_url"]),
+            featured_on=data["featured_on"],
+            pinned=data["pinned"],
+            keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
+            topic_scores=scores.get(data["id"], {}),
+            ai_summary=inert(data["ai_summary"]),
+            topic_evidence=evidence.get(data["id"], {}),
+            categories=tuple(str(c) for c in (data["categories"] or [])),
+            day=data["featured_on"] or (data["published_at"].date() if data["published_at"] else None),
+        )
+    return views
+
+
+def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
+    """Visible papers featured (or, for arXiv-only papers, published) in [since, until]."""
+    rows = Paper.objects.filter(hidden=False).filter(
+        Q(featured_on__gte=since, featured_on__lte=until)
+        | Q(featured_on__isnull=True, published_at__date__gte=since, published_at__date__lte=until)
+    )
+    return paper_views(rows)
+
+
+def load_papers_by_id(paper_ids: Iterable[int]) -> dict[int, PaperView]:
+    """Visible papers among these ids; hidden or deleted ones are simply absent."""
+    return paper_views(Paper.objects.filter(hidden=False, id__in=list(paper_ids)))
+
+
+def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
+    """Each reader's learned topic weights from their 👍/👎 votes and their fitted model (three queries)."""
+    from digest.services.learning import learned_models
+
+    models = learned_models(subscriber_ids=subscriber_ids)
+    votes = list(
+        Feedback.objects.filter(subscriber_id__in=subscriber_ids).values_list(
+            "subscriber_id", "paper_id", "vote"
+        )
+    )
+    if not votes:
+        return {sid: Affinity(learned=model) for sid, model in models.items()}
+    topic_scores: dict[int, dict[str, float]] = defaultdict(dict)
+    for paper_id, slug, score in PaperTopic.objects.filter(
+        paper_id__in={paper_id for _, paper_id, _ in votes}, score__gt=0
+    ).values_list("paper_id", "topic__slug", "score"):
+        topic_scores[paper_id][slug] = score
+    per_reader: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+    for subscriber_id, paper_id, vote in votes:
+        per_reader[subscriber_id].append((vote, topic_scores.get(paper_id, {})))
+    found = {
+        sid: Affinity.from_votes(reader_votes, models.get(sid)) for sid, reader_votes in per_reader.items()
+    }
+    for sid, model in models.items():
+        found.setdefault(sid, Affinity(learned=model))
+    return found
+
+
+def topic_names() -> dict[str, str]:
+    return dict(Topic.objects.values_list("slug", "name"))
+
+
+# --- The public daily pages ----------------------------------------------------------
+
+
+def featured_days() -> list[tuple[date, int]]:
+    """Days with visible papers, newest first, with how many papers each has."""
+    rows = (
+        Paper.objects.filter(hidden=False, featured_on__isnull=False)
+        .values("featured_on")
+        .annotate(count=Count("id"))
+        .order_by("-featured_on")
+        .values_list("featured_on", "count")
+    )
+    # featured_on is never null here (filtered above); the stubs cannot know that.
+    return [(day, count) for day, count in rows if day is not None]
+
+
+def latest_featured_day() -> date | None:
+    return (
+        Paper.objects.filter(hidden=False, featured_on__isnull=False)
+        .order_by("-featured_on")
+        .values_list("featured_on", flat=True)
+        .first()
+    )
+
+
+def neighbour_days(day: date) -> tuple[date | None, date | None]:
+    """The nearest earlier and later days with visible papers."""
+    visible = Paper.objects.filter(hidden=False, featured_on__isnull=False)
+    earlier = (
+        visible.filter(featured_on__lt=day).order_by("-featured_on").values_list("featured_on", flat=True)
+    )
+    later = visible.filter(featured_on__gt=day).order_by("featured_on").values_list("featured_on", flat=True)
+    return earlier.first(), later.first()
+
+
+def papers_of_day(*, day: date, topic: str | None = None) -> list[PaperView]:
+    """A day's visible papers, most upvoted first; with a topic slug, only papers tagged with it."""
+    rows = Paper.objects.filter(hidden=False, featured_on=day)
+    if topic:
+        rows = rows.filter(paper_topics__topic__slug=topic, paper_topics__score__gt=0).distinct()
+    return list(paper_views(rows.order_by("-upvotes", "arxiv_id")).values())
+
+
+def day_topics(*, day: date) -> list[tuple[str, str, int]]:
+    """(slug, name, papers) for the active topics tagged on a day's visible papers, largest first."""
+    rows = (
+        PaperTopic.objects.filter(
+            paper__featured_on=day, paper__hidden=False, score__gt=0, topic__is_active=True
+        )
+        .values("topic__slug", "topic__name")
+        .annotate(count=Count("paper", distinct=True))
+        .order_by("-count", "topic__name")
+        .values_list("topic__slug", "topic__name", "count")
+    )
+    return list(rows)

@@ -241,6 +241,12 @@ class ManageForm(PreferencesForm):
         label="Also show the day's most upvoted papers I would otherwise miss",
         help_text="In a separate “Also trending” section, at most three.",
     )
+    with_abstracts = forms.BooleanField(
+        required=False,
+        label="With abstracts",
+        help_text="Put each paper's full abstract in the email. Without, you get a one-line TL;DR "
+        "and the abstracts are one tap away on the web page of your digest.",
+    )
 
     @classmethod
     def for_subscriber(cls, subscriber: Subscriber, data=None) -> "ManageForm":
@@ -254,6 +260,7 @@ class ManageForm(PreferencesForm):
             "frequency": subscriber.frequency,
             "weekday": subscriber.weekday,
             "digest_size": subscriber.digest_size,
+            "with_abstracts": subscriber.with_abstracts,
         }
         return cls(data=data, initial=initial)
 

@@ -37,13 +37,16 @@ def email_links(*, subscriber_id: int, token_version: int) -> dict[str, str]:
     }
 
 
-def list_headers(*, unsubscribe_url: str) -> dict[str, str]:
-    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity."""
+def list_headers(*, unsubscribe_url: str, frequency: str = "daily") -> dict[str, str]:
+    """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity.
+
+    Daily and weekly digests are two lists, so a reader's filters can tell them apart."""
     host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    name = "weekly" if frequency == "weekly" else "daily"
     return {
         "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": f"{settings.PRODUCT_NAME} daily digest <digest.{host}>",
+        "List-Id": f"{settings.PRODUCT_NAME} {name} digest <{name}.digest.{host}>",
     }
 
 

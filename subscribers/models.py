@@ -83,6 +83,12 @@ class Subscriber(models.Model):
         db_default=True,
         help_text="Add the day's most upvoted papers they would otherwise miss, labelled as such.",
     )
+    # A database default too, so rows written with COPY (imports, benchmarks) get it.
+    with_abstracts = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Full abstracts in the email; otherwise each paper has a one-line TL;DR.",
+    )
     # Every signed link carries this number; bumping it revokes all of them.
     token_version = models.PositiveIntegerField(default=1)
 

@@ -285,6 +285,7 @@ def subscriber_update_preferences(
     digest_size: int | None = None,
     liked_papers: list[str] | None = None,
     show_trending: bool | None = None,
+    with_abstracts: bool | None = None,
     arxiv_categories: Iterable[str] | None = None,
     followed_authors: Iterable[str] | None = None,
 ) -> Subscriber:
@@ -311,6 +312,9 @@ def subscriber_update_preferences(
         if liked_papers is not None:
             subscriber.liked_papers = list(liked_papers)
             fields.append("liked_papers")
+        if with_abstracts is not None:
+            subscriber.with_abstracts = with_abstracts
+            fields.append("with_abstracts")
         subscriber.save(update_fields=fields)
         subscriber.topics.set(list(topics))
         if refit:
@@ -427,6 +431,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "frequency": subscriber.frequency,
         "weekday": subscriber.get_weekday_display() if subscriber.frequency == "weekly" else None,
         "digest_size": subscriber.digest_size,
+        "with_abstracts": subscriber.with_abstracts,
         "consent": {
             "signup_at": stamp(subscriber.signup_at),
             "signup_ip": subscriber.signup_ip,

@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from digest.signed_links import feed_url
 from subscribers import services
 from subscribers.clientip import client_ip
 from subscribers.forms import DeleteForm, ManageForm, SignupForm
@@ -134,6 +135,7 @@ def _manage_page(
         "token": token,
         "form": form or ManageForm.for_subscriber(subscriber),
         "unsubscribe_token": _unsubscribe_token(subscriber),
+        "feed_url": feed_url(subscriber_id=subscriber.pk, token_version=subscriber.token_version),
     }
     return _private(render(request, "subscribers/manage.html", context, status=status))
 
@@ -164,6 +166,7 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             digest_size=data["digest_size"],
             liked_papers=data["liked_papers"],
             show_trending=data["show_trending"],
+            with_abstracts=data["with_abstracts"],
             arxiv_categories=data["arxiv_categories"],
             followed_authors=data["followed_authors"],
         )

@@ -257,7 +257,11 @@ def _send_batch(
     domain = message_domain()
     merge_headers = {
         address: digest_headers(
-            unsubscribe_url=values["UNSUB"], edition=run.edition, delivery_id=delivery_id, domain=domain
+            unsubscribe_url=values["UNSUB"],
+            edition=run.edition,
+            delivery_id=delivery_id,
+            domain=domain,
+            frequency=compiled.frequency,
         )
         for delivery_id, _, address, values in batch.members
     }

@@ -1,9 +1,12 @@
+import dataclasses
 import re
+from datetime import date
 
 import pytest
 
-from digest.compose import MAX_HTML_BYTES, DigestComposer, Reader, build_preferences, safe_url, window_start
+from digest.compose import MAX_HTML_BYTES, DigestComposer, Reader, build_preferences, window_start
 from digest.feedback import InvalidFeedbackToken, make_feedback_token, read_feedback_token
+from digest.papers import safe_url
 from tests.digest.builders import EDITION, YESTERDAY, make_paper
 
 pytestmark = pytest.mark.django_db
@@ -221,3 +224,99 @@ def test_an_interest_that_matches_nothing_sends_no_email_not_even_trending():
     composer = DigestComposer.for_edition(EDITION)
     assert composer.compiled_for(trending_reader([], interests="spiking neural networks")) is None
     assert composer.compiled_for(trending_reader([], interests="LLM agents")) is not None
+
+
+def _reader(topics, **fields):
+    base = reader(topics)
+    return dataclasses.replace(base, **fields)
+
+
+def test_weekly_digest_names_its_week_in_heading_subject_and_list_id(settings):
+    settings.SITE_URL = "https://digest.example.org"
+    make_paper(1, topics={"video": 0.9}, title="Video diffusion at scale")
+    weekly = compose(_reader(["video"], frequency="weekly", delivery_id=7))
+    # Edition Tuesday 24 November covers up to Monday 23 November: the week of the 23rd.
+    assert "Week of 23 November 2026" in weekly.html
+    assert "Week of 23 November 2026" in weekly.text
+    assert "Tuesday 24 November" not in weekly.html
+    assert weekly.subject.startswith("1 paper for the week of 23 Nov: ")
+    assert weekly.headers["List-Id"] == "Paperboy weekly digest <weekly.digest.digest.example.org>"
+
+    daily = compose(_reader(["video"], delivery_id=8))
+    assert "Tuesday 24 November 2026" in daily.html
+    assert "Week of" not in daily.html
+    assert daily.subject.startswith("1 paper for Tue 24 Nov: ")
+    assert daily.headers["List-Id"] == "Paperboy daily digest <daily.digest.digest.example.org>"
+
+
+def test_week_label_is_the_monday_of_the_last_covered_day():
+    from digest.compose import edition_label, week_start
+
+    assert week_start(date(2026, 11, 30)) == date(2026, 11, 23)  # a Monday edition covers 23–29
+    assert week_start(date(2026, 11, 24)) == date(2026, 11, 23)
+    assert week_start(date(2026, 11, 23)) == date(2026, 11, 16)
+    assert edition_label(date(2026, 12, 7), "weekly") == "Week of 30 November 2026"
+    assert edition_label(date(2026, 12, 7), "daily") == "Monday 7 December 2026"
+
+
+def test_catch_up_digest_says_so():
+    make_paper(1, topics={"video": 0.9})
+    digest = compose(_reader(["video"], kind="catchup"))
+    assert "Catch-up: the best of what you missed" in digest.html
+    assert "Catch-up: the best of what you missed" in digest.text
+    assert digest.subject.startswith("Catch-up")
+
+
+def test_titles_of_the_issue_come_first_and_link_to_each_paper():
+    papers = [make_paper(n, topics={"code": 0.9}, upvotes=100 - n, title=f"Code paper {n}") for n in range(3)]
+    digest = compose(reader(["code"]))
+    toc_end = digest.html.index("Code paper 2</a></li>") + 1
+    for paper in papers:
+        anchor = f'href="#p{paper.id}"'
+        assert digest.html.index(anchor) < toc_end  # the list of titles is at the top
+        assert digest.html.count(f'id="p{paper.id}"') == 1  # ...and each entry has its target
+        assert digest.html.index(f'id="p{paper.id}"') > toc_end
+    head = digest.text.split("----")[0]
+    assert "In this issue:\n1. Code paper 0\n2. Code paper 1\n3. Code paper 2\n" in head
+
+
+def test_items_carry_a_tldr_and_abstracts_only_for_readers_who_want_them():
+    make_paper(
+        1,
+        topics={"code": 0.9},
+        abstract="First we explain. Then a very particular second sentence follows.",
+        ai_summary="",
+    )
+    make_paper(2, topics={"code": 0.8}, ai_summary="Hugging Face says this in one line.")
+    short = compose(reader(["code"]))
+    for part in (short.html, short.text):
+        assert "First we explain." in part
+        assert "Hugging Face says this in one line." in part
+        assert "very particular second sentence" not in part
+    assert "TL;DR: First we explain." in short.text
+
+    full = compose(_reader(["code"], with_abstracts=True))
+    for part in (full.html, full.text):
+        assert "very particular second sentence" in part
+
+
+def test_upvote_count_never_wraps_away_from_its_mark():
+    make_paper(1, topics={"code": 0.9}, upvotes=212)
+    digest = compose(reader(["code"]))
+    assert '<span style="white-space:nowrap">▲&nbsp;212</span>' in digest.html
+    assert "▲ 212" not in digest.html
+
+
+def test_view_in_browser_link_is_signed_for_the_delivery(settings):
+    from digest.signed_links import read_view_token
+
+    settings.SITE_URL = "https://digest.example.org"
+    make_paper(1, topics={"code": 0.9})
+    digest = compose(_reader(["code"], delivery_id=1234))
+    match = re.search(
+        r'href="https://digest.example.org/digest/([^/"]+)/"[^>]*>View in browser<', digest.html
+    )
+    assert match
+    ref = read_view_token(match.group(1))
+    assert (ref.id, ref.token_version) == (1234, 1)
+    assert f"View in your browser: https://digest.example.org/digest/{match.group(1)}/" in digest.text

@@ -106,6 +106,12 @@ def digest_for(email):
     return message, message.alternatives[0][0]
 
 
+def numbered_papers(body: str) -> list[str]:
+    """The papers' numbered headings, after the list of titles at the top."""
+    papers = body.split("-" * 70, 1)[1]
+    return [line for line in papers.splitlines() if line[:2] in ("1.", "2.", "3.")]
+
+
 @pytest.fixture
 def week_of_papers():
     """One reasoning paper a day for a week; upvotes peak mid-week."""
@@ -124,13 +130,14 @@ def test_a_weekly_digest_carries_the_weeks_best_by_upvotes(week_of_papers):
     night()
 
     weekly, weekly_html = digest_for("weekly@example.org")
-    assert [line for line in weekly.body.splitlines() if line[:2] in ("1.", "2.", "3.")] == [
+    assert numbered_papers(weekly.body) == [
         "1. Day minus 6",
         "2. Day minus 4",
         "3. Day minus 2",
     ]
-    assert "Week of 17 November 2026" in weekly.body and "Week of 17 November 2026" in weekly_html
-    assert weekly.subject.startswith("3 papers, the week's best to Tue 24 Nov")
+    # The week of the last day it covers (Monday 23 November), in the heading and the subject.
+    assert "Week of 23 November 2026" in weekly.body and "Week of 23 November 2026" in weekly_html
+    assert weekly.subject.startswith("3 papers for the week of 23 Nov: ")
     daily, _ = digest_for("daily@example.org")
     assert "1. Day minus 1" in daily.body and "Day minus 2" not in daily.body
     assert "Tuesday 24 November 2026" in daily.body
@@ -164,10 +171,11 @@ def test_back_from_a_pause_a_reader_gets_one_catch_up_of_what_they_missed():
 
     night()
     message, html = digest_for("back@example.org")
-    numbered = [line for line in message.body.splitlines() if line[:2] in ("1.", "2.", "3.")]
+    numbered = numbered_papers(message.body)
     assert numbered == ["1. Missed 4", "2. Missed 10", "3. Missed 1"]  # the best of the eleven days
     assert "Before the pause" not in message.body
-    assert "Catch-up: 13 – 23 November 2026" in message.body and "Catch-up: 13 – 23 November 2026" in html
+    label = "Catch-up: the best of what you missed · 13 – 23 November 2026"
+    assert label in message.body and label in html
     assert message.subject.startswith("Catch-up, 3 papers you missed: Missed 4")
 
     # The next night is an ordinary daily digest again.

@@ -1,9 +1,10 @@
 import pytest
 from django.test import Client
 
-from digest.compose import DigestComposer, Reader, build_preferences, load_affinities
+from digest.compose import DigestComposer, Reader, build_preferences
 from digest.feedback import make_feedback_token
 from digest.models import Feedback
+from digest.selectors import load_affinities
 from subscribers.models import Subscriber
 from tests.digest.builders import EDITION, YESTERDAY, make_paper, make_reader
 
@@ -24,6 +25,10 @@ def test_get_shows_the_paper_and_records_nothing(client, setup):
     assert b"Video diffusion at scale" in response.content
     assert b'<form method="post">' in response.content
     assert Feedback.objects.count() == 0
+    # The title is a link to the paper, not a bare arXiv id.
+    assert (
+        b'<a href="https://huggingface.co/papers/2611.00001">Video diffusion at scale</a>' in response.content
+    )
 
 
 def test_post_records_the_vote_and_changing_it_keeps_one_row(setup):
@@ -39,13 +44,24 @@ def test_post_records_the_vote_and_changing_it_keeps_one_row(setup):
     assert list(Feedback.objects.values_list("vote", flat=True)) == [-1]
 
 
-@pytest.mark.parametrize("suffix", ["garbage/up/", "{token}x/up/", "{token}/sideways/"])
+@pytest.mark.parametrize(
+    "suffix", ["garbage/up/", "{token}x/up/", "{token}/sideways/", "{token}%C3%A9/up/", "a.b.c.%C3%A9/up/"]
+)
 def test_bad_links_get_a_friendly_400_and_record_nothing(client, setup, suffix):
     _, _, token = setup
     response = client.post(f"/feedback/{suffix.format(token=token)}")
     assert response.status_code == 400
     assert b"This link does not work" in response.content
     assert Feedback.objects.count() == 0
+
+
+def test_tokens_with_non_ascii_characters_are_refused_not_a_server_error(setup):
+    from digest.feedback import InvalidFeedbackToken, read_feedback_token
+
+    _, _, token = setup
+    body, signature = token.rsplit(".", 1)
+    with pytest.raises(InvalidFeedbackToken):
+        read_feedback_token(f"{body}.{signature[:-1]}é")
 
 
 def test_revoked_links_stop_working(client, setup):

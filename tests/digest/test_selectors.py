@@ -2,9 +2,8 @@ from datetime import date
 
 import pytest
 
-from digest.compose import load_papers
 from digest.models import PaperTopic, Topic
-from digest.selectors import paper_topic_scores, topics_with_paper_counts
+from digest.selectors import load_papers, paper_topic_scores, topics_with_paper_counts
 from tests.digest.builders import make_paper
 
 pytestmark = pytest.mark.django_db

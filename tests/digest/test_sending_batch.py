@@ -15,6 +15,7 @@ from digest.services import send as send_service
 from digest.services.batch import batch_esp_extra
 from digest.services.runs import digest_run_start
 from digest.services.send import deliveries_send_chunk
+from digest.signed_links import read_view_token
 from subscribers.models import Subscriber
 from subscribers.tokens import read_manage_token, read_unsubscribe_token
 from tests.digest.builders import EDITION, make_paper, make_reader
@@ -78,9 +79,31 @@ def test_readers_sharing_a_digest_go_out_in_few_calls_each_with_their_own_links(
         delivery = Delivery.objects.get(subscriber=by_id[reader.id])
         assert message.headers["Message-ID"] == f"<digest.20261124.{delivery.id}@digest.example.org>"
         assert "Why: Topic Reasoning" in message.text
+        # "View in browser" is signed for this reader's own delivery.
+        view = re.search(r'href="https://digest.example.org/digest/([^/"]+)/"', message.html).group(1)
+        assert read_view_token(view).id == delivery.id
     # Each reader's own message id, as anymail reports it per recipient.
     ids = list(Delivery.objects.values_list("esp_message_id", flat=True))
     assert all(ids) and len(set(ids)) == len(readers)
+
+
+def test_weekly_readers_in_a_batch_get_the_weekly_label_and_list_id(esp, readers):
+    weekly = [
+        make_reader(
+            f"w{i}@example.org", ["reasoning", "agents"], frequency="weekly", weekday=EDITION.weekday()
+        )
+        for i in range(3)
+    ]
+    run_night()
+    for message in esp.accepted:
+        if message.to in {reader.email for reader in weekly}:
+            assert message.headers["List-Id"] == "Paperboy weekly digest <weekly.digest.digest.example.org>"
+            assert message.subject.startswith("2 papers for the week of 23 Nov: ")
+            assert "Week of 23 November 2026" in message.html
+        else:
+            assert message.headers["List-Id"] == "Paperboy daily digest <daily.digest.digest.example.org>"
+            assert message.subject.startswith("2 papers for Tue 24 Nov: ")
+    assert {message.to for message in esp.accepted} >= {reader.email for reader in weekly}
 
 
 def test_fake_esp_sizes_html_after_substitution(esp, readers):

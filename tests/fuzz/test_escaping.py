@@ -91,6 +91,42 @@ def test_feedback_page_shows_the_title_as_text(client, hostile_paper):
         assert TITLE in soup.get_text()
 
 
+def test_web_pages_and_feed_show_hostile_papers_as_text(client, hostile_paper):
+    import feedparser
+
+    from digest.signed_links import feed_url, view_url
+
+    reader = make_reader("reader@example.org", ["reasoning"])
+    delivery = Delivery.objects.create(
+        subscriber=reader, edition=EDITION, status=Delivery.Status.SENT, paper_ids=[hostile_paper.pk]
+    )
+    day = hostile_paper.featured_on
+    site = "https://digest.example.org"
+    pages = [
+        "/papers/",
+        f"/papers/{day}/",
+        f"/papers/{day}/?topic=reasoning",
+        "/archive/",
+        view_url(delivery_id=delivery.pk, token_version=reader.token_version).removeprefix(site),
+    ]
+    for path in pages:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        soup = assert_inert(response.content.decode(), where=path)
+        if path != "/archive/":
+            assert TITLE in soup.get_text(), path
+            assert '<script>alert("summary")</script>' in soup.get_text(), path
+    feed = client.get(
+        feed_url(subscriber_id=reader.pk, token_version=reader.token_version).removeprefix(site)
+    )
+    assert b"<script" not in feed.content and b"<img" not in feed.content
+    parsed = feedparser.parse(feed.content)
+    assert not parsed.bozo
+    (entry,) = parsed.entries
+    assert entry.title == TITLE  # text, as written
+    assert "<script" not in entry.summary
+
+
 @pytest.fixture
 def admin_client(db, django_user_model):
     user = django_user_model.objects.create_superuser("curator", "curator@example.org", "a-long-password-1")

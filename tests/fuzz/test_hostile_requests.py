@@ -338,6 +338,8 @@ def test_forged_and_stale_tokens_are_refused_and_change_nothing(
                 "/feedback/{}/up/",
                 "/feedback/{}/down/",
                 "/feedback/{}/sideways/",
+                "/digest/{}/",
+                "/feed/{}/",
             ]
         )
     )

@@ -67,6 +67,19 @@ def test_saving_preferences_updates_everything(client, active):
     assert sorted(active.topics.values_list("slug", flat=True)) == ["3d", "video"]
     assert active.interest_list == ["gaussian splatting", "NeRF"]
     assert (active.frequency, active.weekday, active.digest_size) == ("weekly", 2, 12)
+    assert active.with_abstracts is False
+
+
+def test_readers_choose_abstracts_in_the_email_and_can_turn_them_off(client, active):
+    path = manage_path(active)
+    assert 'name="with_abstracts"' in client.get(path).content.decode()
+    client.post(path, prefs(with_abstracts="on"))
+    active.refresh_from_db()
+    assert active.with_abstracts is True
+    assert re.search(r'name="with_abstracts"[^>]*checked', client.get(path).content.decode())
+    client.post(path, prefs())  # an unticked box is not sent at all
+    active.refresh_from_db()
+    assert active.with_abstracts is False
 
 
 @pytest.mark.parametrize(

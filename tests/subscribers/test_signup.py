@@ -1,8 +1,11 @@
 """The front page: signup form, double opt-in email, no probing, bad input, flood."""
 
+import json
+
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils.html import escape
 
 from subscribers.models import Subscriber
 from tests.subscribers.factories import SubscriberFactory
@@ -32,12 +35,47 @@ def test_front_page_explains_the_digest_and_shows_a_sample(client):
     html = response.content.decode()
     assert "trending ML papers" in html
     assert "What a digest looks like" in html
-    assert html.count('class="why small"') == 3  # three sample items
+    assert '<iframe class="sample-frame" src="/sample-digest/"' in html
     assert "<legend>Topics</legend>" in html
     assert html.count('type="checkbox" name="topics"') == 22
     assert 'name="csrfmiddlewaretoken"' in html
     assert 'name="website"' in html and 'aria-hidden="true"' in html
     assert "<script" not in html
+
+
+def test_signup_topics_show_their_descriptions(client):
+    from digest.models import Topic
+
+    html = client.get(SIGNUP).content.decode()
+    described = Topic.objects.filter(is_active=True).exclude(description="")
+    assert described.count() == 22
+    for index, topic in enumerate(Topic.objects.filter(is_active=True).order_by("name")):
+        element = f'id="id_topics_{index}_description">{escape(topic.description)}</p>'
+        assert f'aria-describedby="id_topics_{index}_description"' in html
+        assert element in html
+
+
+def test_signup_sample_is_the_real_digest_of_the_demo_papers(client):
+    from digest.sample import SAMPLE_FILE
+
+    response = client.get("/sample-digest/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    # The digest template's own marks: the list of titles and the per-paper blocks.
+    assert "In this issue" in html and "View in browser" in html
+    sample_titles = [item["paper"]["title"] for item in json.loads(SAMPLE_FILE.read_text())]
+    shown = [title for title in sample_titles if escape(title) in html]
+    # At most the sample reader's four picks, plus up to three in "Also trending".
+    assert 1 <= len(shown) <= 4 + 3
+    assert "Why:" in html
+    # Only this framed email may carry inline styles, and only our own pages may frame it.
+    policy = response["Content-Security-Policy"]
+    assert "style-src 'unsafe-inline'" in policy and "frame-ancestors 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert response["X-Frame-Options"] == "SAMEORIGIN"
+    # The signup page itself stays strict.
+    signup_policy = client.get(SIGNUP)["Content-Security-Policy"]
+    assert "unsafe-inline" not in signup_policy and "frame-ancestors 'none'" in signup_policy
 
 
 def test_signup_creates_pending_subscriber_with_consent_and_sends_confirmation(client, commit):
@@ -74,7 +112,7 @@ def test_signup_creates_pending_subscriber_with_consent_and_sends_confirmation(c
     unsubscribe_url = headers["List-Unsubscribe"].strip("<>")
     assert unsubscribe_url.startswith("https://paperboy.example.org/unsubscribe/")
     assert unsubscribe_url in text and unsubscribe_url in html
-    assert headers["List-Id"] == "Paperboy daily digest <digest.paperboy.example.org>"
+    assert headers["List-Id"] == "Paperboy daily digest <daily.digest.paperboy.example.org>"
     assert "/manage/" in text
 
     done = client.get(reverse("subscribers:signup_done"))

@@ -30,7 +30,7 @@ def test_email_links_and_list_headers_for_a_digest(settings, active):
     assert headers == {
         "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": "Paperboy daily digest <digest.paperboy.example.org>",
+        "List-Id": "Paperboy daily digest <daily.digest.paperboy.example.org>",
     }
     # The links resolve to this subscriber's pages.
     assert Client().get(urlsplit(links["manage_url"]).path).status_code == 200

@@ -8,9 +8,10 @@ import unicodedata
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from digest.compose import PBX_SYNTAX, safe_url
+from digest.compose import PBX_SYNTAX
 from digest.feedback import read_feedback_token
 from digest.models import Delivery, Paper
+from digest.papers import safe_url
 from digest.services.batch import BATCH_BACKENDS, MAILGUN, MAILJET, SENDGRID, SPARKPOST, batch_esp
 from subscribers.tokens import read_manage_token, read_unsubscribe_token
 from tests.digest.sending_support import assert_each_once, make_readers, run_night

@@ -22,6 +22,9 @@ def test_escaped_data_props_parse_like_the_api(fixture_text):
     assert first.abstract.endswith("The agent's budget is a hard limit.")
     assert first.ai_keywords == api[0].ai_keywords
     assert first.featured_on == date(2026, 3, 4)
+    # The one-line summary the digest shows as its TL;DR is kept from the page too.
+    assert first.ai_summary.startswith("Agents learn to plan tool calls")
+    assert [r.ai_summary for r in records] == [r.ai_summary for r in api]
 
 
 def test_reserialised_page_with_single_quoted_raw_json_parses(fixture_text):
