@@ -2,9 +2,9 @@ from datetime import timedelta
 
 import pytest
 
-from digest.compose import DigestComposer, load_affinities
+from digest.compose import DigestComposer
 from digest.models import Feedback, ReaderModel
-from digest.selectors import readers_for_deliveries
+from digest.selectors import load_affinities, readers_for_deliveries
 from digest.services.feedback import feedback_record
 from digest.services.learning import reader_model_fit
 from tests.digest.builders import EDITION, YESTERDAY, make_paper, make_reader
