@@ -1,20 +1,28 @@
 """Batches: readers who share a rendered digest go to the ESP in one call."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
 
 from digest.compose import CompiledDigest, DigestComposer, Reader, digest_headers, digest_message
 from digest.models import Delivery, DigestRun
 from digest.services.journal import JournalEntry
-from digest.services.outcomes import compose_recording_outcome
+from digest.services.outcomes import (
+    JobOutcome,
+    Member,
+    SendJob,
+    accepted_update,
+    compose_recording_outcome,
+    uncertain_update,
+)
 from mail.build import message_domain
+from mail.ratelimit import RateLimiter
 from mail.send import (
     PermanentSendError,
     TransientSendError,
+    UncertainSendError,
     batch_outcome,
     refused_in_request,
     send_with_retries,
@@ -73,40 +81,18 @@ class _Batch:
     addresses: set[str] = field(default_factory=set)
 
 
-def send_in_batches(
-    *,
-    rows,
-    readers: dict[int, Reader],
-    composer: DigestComposer,
-    run: DigestRun,
-    connection,
-    esp_extra: dict,
-    journal,
-    updates: dict[int, dict],
-    sent_subscribers: list[int],
-    sleep: Callable[[float], None],
-) -> TransientSendError | None:
-    """Group the chunk's readers by compiled digest and send each group in calls
-    of up to DIGEST_ESP_BATCH_SIZE recipients. Returns the transient error that
-    stopped the chunk, if any; rows not sent stay without an outcome."""
-
-    def flush(batch: _Batch) -> TransientSendError | None:
-        sent = _send_batch(
-            batch=batch, run=run, connection=connection, esp_extra=esp_extra, journal=journal, sleep=sleep
-        )
-        updates.update(sent.updates)
-        sent_subscribers.extend(sent.sent_subscribers)
-        return sent.error
-
-    return _compose_and_flush(rows=rows, readers=readers, composer=composer, updates=updates, flush=flush)
-
-
-def _compose_and_flush(*, rows, readers, composer, updates, flush) -> TransientSendError | None:
+def batch_jobs(
+    *, rows, readers: dict[int, Reader], composer: DigestComposer, run: DigestRun, updates: dict[int, dict]
+) -> Iterator[SendJob]:
+    """Group the chunk's readers by compiled digest and yield one ESP call of up
+    to DIGEST_ESP_BATCH_SIZE recipients per group as it fills. Readers with
+    nothing to read, or whose digest cannot be built, get their outcome in
+    `updates` and no call."""
     size = batch_size()
     # Keyed by the compiled digest's identity; the batch holds a reference, so
     # the key cannot be reused while the batch waits.
     groups: dict[int, _Batch] = {}
-    for delivery_id, subscriber_id, _ in rows:
+    for delivery_id, subscriber_id, *_ in rows:
         if delivery_id in updates:
             continue
         reader = readers[delivery_id]
@@ -123,8 +109,7 @@ def _compose_and_flush(*, rows, readers, composer, updates, flush) -> TransientS
         if batch is not None and reader.email.lower() in batch.addresses:
             # The same address twice in one call would merge two messages into one.
             del groups[id(compiled)]
-            if error := flush(batch):
-                return error
+            yield _batch_job(batch, run)
             batch = None
         if batch is None:
             batch = groups[id(compiled)] = _Batch(compiled)
@@ -132,48 +117,66 @@ def _compose_and_flush(*, rows, readers, composer, updates, flush) -> TransientS
         batch.addresses.add(reader.email.lower())
         if len(batch.members) >= size:
             del groups[id(compiled)]
-            if error := flush(batch):
-                return error
-        elif len(groups) > MAX_WAITING_BATCHES and (error := flush(groups.pop(next(iter(groups))))):
+            yield _batch_job(batch, run)
+        elif len(groups) > MAX_WAITING_BATCHES:
             # Readers come ordered by preferences, so the oldest group is
             # usually complete; sending it keeps memory flat.
-            return error
+            yield _batch_job(groups.pop(next(iter(groups))), run)
     for batch in groups.values():
-        if error := flush(batch):
-            return error
-    return None
+        yield _batch_job(batch, run)
 
 
-def _send_batch(
-    *,
-    batch: _Batch,
-    run: DigestRun,
-    connection,
-    esp_extra: dict,
-    journal,
-    sleep: Callable[[float], None],
-) -> "_Sent":
-    """Send one batch (retrying transient errors) and record what the ESP took
-    in the journal at once. Outcomes come back for the chunk to write."""
-    sent = _Sent()
+def _batch_job(batch: _Batch, run: DigestRun) -> SendJob:
+    """One message for the whole group: the shared HTML and text once, and per
+    recipient only the values, headers and delivery id."""
     compiled = batch.compiled
     html, text = compiled.template()
-    members = {
-        address: (delivery_id, subscriber_id) for delivery_id, subscriber_id, address, _ in batch.members
-    }
-    merge_data = {address: values for _, _, address, values in batch.members}
     domain = message_domain()
-    merge_headers = {
+    message = digest_message(
+        to=batch.members[0][2], subject=compiled.subject, text=text, html=html, edition=run.edition
+    )
+    message.to = [address for _, _, address, _ in batch.members]
+    message.merge_data = {address: values for _, _, address, values in batch.members}
+    message.merge_headers = {
         address: digest_headers(
             unsubscribe_url=values["UNSUB"], edition=run.edition, delivery_id=delivery_id, domain=domain
         )
         for delivery_id, _, address, values in batch.members
     }
-    merge_metadata = {
+    message.merge_metadata = {
         address: {"delivery_id": str(delivery_id)} for delivery_id, _, address, _ in batch.members
     }
-    message = digest_message(
-        to=batch.members[0][2], subject=compiled.subject, text=text, html=html, edition=run.edition
+    return SendJob(
+        message=message,
+        members=[
+            Member(delivery_id, subscriber_id, address)
+            for delivery_id, subscriber_id, address, _ in batch.members
+        ],
+        subject=compiled.subject,
+        paper_ids=list(compiled.paper_ids),
+    )
+
+
+def send_batch_job(
+    job: SendJob,
+    *,
+    connection,
+    esp_extra: dict,
+    limiter: RateLimiter | None,
+    should_stop: Callable[[], bool],
+    sleep: Callable[[float], None],
+) -> JobOutcome:
+    """Send one batch (waiting for its turn in the rate limit, retrying
+    transient errors). A call refused because of some recipients fails just
+    those and sends the rest again; a call refused for anything else fails
+    them all."""
+    outcome = JobOutcome()
+    message = job.message
+    members = {member.address: member for member in job.members}
+    merge_data, merge_headers, merge_metadata = (
+        message.merge_data,
+        message.merge_headers,
+        message.merge_metadata,
     )
     recipients = list(members)
     while recipients:
@@ -183,47 +186,48 @@ def _send_batch(
         message.merge_metadata = {address: merge_metadata[address] for address in recipients}
         message.esp_extra = dict(esp_extra)
         try:
-            send_with_retries(connection, message, sleep=sleep)
+            answered = send_with_retries(
+                connection, message, sleep=sleep, limiter=limiter, should_stop=should_stop
+            )
+        except UncertainSendError as exc:
+            # No message search for batch ESPs: what happens to these follows DIGEST_UNCERTAIN.
+            outcome.error = exc
+            ids = [members[address].delivery_id for address in recipients]
+            if settings.DIGEST_UNCERTAIN == "resend":
+                outcome.tried = ids
+            else:
+                outcome.updates.update({delivery_id: uncertain_update(str(exc)) for delivery_id in ids})
+            return outcome
         except TransientSendError as exc:
-            sent.error = exc
-            return sent
+            outcome.error = exc
+            if not exc.rate_limited:
+                outcome.tried = [members[address].delivery_id for address in recipients]
+            return outcome
         except PermanentSendError as exc:
             refused = refused_in_request(exc, recipients)
             if not refused:
                 # The call itself was refused: every delivery in it fails with the reason.
                 refused = dict.fromkeys(recipients, str(exc))
             for address, reason in refused.items():
-                sent.updates[members[address][0]] = {"status": Status.FAILED, "error": reason[:500]}
+                outcome.updates[members[address].delivery_id] = {
+                    "status": Status.FAILED,
+                    "error": reason[:500],
+                }
             # The ESP named the recipients it refused; send the rest again.
             recipients = [address for address in recipients if address not in refused]
             continue
-        outcome = batch_outcome(message)
-        paper_ids = list(compiled.paper_ids)
-        entries = {
-            members[address][0]: JournalEntry(message_id, compiled.subject, paper_ids)
-            for address, message_id in outcome.accepted.items()
-        }
-        journal.record_many(entries)
-        sent_at = timezone.now()
-        for address, message_id in outcome.accepted.items():
-            delivery_id, subscriber_id = members[address]
-            sent.updates[delivery_id] = {
-                "status": Status.SENT,
-                "esp_message_id": message_id,
-                "sent_at": sent_at,
-                "subject": compiled.subject,
-                "paper_ids": paper_ids,
-                "error": "",
-            }
-            sent.sent_subscribers.append(subscriber_id)
-        for address, reason in outcome.refused.items():
-            sent.updates[members[address][0]] = {"status": Status.FAILED, "error": reason[:500]}
-        return sent
-    return sent
-
-
-@dataclass
-class _Sent:
-    updates: dict[int, dict] = field(default_factory=dict)
-    sent_subscribers: list[int] = field(default_factory=list)
-    error: TransientSendError | None = None
+        if answered:
+            result = batch_outcome(message)
+            accepted, refused_now = result.accepted, result.refused
+        else:
+            accepted, refused_now = dict.fromkeys(recipients, ""), {}
+        for address, message_id in accepted.items():
+            delivery_id = members[address].delivery_id
+            outcome.journal[delivery_id] = JournalEntry(message_id, job.subject, job.paper_ids)
+            outcome.updates[delivery_id] = accepted_update(
+                message_id=message_id, subject=job.subject, paper_ids=job.paper_ids
+            )
+        for address, reason in refused_now.items():
+            outcome.updates[members[address].delivery_id] = {"status": Status.FAILED, "error": reason[:500]}
+        return outcome
+    return outcome

@@ -32,6 +32,10 @@ class JournalEntry(NamedTuple):
 
 
 class DatabaseJournal:
+    # Writes go through this thread's database connection: the chunk records
+    # from its main thread as each call's outcome arrives.
+    thread_safe = False
+
     def __init__(self, edition):
         self.edition = edition
 
@@ -55,6 +59,9 @@ class DatabaseJournal:
 
 
 class RedisJournal:
+    # redis-py clients are thread-safe: each sender records right after its call.
+    thread_safe = True
+
     def __init__(self, edition, client=None):
         import redis
 

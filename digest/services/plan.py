@@ -90,7 +90,7 @@ def pending_ranges(*, run: DigestRun, stale_only: bool = False) -> list[tuple[in
     """Ranges of this run's rows still to send: planned, or claimed by a worker
     that has gone quiet for longer than DIGEST_CLAIM_TIMEOUT."""
     stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
-    pending = Q(status=Status.SENDING, claimed_at__lt=stale)
+    pending = Q(status__in=(Status.SENDING, Status.INFLIGHT), claimed_at__lt=stale)
     if not stale_only:
         pending |= Q(status=Status.PLANNED)
     ids = Delivery.objects.filter(run=run).filter(pending).order_by("id").values_list("id", flat=True)

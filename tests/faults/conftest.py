@@ -5,7 +5,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from datetime import date
 
 import pytest
@@ -88,29 +87,19 @@ def assert_one_digest_or_recorded_failure(esp: FakeESP, emails: list[str], editi
     return outcome
 
 
-def _peer_closed(connection: socket.socket) -> bool:
-    try:
-        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-
-
 class SlowESP(FakeESP):
-    """A fake ESP that takes `delay` seconds over each send, so the night lasts long
-    enough to strike in the middle of it.
+    """A fake ESP that takes `delay` seconds to answer each send, so the night lasts
+    long enough to strike in the middle of it.
 
-    With `hold_after`, sends after that many accepted messages are parked until
-    release(), so a test can kill a worker while it is surely waiting for the
-    ESP. A parked call whose client has gone away by then is dropped unprocessed,
-    as an ESP does with a request whose sender vanished before it was answered.
-    (The one window left, between the ESP's answer and the send journal's write,
-    is a few microseconds: digest/services/journal.py.)
+    Like a real ESP it keeps each message when the request arrives and only then
+    takes its time: a client that goes away before the answer leaves the message
+    sent. With `hold_after`, answers after that many accepted messages are parked
+    until release(), so a test can kill a worker while it surely waits for the
+    ESP's answer to a message the ESP already has.
     """
 
     def __init__(self, *, delay: float = 0.0, hold_after: int | None = None, **options):
-        super().__init__(**options)
+        super().__init__(latency_ms=delay * 1000, **options)
         self.released = threading.Event()
         self.lock = threading.Lock()
         self.held = 0
@@ -118,19 +107,12 @@ class SlowESP(FakeESP):
         base = self.server.RequestHandlerClass
 
         class Handler(base):
-            def _body(self):
-                raw = super()._body()
-                if self.path.rstrip("/") not in ("/email", "/email/batch"):
-                    return raw
-                if delay:
-                    time.sleep(delay)
-                if hold_after is not None and esp.stats()["accepted"] >= hold_after:
+            def _wait_latency(self):
+                super()._wait_latency()
+                if hold_after is not None and esp.stats()["accepted"] > hold_after:
                     with esp.lock:
                         esp.held += 1
                     esp.released.wait(timeout=60)
-                if _peer_closed(self.connection):
-                    raise ConnectionAbortedError("the client went away")
-                return raw
 
         self.server.RequestHandlerClass = Handler
 

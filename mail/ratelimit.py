@@ -1,0 +1,140 @@
+"""One sending rate for every worker, and one pause when the ESP says "too many".
+
+The limit is a GCRA schedule kept in Redis: one key holds the theoretical
+arrival time (TAT) of the next message, and a Lua script reserves `cost`
+messages atomically, answering how long the caller must wait before its call
+may start. Every worker process and thread reserves from the same key, so ten
+workers together never go above DIGEST_ESP_RATE messages per second. A batch
+of N recipients costs N.
+
+When the ESP answers 429, `pause(seconds)` sets a shared "pause until" (its
+Retry-After, or a backoff): every reservation waits it out, so one worker's 429
+slows all of them down instead of each worker spending its own attempts.
+
+The embedded mode (no Redis) uses the same schedule in this process.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from django.conf import settings
+
+# KEYS[1] = TAT (microseconds, Redis clock), KEYS[2] = pause-until (microseconds)
+# ARGV[1] = microseconds per message (0 = no rate limit), ARGV[2] = cost
+# Returns microseconds to wait before the call may start (0 = go now). While a
+# pause is in force nothing is reserved: the caller waits and asks again.
+_RESERVE = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+if pause > now then
+  return pause - now
+end
+local interval = tonumber(ARGV[1])
+if interval <= 0 then
+  return 0
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local start = math.max(tat, now)
+local after = start + interval * tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', after), 'PX', math.ceil((after - now) / 1000) + 1000)
+return start - now
+"""
+
+# KEYS[1] = pause-until; ARGV[1] = seconds. Only ever moves the pause later.
+_PAUSE = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local until_ = now + math.floor(tonumber(ARGV[1]) * 1000000)
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_ > current then
+  redis.call('SET', KEYS[1], string.format('%d', until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+end
+return until_
+"""
+
+
+class RateLimiter(Protocol):
+    def reserve(self, cost: int = 1) -> float: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+def wait_for_turn(limiter: RateLimiter, cost: int, *, sleep: Callable[[float], None] = time.sleep) -> float:
+    """Block until `cost` messages may go out; returns the seconds waited."""
+    waited = 0.0
+    while True:
+        wait = limiter.reserve(cost)
+        if wait <= 0:
+            return waited
+        sleep(wait)
+        waited += wait
+
+
+class LocalRateLimiter:
+    """The same schedule within one process, for the embedded mode."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.tat = 0.0
+        self.paused_until = 0.0
+
+    def reserve(self, cost: int = 1) -> float:
+        with self.lock:
+            now = self.clock()
+            if self.paused_until > now:
+                return self.paused_until - now
+            if not self.interval:
+                return 0.0
+            start = max(self.tat, now)
+            self.tat = start + self.interval * cost
+            return start - now
+
+    def pause(self, seconds: float) -> None:
+        with self.lock:
+            self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+
+class RedisRateLimiter:
+    """The schedule in Redis, shared by every worker that uses the same keys."""
+
+    def __init__(self, rate: float, client=None, prefix: str | None = None):
+        import redis
+
+        prefix = prefix or f"{settings.CACHES['default'].get('KEY_PREFIX', 'paperboy')}:esp"
+        self.keys = [f"{prefix}:tat", f"{prefix}:pause"]
+        self.interval_us = int(1_000_000 / rate) if rate > 0 else 0
+        self.client = client or redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
+        )
+        self._reserve = self.client.register_script(_RESERVE)
+        self._pause = self.client.register_script(_PAUSE)
+
+    def reserve(self, cost: int = 1) -> float:
+        return int(self._reserve(keys=self.keys, args=[self.interval_us, max(1, cost)])) / 1_000_000
+
+    def pause(self, seconds: float) -> None:
+        self._pause(keys=self.keys[1:], args=[max(0.0, seconds)])
+
+
+_shared: dict[tuple, RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def esp_rate_limiter() -> RateLimiter:
+    """The process's limiter for the configured ESP rate (Redis when configured)."""
+    key = (settings.REDIS_URL, settings.DIGEST_ESP_RATE)
+    with _shared_lock:
+        limiter = _shared.get(key)
+        if limiter is None:
+            if settings.REDIS_URL:
+                limiter = RedisRateLimiter(settings.DIGEST_ESP_RATE)
+            else:
+                limiter = LocalRateLimiter(settings.DIGEST_ESP_RATE)
+            _shared.clear()
+            _shared[key] = limiter
+        return limiter
