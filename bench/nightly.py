@@ -112,7 +112,10 @@ def parse_args(argv=None):
         help="the fake ESP answers each send call after this long, as a real ESP API does (default: at once)",
     )
     parser.add_argument(
-        "--concurrency", type=int, default=None, help="DIGEST_SEND_CONCURRENCY: ESP calls in flight per worker"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="DIGEST_SEND_CONCURRENCY: ESP calls in flight per worker",
     )
     parser.add_argument("--database", default="bench", help="scratch database name (must start with 'bench')")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="URL of the PostgreSQL server to use")

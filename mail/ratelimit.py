@@ -17,7 +17,7 @@ The embedded mode (no Redis) uses the same schedule in this process.
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -100,29 +100,62 @@ class LocalRateLimiter:
 
 
 class RedisRateLimiter:
-    """The schedule in Redis, shared by every worker that uses the same keys."""
+    """The schedule in Redis, shared by every worker that uses the same keys.
+
+    Without a rate (0 = unlimited) only the shared pause matters: it is read
+    from Redis at most every `pause_poll` seconds instead of once per message,
+    so an unlimited night costs no Redis round trip per call, and a 429 seen by
+    one worker reaches the others within that time."""
+
+    pause_poll = 0.2
 
     def __init__(self, rate: float, client=None, prefix: str | None = None):
-        import redis
-
         prefix = prefix or f"{settings.CACHES['default'].get('KEY_PREFIX', 'paperboy')}:esp"
         self.keys = [f"{prefix}:tat", f"{prefix}:pause"]
         self.interval_us = int(1_000_000 / rate) if rate > 0 else 0
-        self.client = client or redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
-        )
+        self.client = client or shared_redis()
         self._reserve = self.client.register_script(_RESERVE)
         self._pause = self.client.register_script(_PAUSE)
+        self.lock = threading.Lock()
+        self.paused_until = 0.0  # time.monotonic() until which the last read pause holds
+        self.checked_at = -1e9
 
     def reserve(self, cost: int = 1) -> float:
+        if not self.interval_us:
+            now = time.monotonic()
+            with self.lock:
+                if now - self.checked_at < self.pause_poll:
+                    return max(0.0, self.paused_until - now)
+                self.checked_at = now
+            wait = int(self._reserve(keys=self.keys, args=[0, 1])) / 1_000_000
+            with self.lock:
+                self.paused_until = now + wait
+            return wait
         return int(self._reserve(keys=self.keys, args=[self.interval_us, max(1, cost)])) / 1_000_000
 
     def pause(self, seconds: float) -> None:
         self._pause(keys=self.keys[1:], args=[max(0.0, seconds)])
+        with self.lock:
+            self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+            self.checked_at = time.monotonic()
 
 
 _shared: dict[tuple, RateLimiter] = {}
-_shared_lock = threading.Lock()
+_shared_lock = threading.RLock()
+_clients: dict[str, Any] = {}
+
+
+def shared_redis(url: str | None = None) -> Any:
+    """One Redis client (and connection pool) per URL and process, shared by
+    every sender thread: clients made per chunk would each open connections anew."""
+    import redis
+
+    url = url or settings.REDIS_URL
+    with _shared_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return client
 
 
 def esp_rate_limiter() -> RateLimiter:

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from digest.models import Delivery
+from mail.ratelimit import shared_redis
 
 JOURNAL_TTL_SECONDS = 3 * 24 * 3600
 
@@ -63,12 +64,9 @@ class RedisJournal:
     thread_safe = True
 
     def __init__(self, edition, client=None):
-        import redis
 
         self.key = f"{settings.CACHES['default'].get('KEY_PREFIX', 'paperboy')}:sent:{edition.isoformat()}"
-        self.client = client or redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
-        )
+        self.client = client or shared_redis()
         self.fallback = DatabaseJournal(edition)
         self.expiry_set = False
 

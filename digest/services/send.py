@@ -267,7 +267,7 @@ class _Chunk:
 
     def run_jobs(self, jobs: Iterable[SendJob]) -> None:
         group: list[SendJob] = []
-        group_rows = max(1, self.concurrency // 4)
+        group_rows = self.concurrency
         try:
             for job in jobs:
                 if self.stop.is_set():
