@@ -78,6 +78,7 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
     from digest.services.send import (
         deliveries_send_chunk,
         deliveries_send_chunk_blocking,
+        earlier_lease_wait,
         new_claim_token,
         retry_countdown,
     )
@@ -90,6 +91,12 @@ def send_chunk(self, run_id: int, id_from: int, id_to: int) -> dict:
         )
     else:
         result = deliveries_send_chunk(run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token)
+        if not result.claimed and self.request.id:
+            # Handed out again after a worker died: the rows are still leased to
+            # the execution that died; take them over once that lease runs out.
+            wait = earlier_lease_wait(run_id=run_id, id_from=id_from, id_to=id_to, task_id=self.request.id)
+            if wait is not None:
+                raise self.retry(countdown=wait)
         if result.deferred:
             countdown = (
                 0.0

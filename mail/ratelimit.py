@@ -23,14 +23,15 @@ from django.conf import settings
 
 # KEYS[1] = TAT (microseconds, Redis clock), KEYS[2] = pause-until (microseconds)
 # ARGV[1] = microseconds per message (0 = no rate limit), ARGV[2] = cost
-# Returns microseconds to wait before the call may start (0 = go now). While a
-# pause is in force nothing is reserved: the caller waits and asks again.
+# Returns microseconds to wait before the reserved call may start (0 = go now).
+# While a pause is in force nothing is reserved and the answer is negative: the
+# caller waits that long and asks again.
 _RESERVE = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 if pause > now then
-  return pause - now
+  return now - pause
 end
 local interval = tonumber(ARGV[1])
 if interval <= 0 then
@@ -57,7 +58,10 @@ return until_
 
 
 class RateLimiter(Protocol):
-    def reserve(self, cost: int = 1) -> float: ...
+    def reserve(self, cost: int = 1) -> float:
+        """Seconds until the reserved call may start; negative while paused
+        (nothing reserved: wait that long and ask again)."""
+        ...
 
     def pause(self, seconds: float) -> None: ...
 
@@ -67,10 +71,13 @@ def wait_for_turn(limiter: RateLimiter, cost: int, *, sleep: Callable[[float], N
     waited = 0.0
     while True:
         wait = limiter.reserve(cost)
-        if wait <= 0:
-            return waited
-        sleep(wait)
-        waited += wait
+        if wait < 0:  # paused: nothing reserved yet
+            sleep(-wait)
+            waited -= wait
+            continue
+        if wait > 0:
+            sleep(wait)
+        return waited + wait
 
 
 class LocalRateLimiter:
@@ -87,7 +94,7 @@ class LocalRateLimiter:
         with self.lock:
             now = self.clock()
             if self.paused_until > now:
-                return self.paused_until - now
+                return now - self.paused_until
             if not self.interval:
                 return 0.0
             start = max(self.tat, now)
@@ -125,11 +132,11 @@ class RedisRateLimiter:
             now = time.monotonic()
             with self.lock:
                 if now - self.checked_at < self.pause_poll:
-                    return max(0.0, self.paused_until - now)
+                    return min(0.0, now - self.paused_until)
                 self.checked_at = now
             wait = int(self._reserve(keys=self.keys, args=[0, 1])) / 1_000_000
             with self.lock:
-                self.paused_until = now + wait
+                self.paused_until = now - wait
             return wait
         return int(self._reserve(keys=self.keys, args=[self.interval_us, max(1, cost)])) / 1_000_000
 

@@ -79,6 +79,7 @@ class Accepted:
     text: str
     html: str
     metadata: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)  # when the ESP took it
 
 
 class FakeESPState:

@@ -1,5 +1,6 @@
 """Batches: readers who share a rendered digest go to the ESP in one call."""
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from mail.send import (
 )
 
 Status = Delivery.Status
+logger = logging.getLogger(__name__)
 
 
 # --- Batches: render once, personalise at the ESP ----------------------------------------
@@ -191,6 +193,9 @@ def send_batch_job(
             )
         except UncertainSendError as exc:
             # No message search for batch ESPs: what happens to these follows DIGEST_UNCERTAIN.
+            logger.warning(
+                "batch of %s: %s; DIGEST_UNCERTAIN=%s", len(recipients), exc, settings.DIGEST_UNCERTAIN
+            )
             outcome.error = exc
             ids = [members[address].delivery_id for address in recipients]
             if settings.DIGEST_UNCERTAIN == "resend":

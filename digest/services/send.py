@@ -110,6 +110,29 @@ def claim(*, run_id: int, id_from: int, id_to: int, claim_token: str) -> int:
     )
 
 
+def earlier_lease_wait(*, run_id: int, id_from: int, id_to: int, task_id: str) -> float | None:
+    """Seconds until rows of this range held by an earlier execution of the same
+    task (one Celery handed out again after its worker died) may be taken over;
+    None when there are none. If that execution is in fact alive, it keeps
+    renewing and the wait simply comes round again."""
+    latest = (
+        Delivery.objects.filter(
+            run_id=run_id,
+            id__gte=id_from,
+            id__lte=id_to,
+            status__in=OWNED,
+            claim_token__startswith=f"{task_id}:",
+        )
+        .order_by("-claimed_at")
+        .values_list("claimed_at", flat=True)
+        .first()
+    )
+    if latest is None:
+        return None
+    expires = latest + timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
+    return max(0.0, (expires - timezone.now()).total_seconds()) + 0.5
+
+
 class Lease:
     """A task's hold on its rows, renewed as it goes."""
 
@@ -363,6 +386,7 @@ class _Chunk:
             outcome.updates[member.delivery_id] = {"status": Status.FAILED, "error": str(exc)[:500]}
             return outcome
         except UncertainSendError as exc:
+            logger.warning("delivery %s: %s; asking the ESP whether it has it", member.delivery_id, exc)
             found = resolve_at_esp(connection, member.delivery_id)
             if found is None:
                 outcome.error = exc
