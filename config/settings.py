@@ -262,8 +262,17 @@ PRODUCT_NAME = env.str("PRODUCT_NAME", default="Paperboy")
 SCRAPER_USER_AGENT = env.str(
     "SCRAPER_USER_AGENT", default=f"{PRODUCT_NAME}/1.0 (+{SITE_URL}; personalised ML paper digest)"
 )
-# arXiv categories the arXiv source asks for, comma-separated.
+# arXiv categories the arXiv source always asks for, comma-separated; the categories
+# readers follow are added, up to ARXIV_MAX_CATEGORIES in all.
 ARXIV_CATEGORIES = env.list("ARXIV_CATEGORIES", default=["cs.CL", "cs.LG", "cs.CV", "cs.AI"])
+ARXIV_MAX_CATEGORIES = env.int("ARXIV_MAX_CATEGORIES", default=40)
+# Sources the nightly run fetches, in order: hf (the API, the papers page as its
+# fallback), hf-page, arxiv. One failing source no longer stops the others,
+# unless DIGEST_SOURCES_REQUIRE_ALL asks for all or nothing.
+DIGEST_SOURCES = env.list("DIGEST_SOURCES", default=["hf", "arxiv"])
+if not DIGEST_SOURCES or set(DIGEST_SOURCES) - {"hf", "hf-page", "arxiv"}:
+    raise ImproperlyConfigured(f"DIGEST_SOURCES must list hf, hf-page and/or arxiv, not {DIGEST_SOURCES!r}")
+DIGEST_SOURCES_REQUIRE_ALL = env.bool("DIGEST_SOURCES_REQUIRE_ALL", default=False)
 
 # --- Subscribers -----------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
 
 OUTBOX_BACKEND = "mail.backends.OutboxEmailBackend"
 
@@ -29,5 +29,22 @@ def check_webhook_secret(app_configs, **kwargs):
             "ANYMAIL_WEBHOOK_SECRET is not set, so anyone could post fake bounces to /anymail/.",
             hint="Set ANYMAIL_WEBHOOK_SECRET=user:password and use it in the ESP's webhook URL.",
             id="paperboy.W002",
+        )
+    ]
+
+
+@register("paperboy")
+def check_arxiv_categories(app_configs, **kwargs):
+    """A misspelt category would silently fetch nothing from arXiv every night."""
+    from digest.sources.arxiv_categories import CATEGORIES
+
+    unknown = [code for code in settings.ARXIV_CATEGORIES if code not in CATEGORIES]
+    if not unknown:
+        return []
+    return [
+        Error(
+            f"ARXIV_CATEGORIES lists codes arXiv does not have: {', '.join(unknown)}.",
+            hint="Use codes as arXiv writes them, e.g. cs.CL,cs.LG,stat.ML (arxiv.org/category_taxonomy).",
+            id="paperboy.E001",
         )
     ]

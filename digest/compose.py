@@ -26,8 +26,9 @@ kept only when they are plain http(s) links.
 import dataclasses
 import re
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from anymail.message import AnymailMessage
 from django.conf import settings
@@ -47,6 +48,11 @@ MAX_HTML_BYTES = 102 * 1024
 # Abstract lengths tried in turn until the email fits under MAX_HTML_BYTES.
 ABSTRACT_STEPS = (700, 400, 200, 0)
 SENT_LOOKBACK_DAYS = 14
+# A reader back from a pause of at most this many days gets one catch-up digest
+# of what they missed, from the pause's start but never older than this.
+CATCHUP_MAX_DAYS = SENT_LOOKBACK_DAYS  # no window is longer than the look-back for papers already sent
+# Papers every composer loads up front; a catch-up window loads the older ones on demand.
+LOAD_DAYS = 7
 PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
 # The longest value any placeholder expands to, with room to spare; used to
 # keep the personalised HTML under the size cap.
@@ -91,6 +97,9 @@ class PaperView(PaperLinks):
     pinned: bool
     keywords: tuple[str, ...]
     topic_scores: dict[str, float]
+    categories: tuple[str, ...] = ()
+    # The day that puts it in a window: featured on Hugging Face, else published on arXiv.
+    day: date | None = None
 
     def candidate(self) -> Candidate:
         return Candidate(
@@ -102,6 +111,8 @@ class PaperView(PaperLinks):
             upvotes=self.upvotes,
             featured_on=self.featured_on,
             pinned=self.pinned,
+            categories=self.categories,
+            authors=self.authors,
         )
 
 
@@ -115,6 +126,8 @@ class Reader:
     preferences: Preferences
     window_start: date
     already_sent: frozenset[int] = frozenset()
+    # "daily", "weekly" or "catchup": what this digest is, for its heading and subject.
+    kind: str = "daily"
 
 
 @dataclass
@@ -124,6 +137,7 @@ class CompiledDigest:
     html_parts: list[str]
     text_parts: list[str]
     html_bytes: int
+    kind: str = "daily"
     _template: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def personalise(self, values: dict[str, str]) -> tuple[str, str]:
@@ -162,6 +176,17 @@ def _fill(parts: list[str], values: dict[str, str]) -> str:
     return "".join(out)
 
 
+DAILY, WEEKLY, CATCHUP = "daily", "weekly", "catchup"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The featured days a reader's digest covers, start to edition-1, and what kind of digest it is."""
+
+    start: date
+    kind: str
+
+
 def window_start(*, edition: date, frequency: str, last_digest_on: date | None) -> date:
     """First featured day a reader's next digest covers.
 
@@ -175,6 +200,42 @@ def window_start(*, edition: date, frequency: str, last_digest_on: date | None) 
     if last_digest_on and last_digest_on > start:
         start = last_digest_on
     return start
+
+
+def digest_window(
+    *,
+    edition: date,
+    frequency: str,
+    last_digest_at: datetime | None,
+    paused_at: datetime | None = None,
+    resumed_at: datetime | None = None,
+) -> Window:
+    """The window and kind of a reader's next digest.
+
+    A reader back from a pause of at most CATCHUP_MAX_DAYS who has had no
+    digest since resuming gets a catch-up: the window opens on the day the
+    pause began (never more than CATCHUP_MAX_DAYS before the edition), when
+    that is earlier than their usual window. A longer pause gets no backlog.
+    """
+    start = window_start(
+        edition=edition,
+        frequency=frequency,
+        last_digest_on=last_digest_at.date() if last_digest_at else None,
+    )
+    kind = WEEKLY if frequency == "weekly" else DAILY
+    back_from_pause = (
+        paused_at is not None
+        and resumed_at is not None
+        and paused_at <= resumed_at
+        and resumed_at - paused_at <= timedelta(days=CATCHUP_MAX_DAYS)
+        and (last_digest_at is None or last_digest_at < resumed_at)
+    )
+    if back_from_pause:
+        assert paused_at is not None
+        catchup_start = max(paused_at.date(), edition - timedelta(days=CATCHUP_MAX_DAYS))
+        if catchup_start < start:
+            return Window(start=catchup_start, kind=CATCHUP)
+    return Window(start=start, kind=kind)
 
 
 def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
@@ -197,6 +258,8 @@ def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
         "featured_on",
         "pinned",
         "ai_keywords",
+        "categories",
+        "published_at",
     )
     papers = list(rows.values_list(*fields))
     scores = paper_topic_scores(paper_ids=[row[0] for row in papers])
@@ -218,6 +281,8 @@ def load_papers(*, since: date, until: date) -> dict[int, PaperView]:
             pinned=data["pinned"],
             keywords=tuple(str(k) for k in (data["ai_keywords"] or [])),
             topic_scores=scores.get(data["id"], {}),
+            categories=tuple(str(c) for c in (data["categories"] or [])),
+            day=data["featured_on"] or (data["published_at"].date() if data["published_at"] else None),
         )
     return views
 
@@ -256,13 +321,23 @@ def interests_summary(preferences: Preferences, names: dict[str, str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def build_preferences(*, topics, interests: str, digest_size: int, affinity: Affinity | None) -> Preferences:
+def build_preferences(
+    *,
+    topics,
+    interests: str,
+    digest_size: int,
+    affinity: Affinity | None,
+    categories: Iterable[str] = (),
+    authors: Iterable[str] = (),
+) -> Preferences:
     size = max(1, min(int(digest_size or settings.DIGEST_MAX_ITEMS), settings.DIGEST_MAX_ITEMS_LIMIT))
     return Preferences(
         topics=frozenset(topics),
         interests=split_interests(interests),
         max_items=size,
         affinity=affinity or Affinity(),
+        categories=frozenset(categories),
+        authors=tuple(authors),
     )
 
 
@@ -273,39 +348,55 @@ class DigestComposer:
     edition: date
     papers: dict[int, PaperView]
     names: dict[str, str]
+    # First day `papers` holds; windows that open earlier load the rest on demand.
+    loaded_since: date | None = None
     _rankers: dict[date, Ranker] = field(default_factory=dict)
     render_cache_size: int | None = RENDER_CACHE_SIZE
     _rankings: OrderedDict[tuple, list[RankedItem]] = field(default_factory=OrderedDict)
     _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
     # (paper id, abstract length) -> the paper's compiled HTML and raw text block
     _blocks: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
-    # whether any paper has an image -> HTML and text around the blocks
-    _frames: dict[bool, tuple[str, str, str, str]] = field(default_factory=dict)
+    # (whether any paper has an image, kind, window start) -> HTML and text around the blocks
+    _frames: dict[tuple[bool, str, date | None], tuple[str, str, str, str]] = field(default_factory=dict)
     lists_assembled: int = 0
 
     @classmethod
     def for_edition(cls, edition: date) -> "DigestComposer":
-        since = edition - timedelta(days=7)
+        since = edition - timedelta(days=LOAD_DAYS)
         return cls(
             edition=edition,
             papers=load_papers(since=since, until=edition - timedelta(days=1)),
             names=topic_names(),
+            loaded_since=since,
         )
 
+    def _load_from(self, start: date) -> None:
+        """Catch-up windows reach further back than the papers loaded up front."""
+        if self.loaded_since is None or start >= self.loaded_since:
+            return
+        older = load_papers(since=start, until=self.loaded_since - timedelta(days=1))
+        self.papers = {**older, **self.papers}
+        self.loaded_since = start
+
     def ranker(self, start: date) -> Ranker:
+        """The ranker for papers of [start, edition-1]. Over more than one day, the trend is
+        the upvote percentile across the whole window, so a weekly or catch-up digest
+        carries the period's best and not each day's top paper."""
         ranker = self._rankers.get(start)
         if ranker is None:
+            self._load_from(start)
             last = self.edition - timedelta(days=1)
             candidates = [
                 view.candidate()
                 for view in self.papers.values()
-                if view.featured_on is None or start <= view.featured_on <= last
+                if view.day is None or start <= view.day <= last
             ]
             ranker = self._rankers[start] = Ranker(
                 candidates,
                 topic_names=self.names,
                 gate=settings.DIGEST_RELEVANCE_GATE,
                 trend_weight=settings.DIGEST_TREND_WEIGHT,
+                trend_by_day=start >= last,
             )
         return ranker
 
@@ -314,7 +405,7 @@ class DigestComposer:
         # Ranking picks greedily, so a shorter list is a prefix of a longer one:
         # rank once at the largest size and cut per reader, so readers who differ
         # only in digest size share one ranking.
-        key = (prefs.key()[:2], prefs.affinity.weights, reader.window_start)
+        key = (prefs.key()[:2], prefs.affinity.weights, prefs.follows_key(), reader.window_start)
         ranked = self._rankings.get(key)
         if ranked is None:
             longest = dataclasses.replace(prefs, max_items=settings.DIGEST_MAX_ITEMS_LIMIT)
@@ -323,13 +414,15 @@ class DigestComposer:
                 self._rankings.popitem(last=False)
         else:
             self._rankings.move_to_end(key)
+        # Papers by followed authors always stay, even past the reader's size.
+        size = max(prefs.max_items, sum(item.followed for item in ranked))
         # A few spare items, so readers who already got some papers still get a full list.
-        ranked = ranked[: prefs.max_items + 4]
+        ranked = ranked[: size + 4]
         if reader.already_sent:
             ranked = [item for item in ranked if item.paper_id not in reader.already_sent]
         if not ranked and not settings.DIGEST_SKIP_EMPTY:
             ranked = trending(self.ranker(reader.window_start), prefs.max_items, exclude=reader.already_sent)
-        return ranked[: prefs.max_items]
+        return ranked[: max(prefs.max_items, sum(item.followed for item in ranked))]
 
     def compiled_for(self, reader: Reader) -> CompiledDigest | None:
         """The rendered digest with placeholders, or None when nothing passed the gate."""
@@ -339,10 +432,14 @@ class DigestComposer:
         key = (
             tuple((item.paper_id, item.reasons) for item in ranked),
             interests_summary(reader.preferences, self.names),
+            reader.kind,
+            reader.window_start if reader.kind != DAILY else None,
         )
         compiled = self._rendered.get(key)
         if compiled is None:
-            compiled = self._rendered[key] = self.render(ranked, reader.preferences)
+            compiled = self._rendered[key] = self.render(
+                ranked, reader.preferences, kind=reader.kind, window_start=reader.window_start
+            )
             self.lists_assembled += 1
             if self.render_cache_size is not None and len(self._rendered) > self.render_cache_size:
                 self._rendered.popitem(last=False)
@@ -350,18 +447,35 @@ class DigestComposer:
             self._rendered.move_to_end(key)
         return compiled
 
-    def render(self, ranked: list[RankedItem], preferences: Preferences) -> CompiledDigest:
+    def render(
+        self,
+        ranked: list[RankedItem],
+        preferences: Preferences,
+        *,
+        kind: str = DAILY,
+        window_start: date | None = None,
+    ) -> CompiledDigest:
         summary = interests_summary(preferences, self.names)
+        issue = Issue(kind=kind, start=window_start if kind != DAILY else None)
         items = list(ranked)
         for abstract_chars in ABSTRACT_STEPS:
-            compiled = self._render_once(items, summary, abstract_chars)
+            compiled = self._render_once(items, summary, abstract_chars, issue)
             if fits(compiled):
                 return compiled
         # Even without abstracts it is too long: drop papers from the end.
         while len(items) > 1 and not fits(compiled):
             items = items[:-1]
-            compiled = self._render_once(items, summary, 0)
+            compiled = self._render_once(items, summary, 0, issue)
         return compiled
+
+    def issue_label(self, issue: "Issue") -> str:
+        """The heading's date line: the day, the week, or the days a catch-up covers."""
+        last = self.edition - timedelta(days=1)
+        if issue.kind == WEEKLY and issue.start:
+            return f"Week of {issue.start.strftime('%-d %B %Y')}"
+        if issue.kind == CATCHUP and issue.start:
+            return f"Catch-up: {date_range(issue.start, last)}"
+        return self.edition.strftime("%A %-d %B %Y")
 
     def _item_context(self, paper: PaperView, abstract_chars: int) -> dict:
         site = settings.SITE_URL
@@ -389,14 +503,18 @@ class DigestComposer:
     def _image(paper: PaperView) -> str:
         return paper.thumbnail_url if settings.DIGEST_IMAGES else ""
 
-    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int) -> None:
+    def _compile_blocks(self, papers: list[PaperView], abstract_chars: int, issue: "Issue") -> None:
         """Compile these papers' blocks in one MJML pass; keep the frame around them too."""
         subject, preheader, count, summary = LIST_MARKS
         context = {
             "subject": subject,
             "preheader": preheader,
             "count_label": count,
-            "edition_label": self.edition.strftime("%A %-d %B %Y"),
+            "edition_label": self.issue_label(issue),
+            # daily | weekly | catchup, and the featured days covered, for the template's labels.
+            "kind": issue.kind,
+            "window_start": issue.start or self.edition - timedelta(days=1),
+            "window_end": self.edition - timedelta(days=1),
             "items": [self._item_context(paper, abstract_chars) for paper in papers],
             "interests_summary": summary,
             "manage_url": "PBXMANAGEPBX",
@@ -412,18 +530,21 @@ class DigestComposer:
             self._blocks[(paper.id, abstract_chars)] = (html_block, text_block)
         # An image adds a style to the head, so frames differ by whether any paper has one.
         has_image = any(self._image(paper) for paper in papers)
-        self._frames.setdefault(has_image, (html[0], html[-1], text[0], text[-1]))
+        self._frames.setdefault((has_image, issue.kind, issue.start), (html[0], html[-1], text[0], text[-1]))
 
-    def _render_once(self, ranked: list[RankedItem], summary: str, abstract_chars: int) -> CompiledDigest:
+    def _render_once(
+        self, ranked: list[RankedItem], summary: str, abstract_chars: int, issue: "Issue"
+    ) -> CompiledDigest:
         papers = [self.papers[item.paper_id] for item in ranked]
         has_image = any(self._image(paper) for paper in papers)
-        if has_image not in self._frames:
-            self._compile_blocks(papers, abstract_chars)
+        frame = (has_image, issue.kind, issue.start)
+        if frame not in self._frames:
+            self._compile_blocks(papers, abstract_chars, issue)
         else:
             missing = [paper for paper in papers if (paper.id, abstract_chars) not in self._blocks]
             if missing:
-                self._compile_blocks(missing, abstract_chars)
-        html_head, html_tail, text_head, text_tail = self._frames[has_image]
+                self._compile_blocks(missing, abstract_chars, issue)
+        html_head, html_tail, text_head, text_tail = self._frames[frame]
 
         html_parts = [html_head]
         text_parts = [text_head]
@@ -436,7 +557,7 @@ class DigestComposer:
         text_parts.append(text_tail)
 
         titles = [paper.title for paper in papers]
-        subject = digest_subject(self.edition, titles)
+        subject = digest_subject(self.edition, titles, kind=issue.kind)
         count = f"{len(papers)} paper{'s' if len(papers) != 1 else ''}"
         head = preheader(
             [{"reasons": ranked[0].reasons, "title": titles[0]}, *({"title": t} for t in titles[1:])]
@@ -455,6 +576,7 @@ class DigestComposer:
             html_parts=_compile(html),
             text_parts=_compile(text),
             html_bytes=len(html.encode()),
+            kind=issue.kind,
         )
 
     def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
@@ -478,6 +600,7 @@ class DigestComposer:
             html=html,
             text=text,
             paper_ids=compiled.paper_ids,
+            kind=compiled.kind,
             headers=digest_headers(
                 unsubscribe_url=values["UNSUB"], edition=self.edition, delivery_id=delivery_id
             ),
@@ -491,6 +614,24 @@ class PersonalDigest:
     text: str
     paper_ids: tuple[int, ...]
     headers: dict[str, str]
+    kind: str = DAILY
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What a rendered digest is: its kind, and for weekly and catch-up digests the window's first day."""
+
+    kind: str = DAILY
+    start: date | None = None
+
+
+def date_range(first: date, last: date) -> str:
+    """ "10 – 23 November 2026", "28 October – 3 November 2026", "29 December 2026 – 4 January 2027"."""
+    if first.year != last.year:
+        return f"{first.strftime('%-d %B %Y')} – {last.strftime('%-d %B %Y')}"
+    if first.month != last.month:
+        return f"{first.strftime('%-d %B')} – {last.strftime('%-d %B %Y')}"
+    return f"{first.day} – {last.strftime('%-d %B %Y')}"
 
 
 def fits(compiled: CompiledDigest) -> bool:
@@ -506,9 +647,15 @@ def authors_line(authors: tuple[str, ...]) -> str:
     return f"{', '.join(authors[:3])} et al."
 
 
-def digest_subject(edition: date, titles: list[str]) -> str:
+def digest_subject(edition: date, titles: list[str], *, kind: str = DAILY) -> str:
     count = len(titles)
-    head = f"{count} paper{'s' if count != 1 else ''} for {edition.strftime('%a %-d %b')}: "
+    papers = f"{count} paper{'s' if count != 1 else ''}"
+    if kind == WEEKLY:
+        head = f"{papers}, the week's best to {edition.strftime('%a %-d %b')}: "
+    elif kind == CATCHUP:
+        head = f"Catch-up, {papers} you missed: "
+    else:
+        head = f"{papers} for {edition.strftime('%a %-d %b')}: "
     top = " ".join(titles[0].split()) if titles else ""
     return head + Truncator(top).chars(max(20, 110 - len(head)))
 

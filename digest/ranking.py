@@ -17,19 +17,30 @@ How a paper is scored for a reader:
 4. Final score = (1 - trend_weight) * relevance + trend_weight * trend.
 5. Order. Pinned papers that pass the gate go first; the rest by final score,
    with a light diversity penalty so one topic cannot fill the email.
+
+Readers may also follow arXiv categories and authors (`follow_matches`): a
+paper in a followed category is a candidate worth a fixed relevance and then
+ranked like any other; a paper by a followed author always makes the list,
+first, with the reason "Author: <name>".
 """
 
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 
+from digest.authors import AuthorIndex
+from digest.sources.arxiv_categories import category_label
+
 DEFAULT_GATE = 0.3
 DEFAULT_TREND_WEIGHT = 0.35
 DIVERSITY_DECAY = 0.85
+# Relevance of a paper in a followed arXiv category: its primary one, or a cross-list.
+CATEGORY_PRIMARY_RELEVANCE = 0.5
+CATEGORY_RELEVANCE = 0.4
 # Largest change, either way, that votes can make to a topic's weight.
 MAX_AFFINITY = 0.3
 
@@ -125,6 +136,8 @@ class Candidate:
     upvotes: int
     featured_on: date | None
     pinned: bool = False
+    categories: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
 
 
 @dataclass
@@ -239,10 +252,21 @@ class Preferences:
     interests: tuple[str, ...] = ()
     max_items: int = 8
     affinity: Affinity = field(default_factory=Affinity)
+    categories: frozenset[str] = frozenset()
+    authors: tuple[str, ...] = ()
 
     def key(self) -> tuple:
         """Subscribers whose keys are equal get the same ranked list."""
-        return (tuple(sorted(self.topics)), self.interests, self.max_items, self.affinity.weights)
+        return (
+            tuple(sorted(self.topics)),
+            self.interests,
+            self.max_items,
+            self.affinity.weights,
+            *self.follows_key(),
+        )
+
+    def follows_key(self) -> tuple:
+        return (tuple(sorted(self.categories)), self.authors)
 
 
 @dataclass(frozen=True)
@@ -253,6 +277,8 @@ class RankedItem:
     trend: float
     reasons: tuple[str, ...]
     pinned: bool
+    # By an author the reader follows: kept even past the reader's digest size.
+    followed: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,22 +286,24 @@ class Match:
     relevance: float
     reasons: tuple[str, ...]
     primary: str
+    by_author: bool = False
 
 
-def trend_percentiles(candidates: Sequence[Candidate]) -> dict[int, float]:
-    """Upvote percentile of each paper among the papers featured the same day.
+def trend_percentiles(candidates: Sequence[Candidate], *, by_day: bool = True) -> dict[int, float]:
+    """Upvote percentile of each paper among the papers featured the same day
+    (or, with by_day=False, among all the candidates: a week's best).
 
     1.0 is the day's most upvoted paper, 0.0 its least; ties share the average
     rank. Papers with no featured day (arXiv-only) get 0.
     """
-    by_day: dict[date, list[Candidate]] = defaultdict(list)
+    by_day_papers: dict[date | None, list[Candidate]] = defaultdict(list)
     result: dict[int, float] = {}
     for candidate in candidates:
         if candidate.featured_on is None:
             result[candidate.paper_id] = 0.0
         else:
-            by_day[candidate.featured_on].append(candidate)
-    for day_papers in by_day.values():
+            by_day_papers[candidate.featured_on if by_day else None].append(candidate)
+    for day_papers in by_day_papers.values():
         if len(day_papers) == 1:
             result[day_papers[0].paper_id] = 1.0
             continue
@@ -307,12 +335,14 @@ class Ranker:
         topic_names: dict[str, str] | None = None,
         gate: float = DEFAULT_GATE,
         trend_weight: float = DEFAULT_TREND_WEIGHT,
+        trend_by_day: bool = True,
     ):
         self.candidates = list(candidates)
         self.topic_names = topic_names or {}
         self.gate = gate
         self.trend_weight = trend_weight
-        self.trend = trend_percentiles(self.candidates)
+        self.trend = trend_percentiles(self.candidates, by_day=trend_by_day)
+        self._follows: FollowIndex | None = None
         self._texts: dict[int, PaperText] = {}
         self._interest_cache: dict[tuple[str, int], float] = {}
         self._reasons: dict[str, str] = {}
@@ -426,6 +456,7 @@ class Ranker:
         pinned: list[RankedItem] = []
         scored: list[tuple[RankedItem, str]] = []
         affinity = prefs.affinity.as_dict()
+        follows = follow_matches(self, prefs, exclude)
         if affinity or prefs.interests:
             matches = (
                 (candidate, self.match(candidate, prefs, affinity))
@@ -434,6 +465,8 @@ class Ranker:
             )
         else:
             matches = self._topic_matches(prefs.topics, exclude)
+        if follows:
+            matches = with_follows(matches, follows)  # type: ignore[assignment]
         for candidate, found in matches:
             if found is None:
                 continue
@@ -446,14 +479,90 @@ class Ranker:
                 trend=round(trend, 6),
                 reasons=found.reasons,
                 pinned=candidate.pinned,
+                followed=found.by_author,
             )
-            if candidate.pinned:
+            if candidate.pinned or found.by_author:
                 pinned.append(item)
             else:
                 scored.append((item, found.primary))
-        pinned.sort(key=lambda item: (-item.score, item.paper_id))
-        chosen = pinned[:limit]
+        pinned.sort(key=lambda item: (not item.followed, -item.score, item.paper_id))
+        chosen = pinned[: max(limit, sum(item.followed for item in pinned))]
         return chosen + diversify(scored, limit - len(chosen))
+
+
+# --- Followed categories and authors -------------------------------------------------
+
+
+class FollowIndex:
+    """A ranker's candidates by arXiv category and by author, built on first use."""
+
+    def __init__(self, candidates: Sequence[Candidate]):
+        self.by_id = {candidate.paper_id: candidate for candidate in candidates}
+        self.by_category: dict[str, list[Candidate]] = defaultdict(list)
+        for candidate in candidates:
+            for category in candidate.categories:
+                self.by_category[category].append(candidate)
+        self.authors = AuthorIndex((candidate.paper_id, candidate.authors) for candidate in candidates)
+
+
+def follow_matches(
+    ranker: Ranker, prefs: Preferences, exclude: frozenset[int]
+) -> dict[int, tuple[Candidate, Match]]:
+    """Papers in the reader's arXiv categories and by the authors they follow, with why.
+
+    A category match is worth CATEGORY_PRIMARY_RELEVANCE when it is the paper's
+    primary category, CATEGORY_RELEVANCE for a cross-list, and still has to pass
+    the gate; an author match always qualifies."""
+    if not prefs.categories and not prefs.authors:
+        return {}
+    if ranker._follows is None:
+        ranker._follows = FollowIndex(ranker.candidates)
+    index = ranker._follows
+    found: dict[int, Match] = {}
+    for category in sorted(prefs.categories):
+        reason = f"Category: {category_label(category)}"
+        for candidate in index.by_category.get(category, ()):
+            if candidate.paper_id in exclude:
+                continue
+            primary = candidate.categories[0] == category
+            relevance = CATEGORY_PRIMARY_RELEVANCE if primary else CATEGORY_RELEVANCE
+            current = found.get(candidate.paper_id)
+            if relevance < ranker.gate or (current and current.relevance >= relevance):
+                continue
+            found[candidate.paper_id] = Match(relevance, (reason,), f"category:{category}")
+    for followed in prefs.authors:
+        for paper_id, written in index.authors.papers_by(followed).items():
+            if paper_id in exclude:
+                continue
+            current = found.get(paper_id)
+            reasons: tuple[str, ...] = (f"Author: {written}",)
+            if current and current.by_author:
+                continue
+            if current:
+                reasons += current.reasons
+            found[paper_id] = Match(1.0, reasons, f"author:{followed}", by_author=True)
+    return {paper_id: (index.by_id[paper_id], match) for paper_id, match in found.items()}
+
+
+def with_follows(
+    matches: Iterable[tuple[Candidate, Match | None]], follows: dict[int, tuple[Candidate, Match]]
+) -> Iterator[tuple[Candidate, Match | None]]:
+    """The ranker's matches with the reader's category and author matches folded in:
+    the stronger relevance counts, an author match leads the reasons."""
+    follows = dict(follows)
+    for candidate, found in matches:
+        _, extra = follows.pop(candidate.paper_id, (candidate, None))
+        if extra is None:
+            yield candidate, found
+        elif found is None:
+            yield candidate, extra
+        else:
+            extra_leads = extra.by_author or extra.relevance > found.relevance
+            lead, other = (extra, found) if extra_leads else (found, extra)
+            reasons = tuple(dict.fromkeys(lead.reasons + other.reasons))[:3]
+            relevance = max(found.relevance, extra.relevance)
+            yield candidate, Match(relevance, reasons, lead.primary, by_author=extra.by_author)
+    yield from follows.values()
 
 
 def trending(ranker: "Ranker", limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:

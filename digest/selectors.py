@@ -76,7 +76,7 @@ def readers_for_deliveries(
     Returns readers by delivery id, and the status of subscribers who are no
     longer active (they unsubscribed after planning)."""
     # compose reads papers through this module, so it is imported when called.
-    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, load_affinities, window_start
+    from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, digest_window, load_affinities
 
     subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
     subscribers = {
@@ -90,6 +90,10 @@ def readers_for_deliveries(
             "interests",
             "digest_size",
             "last_digest_at",
+            "arxiv_categories",
+            "followed_authors",
+            "paused_at",
+            "resumed_at",
         )
     }
     topics: dict[int, list[str]] = defaultdict(list)
@@ -114,7 +118,15 @@ def readers_for_deliveries(
         if row is None or (require_active and row[2] != Subscriber.Status.ACTIVE):
             inactive[delivery_id] = row[2] if row else "deleted"
             continue
-        _, email, _, token_version, frequency, interests, digest_size, last_digest_at = row
+        (_, email, _, token_version, frequency, interests, digest_size, last_digest_at) = row[:8]
+        categories, authors, paused_at, resumed_at = row[8:]
+        window = digest_window(
+            edition=edition,
+            frequency=frequency,
+            last_digest_at=last_digest_at,
+            paused_at=paused_at,
+            resumed_at=resumed_at,
+        )
         readers[delivery_id] = Reader(
             subscriber_id=subscriber_id,
             email=email,
@@ -124,12 +136,11 @@ def readers_for_deliveries(
                 interests=interests,
                 digest_size=digest_size,
                 affinity=affinities.get(subscriber_id),
+                categories=categories or (),
+                authors=authors or (),
             ),
-            window_start=window_start(
-                edition=edition,
-                frequency=frequency,
-                last_digest_on=last_digest_at.date() if last_digest_at else None,
-            ),
+            window_start=window.start,
+            kind=window.kind,
             already_sent=frozenset(sent_before.get(subscriber_id, ())),
         )
     return readers, inactive

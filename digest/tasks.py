@@ -54,8 +54,9 @@ def fetch_papers_task(day_iso: str, source: str = "hf") -> dict:
 
 
 @shared_task(name="digest.nightly_run")
-def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str = "hf") -> int:
-    """Fetch, plan and fan out one edition. Returns the DigestRun id."""
+def nightly_run(edition_iso: str | None = None, fetch: bool = True, source: str | None = None) -> int:
+    """Fetch (every source in DIGEST_SOURCES, or just `source`), plan and fan out one edition.
+    Returns the DigestRun id."""
     from datetime import date
 
     from django.utils import timezone

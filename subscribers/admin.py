@@ -49,6 +49,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "suppressed_at",
         "suppression_reason",
         "paused_at",
+        "resumed_at",
         "last_digest_at",
         "soft_bounce_count",
         "created_at",
@@ -58,7 +59,18 @@ class SubscriberAdmin(admin.ModelAdmin):
         (None, {"fields": ("email", "status")}),
         (
             "Preferences",
-            {"fields": ("topics", "interests", "frequency", "weekday", "digest_size", "preview_link")},
+            {
+                "fields": (
+                    "topics",
+                    "interests",
+                    "arxiv_categories",
+                    "followed_authors",
+                    "frequency",
+                    "weekday",
+                    "digest_size",
+                    "preview_link",
+                )
+            },
         ),
         ("Consent", {"fields": CONSENT_FIELDS}),
         (
@@ -70,6 +82,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                     "suppressed_at",
                     "suppression_reason",
                     "paused_at",
+                    "resumed_at",
                     "last_digest_at",
                     "soft_bounce_count",
                     "token_version",

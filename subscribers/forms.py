@@ -1,8 +1,11 @@
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from digest.models import Topic
 from subscribers.addresses import MAX_EMAIL_LENGTH, normalize_email
+from subscribers.follows import clean_arxiv_categories, clean_author_names, split_authors, split_categories
 from subscribers.models import DIGEST_SIZE_MAX, DIGEST_SIZE_MIN, Subscriber
 
 INTERESTS_MAX_LENGTH = 1000
@@ -68,6 +71,38 @@ class InterestsField(forms.CharField):
         return "\n".join(items)
 
 
+class ArxivCategoriesField(forms.CharField):
+    """arXiv category codes separated by commas or spaces; cleaned to a list in arXiv's spelling."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 400)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return clean_arxiv_categories(split_categories(super().clean(value)))
+
+
+class AuthorsField(forms.CharField):
+    """Author names, one per line; cleaned to a list."""
+
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 3000)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return clean_author_names(split_authors(super().clean(value)))
+
+
 def _topic_field() -> forms.ModelMultipleChoiceField:
     return forms.ModelMultipleChoiceField(
         queryset=Topic.objects.filter(is_active=True).order_by("name"),
@@ -88,6 +123,15 @@ class PreferencesForm(forms.Form):
         help_text="Papers about… one per line or separated by commas, e.g. "
         "“speculative decoding, protein folding”.",
     )
+    arxiv_categories = ArxivCategoriesField(
+        label="arXiv categories to follow (optional)",
+        help_text="New papers in these categories join your candidates, e.g. “cs.RO, stat.ML, eess.AS”.",
+    )
+    followed_authors = AuthorsField(
+        label="Authors to follow (optional)",
+        help_text="One name per line, e.g. “Yoshua Bengio” or “Y. Bengio”: "
+        "their papers always make your digest.",
+    )
     frequency = forms.ChoiceField(
         choices=Subscriber.Frequency.choices,
         initial=Subscriber.Frequency.DAILY,
@@ -105,12 +149,27 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["topics"] = _topic_field()
-        self.order_fields(["email", "topics", "interests", "frequency", "weekday", "digest_size"])
+        self.order_fields(
+            [
+                "email",
+                "topics",
+                "interests",
+                "arxiv_categories",
+                "followed_authors",
+                "frequency",
+                "weekday",
+                "digest_size",
+            ]
+        )
 
     def clean(self):
         cleaned = super().clean()
-        if not self.errors and not cleaned.get("topics") and not cleaned.get("interests"):
-            raise ValidationError("Pick at least one topic or describe your interests.", code="empty")
+        chosen = ("topics", "interests", "arxiv_categories", "followed_authors")
+        if not self.errors and not any(cleaned.get(name) for name in chosen):
+            raise ValidationError(
+                "Pick at least one topic, describe your interests, or follow a category or an author.",
+                code="empty",
+            )
         return cleaned
 
 
@@ -141,6 +200,8 @@ class ManageForm(PreferencesForm):
         initial = {
             "topics": list(subscriber.topics.values_list("slug", flat=True)),
             "interests": subscriber.interests,
+            "arxiv_categories": subscriber.arxiv_categories,
+            "followed_authors": subscriber.followed_authors,
             "frequency": subscriber.frequency,
             "weekday": subscriber.weekday,
             "digest_size": subscriber.digest_size,

@@ -1,9 +1,11 @@
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from subscribers.addresses import validate_email_address
+from subscribers.follows import validate_arxiv_categories, validate_author_names
 
 DIGEST_SIZE_MIN = 1
 DIGEST_SIZE_MAX = 15
@@ -45,6 +47,21 @@ class Subscriber(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     topics = models.ManyToManyField("digest.Topic", blank=True, related_name="subscribers")
     interests = models.TextField(blank=True, help_text="One interest per line.")
+    # db_default too, so rows written outside the ORM (COPY, raw SQL) start with empty lists.
+    arxiv_categories = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_arxiv_categories],
+        help_text='arXiv categories followed, as arXiv writes them, e.g. ["cs.RO", "stat.ML"].',
+    )
+    followed_authors = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_author_names],
+        help_text="Authors followed by name; their papers always make the digest.",
+    )
     frequency = models.CharField(max_length=8, choices=Frequency.choices, default=Frequency.DAILY)
     weekday = models.PositiveSmallIntegerField(
         choices=Weekday.choices, default=Weekday.MONDAY, help_text="Day of the digest when weekly."
@@ -69,7 +86,10 @@ class Subscriber(models.Model):
     unsubscribe_reason = models.CharField(max_length=64, blank=True)
     suppressed_at = models.DateTimeField(null=True, blank=True)
     suppression_reason = models.CharField(max_length=200, blank=True)
+    # Start of the current or latest pause, and when it ended: a reader back from
+    # a short pause gets one catch-up digest of what they missed.
     paused_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
     last_digest_at = models.DateTimeField(null=True, blank=True)
     soft_bounce_count = models.PositiveSmallIntegerField(default=0)
 

@@ -1,5 +1,6 @@
 """Reads about subscribers: lookups by address or token, and admin statistics."""
 
+from collections import Counter
 from datetime import date, timedelta
 
 from django.db.models import Count, Value
@@ -72,3 +73,18 @@ def subscriber_growth(*, days: int = 30, today: date | None = None) -> list[dict
         }
         for offset in range(days)
     ]
+
+
+def followed_arxiv_categories() -> dict[str, int]:
+    """arXiv category -> how many active or paused readers follow it, most followed first.
+
+    Paused readers count: their catch-up digest covers the days they were away."""
+    counts: Counter[str] = Counter()
+    rows = (
+        Subscriber.objects.filter(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+        .exclude(arxiv_categories=[])
+        .values_list("arxiv_categories", flat=True)
+    )
+    for categories in rows.iterator(chunk_size=5000):
+        counts.update(category for category in categories or () if isinstance(category, str))
+    return dict(counts.most_common())

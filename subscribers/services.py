@@ -22,6 +22,7 @@ from django.utils import timezone
 from mail.build import build_email
 from subscribers import tokens
 from subscribers.addresses import normalize_email
+from subscribers.follows import clean_arxiv_categories, clean_author_names
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
 from subscribers.selectors import subscriber_get_by_email
 
@@ -94,6 +95,8 @@ def subscriber_signup(
     ip: str | None,
     user_agent: str | None,
     digest_size: int | None = None,
+    arxiv_categories: Iterable[str] = (),
+    followed_authors: Iterable[str] = (),
 ) -> SignupOutcome:
     """Take a signup from the public form.
 
@@ -101,6 +104,9 @@ def subscriber_signup(
     active or paused address gets a link to its preference centre instead and
     nothing changes, so the form never reveals who is subscribed. A suppressed
     address (bounced or complained) gets no email at all.
+
+    Unknown arXiv categories or unusable author names raise ValidationError
+    before anything is written.
     """
     from subscribers.tasks import send_confirmation_email, send_manage_link_email
 
@@ -112,7 +118,12 @@ def subscriber_signup(
         "signup_ip": ip,
         "signup_user_agent": _clip(user_agent),
     }
-    preferences = {"interests": interests, "frequency": frequency, "weekday": weekday}
+    preferences = {
+        "interests": interests,
+        "frequency": frequency,
+        "weekday": weekday,
+        **_follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors),
+    }
     if digest_size is not None:
         preferences["digest_size"] = digest_size
 
@@ -161,11 +172,14 @@ def subscriber_add(
     frequency: str = Subscriber.Frequency.DAILY,
     weekday: int = 0,
     confirmed: bool = False,
+    arxiv_categories: Iterable[str] = (),
+    followed_authors: Iterable[str] = (),
 ) -> Subscriber:
     """Add a subscriber as an admin. Confirmed ones skip the double opt-in email."""
     from subscribers.tasks import send_confirmation_email
 
     email = normalize_email(email)
+    follows = _follows(arxiv_categories=arxiv_categories, followed_authors=followed_authors)
     now = timezone.now()
     with transaction.atomic():
         subscriber = Subscriber.objects.create(
@@ -174,6 +188,7 @@ def subscriber_add(
             interests=interests,
             frequency=frequency,
             weekday=weekday,
+            **follows,
             signup_at=now,
             signup_user_agent="added by an admin",
             confirmed_at=now if confirmed else None,
@@ -211,6 +226,14 @@ def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
 # --- Preferences ---------------------------------------------------------------------
 
 
+def _follows(*, arxiv_categories: Iterable[str], followed_authors: Iterable[str]) -> dict[str, list[str]]:
+    """Checked and tidied category and author lists; ValidationError names what is wrong."""
+    return {
+        "arxiv_categories": clean_arxiv_categories(arxiv_categories),
+        "followed_authors": clean_author_names(followed_authors),
+    }
+
+
 def subscriber_update_preferences(
     *,
     subscriber: Subscriber,
@@ -219,12 +242,22 @@ def subscriber_update_preferences(
     frequency: str,
     weekday: int,
     digest_size: int | None = None,
+    arxiv_categories: Iterable[str] | None = None,
+    followed_authors: Iterable[str] | None = None,
 ) -> Subscriber:
+    """Save a reader's choices. Category and author lists left as None stay as they are;
+    bad ones raise ValidationError and nothing changes."""
+    follows = _follows(
+        arxiv_categories=subscriber.arxiv_categories if arxiv_categories is None else arxiv_categories,
+        followed_authors=subscriber.followed_authors if followed_authors is None else followed_authors,
+    )
     with transaction.atomic():
         subscriber.interests = interests
         subscriber.frequency = frequency
         subscriber.weekday = weekday
-        fields = ["interests", "frequency", "weekday", "updated_at"]
+        subscriber.arxiv_categories = follows["arxiv_categories"]
+        subscriber.followed_authors = follows["followed_authors"]
+        fields = ["interests", "frequency", "weekday", "arxiv_categories", "followed_authors", "updated_at"]
         if digest_size is not None:
             subscriber.digest_size = digest_size
             fields.append("digest_size")
@@ -242,13 +275,22 @@ def _transition(subscriber: Subscriber, *, from_statuses: Iterable[str], **chang
 
 
 def subscriber_pause(*, subscriber: Subscriber) -> bool:
+    """Stop digests for now; the pause's start is kept for the catch-up digest."""
     return _transition(
-        subscriber, from_statuses=[Status.ACTIVE], status=Status.PAUSED, paused_at=timezone.now()
+        subscriber,
+        from_statuses=[Status.ACTIVE],
+        status=Status.PAUSED,
+        paused_at=timezone.now(),
+        resumed_at=None,
     )
 
 
 def subscriber_resume(*, subscriber: Subscriber) -> bool:
-    return _transition(subscriber, from_statuses=[Status.PAUSED], status=Status.ACTIVE, paused_at=None)
+    """Start digests again. paused_at stays, so the next digest can catch up on the pause
+    (digest.compose.digest_window)."""
+    return _transition(
+        subscriber, from_statuses=[Status.PAUSED], status=Status.ACTIVE, resumed_at=timezone.now()
+    )
 
 
 def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
@@ -307,6 +349,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "status": subscriber.status,
         "topics": [{"slug": topic.slug, "name": topic.name} for topic in subscriber.topics.order_by("slug")],
         "interests": subscriber.interest_list,
+        "arxiv_categories": list(subscriber.arxiv_categories),
+        "followed_authors": list(subscriber.followed_authors),
         "frequency": subscriber.frequency,
         "weekday": subscriber.get_weekday_display() if subscriber.frequency == "weekly" else None,
         "digest_size": subscriber.digest_size,
@@ -323,6 +367,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "suppressed_at": stamp(subscriber.suppressed_at),
         "suppression_reason": subscriber.suppression_reason,
         "paused_at": stamp(subscriber.paused_at),
+        "resumed_at": stamp(subscriber.resumed_at),
         "last_digest_at": stamp(subscriber.last_digest_at),
         "created_at": stamp(subscriber.created_at),
         "updated_at": stamp(subscriber.updated_at),

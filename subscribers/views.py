@@ -94,6 +94,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         interests=data["interests"],
         frequency=data["frequency"],
         weekday=data["weekday"],
+        arxiv_categories=data["arxiv_categories"],
+        followed_authors=data["followed_authors"],
         ip=_client_ip(request),
         user_agent=_user_agent(request),
     )
@@ -168,6 +170,8 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             frequency=data["frequency"],
             weekday=data["weekday"],
             digest_size=data["digest_size"],
+            arxiv_categories=data["arxiv_categories"],
+            followed_authors=data["followed_authors"],
         )
         messages.success(request, "Your preferences are saved.")
         return redirect(here)

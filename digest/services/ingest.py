@@ -129,11 +129,20 @@ def _apply(values: dict, record: PaperRecord) -> None:
         values["github_stars"] = record.github_stars
 
 
+# What arXiv may only fill in, never replace, on a paper Hugging Face described.
+HF_TEXT_FIELDS = frozenset({"title", "abstract", "authors", "published_at"})
+
+
 def _changes(paper: Paper, values: dict) -> dict:
-    """Field values that differ from the stored paper. Empty never overwrites non-empty."""
+    """Field values that differ from the stored paper. Empty never overwrites non-empty,
+    and arXiv alone (a later night's listing) never overwrites Hugging Face's text."""
     changed = {}
+    arxiv_only = not any(source in (SOURCE_HF_API, SOURCE_HF_PAGE) for source in values.get("sources", ()))
+    described_by_hf = any(source in (SOURCE_HF_API, SOURCE_HF_PAGE) for source in paper.sources)
     for name, value in values.items():
         current = getattr(paper, name)
+        if arxiv_only and described_by_hf and name in HF_TEXT_FIELDS and current:
+            continue
         if name == "sources":
             value = current + [source for source in value if source not in current]
         elif name == "featured_on" and current is not None:
@@ -264,24 +273,9 @@ def papers_fetch(*, day: date, source: str = SOURCE_HF_API, **fetch_options) -> 
     "hf" is the JSON API with the papers page as fallback: when the API fails
     the page is tried, and only when both fail is the API's error raised.
     """
-    if source == SOURCE_HF_API:
-        try:
-            records = sources.fetch(SOURCE_HF_API, day, **fetch_options)
-        except SourceError as api_error:
-            logger.warning("%s; falling back to the papers page", api_error)
-            try:
-                records = sources.fetch(SOURCE_HF_PAGE, day, **fetch_options)
-            except SourceError as page_error:
-                raise SourceError(
-                    SOURCE_HF_API,
-                    api_error.url,
-                    f"{api_error.detail}; the papers page failed too: {page_error}",
-                ) from page_error
-            source = SOURCE_HF_PAGE
-    elif source in (SOURCE_HF_PAGE, SOURCE_ARXIV):
-        records = sources.fetch(source, day, **fetch_options)
-    else:
+    if source not in (SOURCE_HF_API, SOURCE_HF_PAGE, SOURCE_ARXIV):
         raise ValueError(f"unknown source {source!r}")
+    source, records = sources.fetch_with_fallback(source, day, **fetch_options)
     result = papers_ingest(records=records)
     result.source = source
     if not records:

@@ -1,6 +1,7 @@
 """The nightly run: fetch and ingest, plan, then track sending until done."""
 
 import logging
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 from django.conf import settings
@@ -10,9 +11,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
-from digest.services.ingest import papers_fetch
+from digest.services.ingest import papers_ingest
 from digest.services.plan import deliveries_plan, pending_ranges
-from digest.sources.base import SourceError
+from digest.sources import arxiv, fetch_sources
+from digest.sources.base import SOURCE_ARXIV
+from subscribers.selectors import followed_arxiv_categories
 
 logger = logging.getLogger(__name__)
 
@@ -28,23 +31,19 @@ def notify_admins(subject: str, message: str) -> None:
 
 
 def digest_run_start(
-    *, edition: date, fetch: bool = True, source: str = "hf", only_email: str | None = None
+    *, edition: date, fetch: bool = True, source: str | None = None, only_email: str | None = None
 ) -> DigestRun:
-    """Fetch yesterday's papers and plan today's deliveries.
+    """Fetch yesterday's papers from every source (DIGEST_SOURCES, or just `source`)
+    and plan today's deliveries.
 
-    When the source fails, the run stops here: nothing is planned, so nothing
-    stale goes out as new, and the admins get the source's error.
+    A source that fails is named in the run's errors and mailed to the admins,
+    and the run sends what the others gave. When every source fails, or any
+    does under DIGEST_SOURCES_REQUIRE_ALL, the run stops here: nothing is
+    stored or planned, so nothing stale goes out as new.
     """
     run = DigestRun.objects.create(edition=edition)
-    if fetch:
-        day = edition - timedelta(days=1)
-        try:
-            result = papers_fetch(day=day, source=source)
-        except SourceError as exc:
-            digest_run_fail(run=run, error=f"Fetching papers for {day} failed: {exc}")
-            return run
-        run.papers_count = result.created + result.updated
-        run.errors = [f"note: {note}" for note in result.notes]
+    if fetch and not papers_fetch_for_run(run=run, sources=[source] if source else settings.DIGEST_SOURCES):
+        return run
     run.due_count = deliveries_plan(run=run, only_email=only_email)
     run.status = DigestRun.Status.SENDING
     run.save(update_fields=["papers_count", "errors", "due_count", "status"])
@@ -52,6 +51,41 @@ def digest_run_start(
         "run %s for %s: %s papers, %s deliveries planned", run.pk, edition, run.papers_count, run.due_count
     )
     return run
+
+
+def papers_fetch_for_run(*, run: DigestRun, sources: Sequence[str]) -> bool:
+    """The run's fetch step: every source for the day before the edition, one ingest of all
+    their records (merged by arXiv id). False when the run failed and must stop."""
+    day = run.edition - timedelta(days=1)
+    categories, left_out = arxiv.categories_to_fetch(
+        settings.ARXIV_CATEGORIES, followed_arxiv_categories(), limit=settings.ARXIV_MAX_CATEGORIES
+    )
+    harvest = fetch_sources(day, sources, arxiv_categories=categories)
+    failed = [f"Source {exc.source} failed for {day}: {exc}" for exc in harvest.failures]
+    if failed and (settings.DIGEST_SOURCES_REQUIRE_ALL or not harvest.answered):
+        reason = "every source failed" if not harvest.answered else "DIGEST_SOURCES_REQUIRE_ALL is on"
+        digest_run_fail(run=run, error=f"Fetching papers for {day} failed ({reason}): {'; '.join(failed)}")
+        return False
+    result = papers_ingest(records=harvest.records)
+    run.papers_count = result.created + result.updated
+    notes = [
+        f"nothing new from {name} on {day}" for name, (_, count) in harvest.answered.items() if not count
+    ]
+    notes += [
+        f"{name} answered through {used}" for name, (used, _) in harvest.answered.items() if used != name
+    ]
+    if left_out and SOURCE_ARXIV in harvest.answered:
+        notes.append(f"arXiv categories over ARXIV_MAX_CATEGORIES not fetched: {', '.join(left_out)}")
+    run.errors = [*failed, *(f"note: {note}" for note in notes)]
+    if failed:
+        answered = ", ".join(harvest.answered)
+        notify_admins(
+            f"Digest run for {run.edition}: {len(failed)} source{'s' if len(failed) > 1 else ''} failed",
+            "\n".join(failed) + f"\n\nThe run goes on with what {answered} gave; the papers of the failed "
+            "source are missing from tonight's digests. Set DIGEST_SOURCES_REQUIRE_ALL=true to stop "
+            "the run instead.",
+        )
+    return True
 
 
 def digest_run_fail(*, run: DigestRun, error: str) -> None:

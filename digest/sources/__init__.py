@@ -4,11 +4,16 @@ Paper sources. Each module has a pure ``parse(text)`` and a thin ``fetch(day)``:
 * ``hf_api``  - Hugging Face Daily Papers JSON API (primary)
 * ``hf_page`` - Hugging Face papers page (fallback when the API fails)
 * ``arxiv``   - arXiv Atom API, merged with Hugging Face's records by id
+
+``fetch_sources`` is what the nightly run uses: every configured source, each
+failure kept apart so one failing source does not silence the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 
 from digest.sources import arxiv, hf_api, hf_page
@@ -40,8 +45,12 @@ __all__ = [
     "SourceError",
     "detect_format",
     "fetch",
+    "fetch_sources",
+    "fetch_with_fallback",
     "parse_saved",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def detect_format(text: str, *, name: str = "") -> str:
@@ -75,3 +84,53 @@ def fetch(source: str, day: date, **options) -> list[PaperRecord]:
     if source not in FETCHERS:
         raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     return FETCHERS[source](day, **options)
+
+
+def fetch_with_fallback(source: str, day: date, **options) -> tuple[str, list[PaperRecord]]:
+    """One source's records for a day, and which source gave them.
+
+    "hf" is the JSON API with the papers page as fallback: when the API fails
+    the page is tried, and only when both fail is the API's error raised.
+    """
+    if source != SOURCE_HF_API:
+        return source, fetch(source, day, **options)
+    try:
+        return SOURCE_HF_API, fetch(SOURCE_HF_API, day, **options)
+    except SourceError as api_error:
+        logger.warning("%s; falling back to the papers page", api_error)
+        try:
+            return SOURCE_HF_PAGE, fetch(SOURCE_HF_PAGE, day, **options)
+        except SourceError as page_error:
+            raise SourceError(
+                SOURCE_HF_API,
+                api_error.url,
+                f"{api_error.detail}; the papers page failed too: {page_error}",
+            ) from page_error
+
+
+@dataclass
+class Harvest:
+    """What a night's sources gave: the records of those that answered, the errors of the others."""
+
+    records: list[PaperRecord] = field(default_factory=list)
+    # source asked for -> (source that answered, e.g. "hf-page" for "hf", number of records)
+    answered: dict[str, tuple[str, int]] = field(default_factory=dict)
+    failures: list[SourceError] = field(default_factory=list)
+
+
+def fetch_sources(
+    day: date, names: Sequence[str], *, arxiv_categories: Iterable[str] | None = None
+) -> Harvest:
+    """Fetch every named source for a day. A source that fails is recorded, not raised."""
+    harvest = Harvest()
+    for name in dict.fromkeys(names):
+        options = {"categories": tuple(arxiv_categories)} if name == SOURCE_ARXIV and arxiv_categories else {}
+        try:
+            used, records = fetch_with_fallback(name, day, **options)
+        except SourceError as exc:
+            logger.error("source %s failed for %s: %s", name, day, exc)
+            harvest.failures.append(exc)
+            continue
+        harvest.answered[name] = (used, len(records))
+        harvest.records.extend(records)
+    return harvest

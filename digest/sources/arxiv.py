@@ -171,6 +171,20 @@ def configured_categories() -> tuple[str, ...]:
     return DEFAULT_CATEGORIES
 
 
+def categories_to_fetch(
+    configured: Iterable[str], followed: dict[str, int], *, limit: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The categories one night's arXiv query asks for, and those left out.
+
+    The configured ones come first, then the readers' categories, most followed
+    first (ties by code), until ``limit``: one query stays short enough for
+    arXiv's API, and its results under MAX_RESULTS."""
+    wanted = list(dict.fromkeys(configured))
+    wanted += sorted((c for c in followed if c not in wanted), key=lambda c: (-followed[c], c))
+    limit = max(limit, 1)
+    return tuple(wanted[:limit]), tuple(wanted[limit:])
+
+
 def search_query(day: date, categories: Iterable[str]) -> str:
     cats = " OR ".join(f"cat:{category}" for category in categories)
     stamp = day.strftime("%Y%m%d")

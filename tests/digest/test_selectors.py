@@ -5,18 +5,17 @@ import pytest
 from digest.compose import load_papers
 from digest.models import PaperTopic, Topic
 from digest.selectors import paper_topic_scores, topics_with_paper_counts
-from tests.digest.factories import PaperFactory
+from tests.digest.builders import make_paper
 
 pytestmark = pytest.mark.django_db
 
 
 def test_digest_candidates_skip_hidden_papers_and_removed_topics():
     day = date(2026, 11, 21)
-    shown = PaperFactory(featured_on=day, upvotes=5, pinned=True, ai_keywords=["video"])
-    PaperFactory(featured_on=day, hidden=True)
-    PaperFactory(featured_on=date(2026, 11, 22))
-    video, code = Topic.objects.get(slug="video"), Topic.objects.get(slug="code")
-    PaperTopic.objects.create(paper=shown, topic=video, score=0.8)
+    shown = make_paper(1, topics={"video": 0.8}, day=day, upvotes=5, pinned=True, ai_keywords=["video"])
+    make_paper(2, topics={}, day=day, hidden=True)
+    make_paper(3, topics={}, day=date(2026, 11, 22))
+    code = Topic.objects.get(slug="code")
     PaperTopic.objects.create(paper=shown, topic=code, score=0, set_by_curator=True)
 
     [candidate] = [view.candidate() for view in load_papers(since=day, until=day).values()]
@@ -27,9 +26,8 @@ def test_digest_candidates_skip_hidden_papers_and_removed_topics():
 
 
 def test_inactive_topics_are_left_out_and_counts_ignore_removed_tags():
-    paper = PaperFactory()
+    paper = make_paper(1, topics={"video": 0.6})
     video = Topic.objects.get(slug="video")
-    PaperTopic.objects.create(paper=paper, topic=video, score=0.6)
     counts = {t.slug: t.paper_count for t in topics_with_paper_counts()}
     assert counts["video"] == 1 and counts["code"] == 0
     video.is_active = False

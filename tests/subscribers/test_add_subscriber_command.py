@@ -36,6 +36,11 @@ def test_without_confirmed_sends_the_confirmation_email(django_capture_on_commit
         (["not-an-email", "--topics", "reasoning"], "Invalid email"),
         (["x@example.org"], "at least one topic"),
         (["x@example.org", "--interests", "q" * 121], "Invalid --interests"),
+        (["x@example.org", "--categories", "cs.RO,cs.NOPE"], "Invalid --categories: Not an arXiv category"),
+        (
+            ["x@example.org", "--authors", "Ada " + "L" * 300],
+            "Invalid --authors: Keep each author name under",
+        ),
     ],
 )
 def test_bad_arguments_fail_clearly_and_change_nothing(args, message):
@@ -49,3 +54,13 @@ def test_existing_address_is_refused():
     with pytest.raises(CommandError, match="already a subscriber"):
         call_command("add_subscriber", "DUP@example.org", "--topics", "video", "--confirmed")
     assert Subscriber.objects.count() == 1
+
+
+def test_adds_a_subscriber_who_follows_categories_and_authors():
+    call_command(
+        "add_subscriber", "f@example.org", "--categories", "cs.ro, stat.ML",
+        "--authors", "Grace Hopper; Y. Bengio", "--confirmed",
+    )  # fmt: skip
+    subscriber = Subscriber.objects.get()
+    assert subscriber.arxiv_categories == ["cs.RO", "stat.ML"]
+    assert subscriber.followed_authors == ["Grace Hopper", "Y. Bengio"]

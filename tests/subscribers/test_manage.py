@@ -83,11 +83,15 @@ def test_pause_and_resume(client, active):
     assert "Your digest is paused" in response.content.decode()
     active.refresh_from_db()
     assert active.status == Subscriber.Status.PAUSED and active.paused_at is not None
+    assert active.resumed_at is None
+    paused_at = active.paused_at
 
     response = client.post(path, {"action": "resume"}, follow=True)
     assert "your digest is on again" in response.content.decode()
     active.refresh_from_db()
-    assert active.status == Subscriber.Status.ACTIVE and active.paused_at is None
+    # The pause's start stays on record: the next digest catches up from it.
+    assert active.status == Subscriber.Status.ACTIVE and active.paused_at == paused_at
+    assert active.resumed_at is not None and active.resumed_at >= paused_at
 
 
 def test_resume_when_not_paused_changes_nothing(client, active):

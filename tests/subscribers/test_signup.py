@@ -161,7 +161,7 @@ def test_honeypot_gets_the_success_page_but_stores_and_sends_nothing(client, com
         ({"email": ""}, "This field is required."),
         ({"email": "a" * 250 + "@example.org"}, "at most 254 characters"),
         ({"topics": ["reasoning", "astrology"]}, "is not one of our topics"),
-        ({"topics": None, "interests": ""}, "Pick at least one topic or describe your interests."),
+        ({"topics": None, "interests": ""}, "Pick at least one topic, describe your interests, or follow"),
         ({"interests": "x" * 1001}, "at most 1000 characters"),
         ({"interests": "y" * 121}, "under 120 characters"),
         ({"frequency": "hourly"}, "Select a valid choice"),

@@ -28,7 +28,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-fetch", action="store_true", help="Use the papers already stored instead of fetching."
         )
-        parser.add_argument("--source", choices=("hf", "hf-page", "arxiv"), default="hf")
+        parser.add_argument(
+            "--source",
+            choices=("hf", "hf-page", "arxiv"),
+            default=None,
+            help="Fetch only this source (default: every source in DIGEST_SOURCES).",
+        )
 
     def handle(self, *args, **options):
         edition = as_date(options["date"]) or timezone.now().date()

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from digest.models import Topic
+from subscribers.follows import clean_arxiv_categories, clean_author_names, split_authors, split_categories
 from subscribers.forms import InterestsField
 from subscribers.models import Subscriber
 from subscribers.selectors import subscriber_get_by_email
@@ -24,9 +25,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--weekday", type=int, choices=range(7), default=0, help="0=Monday … 6=Sunday, for weekly"
         )
+        parser.add_argument("--categories", default="", help="arXiv categories to follow, e.g. cs.RO,stat.ML")
+        parser.add_argument(
+            "--authors",
+            default="",
+            help='Authors to follow, separated by semicolons, e.g. "Grace Hopper; Y. Bengio"',
+        )
         parser.add_argument("--confirmed", action="store_true", help="Skip the confirmation email")
 
-    def handle(self, *args, email, topics, interests, frequency, weekday, confirmed, **options):
+    def handle(
+        self, *args, email, topics, interests, frequency, weekday, confirmed, categories, authors, **options
+    ):
         slugs = [slug.strip() for slug in topics.split(",") if slug.strip()]
         found = {topic.slug: topic for topic in Topic.objects.filter(slug__in=slugs, is_active=True)}
         unknown = [slug for slug in slugs if slug not in found]
@@ -36,8 +45,20 @@ class Command(BaseCommand):
             interests = InterestsField().clean(interests)
         except ValidationError as exc:
             raise CommandError(f"Invalid --interests: {' '.join(exc.messages)}") from exc
-        if not slugs and not interests:
-            raise CommandError("Give at least one topic (--topics) or some --interests.")
+        try:
+            categories = clean_arxiv_categories(split_categories(categories))
+        except ValidationError as exc:
+            raise CommandError(
+                f"Invalid --categories: {' '.join(exc.messages)} Nothing was changed."
+            ) from exc
+        try:
+            authors = clean_author_names(split_authors(authors))
+        except ValidationError as exc:
+            raise CommandError(f"Invalid --authors: {' '.join(exc.messages)} Nothing was changed.") from exc
+        if not slugs and not interests and not categories and not authors:
+            raise CommandError(
+                "Give at least one topic (--topics), some --interests, --categories or --authors."
+            )
         try:
             existing = subscriber_get_by_email(email=email)
             if existing is not None:
@@ -49,6 +70,8 @@ class Command(BaseCommand):
                 frequency=frequency,
                 weekday=weekday,
                 confirmed=confirmed,
+                arxiv_categories=categories,
+                followed_authors=authors,
             )
         except ValidationError as exc:
             raise CommandError(f"Invalid email: {' '.join(exc.messages)}") from exc

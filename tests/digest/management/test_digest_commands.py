@@ -2,6 +2,7 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 
+from digest import sources
 from digest.models import Delivery, DigestRun
 from digest.sources.base import SourceError
 from tests.digest.builders import EDITION, make_paper, make_reader
@@ -41,11 +42,12 @@ def test_dry_run_sends_and_stores_nothing(night, capsys):
     assert Delivery.objects.count() == 0 and DigestRun.objects.count() == 0
 
 
-def test_source_failure_stops_the_run_tells_admins_and_sends_nothing(night, monkeypatch):
-    def broken(**kwargs):
+def test_every_source_failing_stops_the_run_tells_admins_and_sends_nothing(night, monkeypatch):
+    def broken(day, **kwargs):
         raise SourceError("hf", "https://huggingface.co/api/daily_papers?date=2026-11-23", "no JSON array")
 
-    monkeypatch.setattr("digest.services.runs.papers_fetch", broken)
+    for name in sources.SOURCES:
+        monkeypatch.setitem(sources.FETCHERS, name, broken)
     with pytest.raises(CommandError, match="failed and sent nothing"):
         call_command("run_digest", date=EDITION)
     run = DigestRun.objects.get()

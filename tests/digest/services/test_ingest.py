@@ -1,6 +1,5 @@
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -10,11 +9,12 @@ from digest.services import papers_fetch, papers_ingest, papers_load_file, paper
 from digest.sources import hf_api
 from digest.sources.base import SourceError
 from tests.digest.factories import record
+from tests.support import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
-SAMPLE = Path(__file__).resolve().parents[2] / "digest" / "sample_data" / "daily_papers.json"
+FIXTURES = BASE_DIR / "tests" / "fixtures" / "sources"
+SAMPLE = BASE_DIR / "digest" / "sample_data" / "daily_papers.json"
 
 
 def _records(name="hf_api_2026.json"):

@@ -1,7 +1,6 @@
 import json
 from datetime import date, timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -10,11 +9,12 @@ from django.utils import timezone
 from digest.models import Paper
 from digest.services import IngestResult
 from digest.sources.base import SourceError
+from tests.support import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
-SAMPLE = Path(__file__).resolve().parents[2] / "digest" / "sample_data" / "daily_papers.json"
+FIXTURES = BASE_DIR / "tests" / "fixtures" / "sources"
+SAMPLE = BASE_DIR / "digest" / "sample_data" / "daily_papers.json"
 
 
 def run(*args) -> tuple[str, str]:

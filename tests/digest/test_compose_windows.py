@@ -1,0 +1,218 @@
+"""Which papers a digest covers: a day, the week's best, or a catch-up after a pause;
+and what kind of digest it says it is."""
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from django.core import mail
+from django.test import TestCase
+
+from digest.compose import CATCHUP_MAX_DAYS, digest_window
+from digest.models import DigestRun
+from digest.tasks import nightly_run
+from subscribers.models import Subscriber
+from subscribers.services import subscriber_pause, subscriber_resume
+from tests.digest.builders import EDITION, YESTERDAY, make_paper, make_reader
+
+pytestmark = pytest.mark.django_db
+
+
+def at(day, hour=6):
+    return datetime.combine(day, time(hour), tzinfo=UTC)
+
+
+def days_before(n):
+    return EDITION - timedelta(days=n)
+
+
+# --- The window ----------------------------------------------------------------------
+
+
+def test_daily_window_is_yesterday_and_weekly_the_last_seven_days():
+    assert digest_window(edition=EDITION, frequency="daily", last_digest_at=at(days_before(1))) == (
+        type(digest_window(edition=EDITION, frequency="daily", last_digest_at=None))(YESTERDAY, "daily")
+    )
+    weekly = digest_window(edition=EDITION, frequency="weekly", last_digest_at=at(days_before(7)))
+    assert (weekly.start, weekly.kind) == (days_before(7), "weekly")
+
+
+def test_back_from_a_pause_the_window_opens_on_the_day_the_pause_began():
+    window = digest_window(
+        edition=EDITION,
+        frequency="daily",
+        last_digest_at=at(days_before(6)),
+        paused_at=at(days_before(6), 9),
+        resumed_at=at(days_before(1), 20),
+    )
+    assert (window.start, window.kind) == (days_before(6), "catchup")
+
+
+def test_a_catch_up_reaches_back_at_most_fourteen_days():
+    # Weekly reader: a 12-day pause, then their weekday comes five days later.
+    window = digest_window(
+        edition=EDITION,
+        frequency="weekly",
+        last_digest_at=at(days_before(21)),
+        paused_at=at(days_before(17)),
+        resumed_at=at(days_before(5)),
+    )
+    assert (window.start, window.kind) == (days_before(CATCHUP_MAX_DAYS), "catchup")
+
+
+def test_a_pause_longer_than_fourteen_days_gets_no_backlog():
+    window = digest_window(
+        edition=EDITION,
+        frequency="daily",
+        last_digest_at=at(days_before(30)),
+        paused_at=at(days_before(30)),
+        resumed_at=at(days_before(2)),
+    )
+    assert (window.start, window.kind) == (YESTERDAY, "daily")
+
+
+def test_only_one_catch_up_after_a_pause():
+    window = digest_window(
+        edition=EDITION,
+        frequency="daily",
+        last_digest_at=at(days_before(1)),  # the catch-up went out yesterday
+        paused_at=at(days_before(8)),
+        resumed_at=at(days_before(2)),
+    )
+    assert (window.start, window.kind) == (YESTERDAY, "daily")
+
+
+def test_a_pause_inside_a_weekly_window_needs_no_catch_up():
+    window = digest_window(
+        edition=EDITION,
+        frequency="weekly",
+        last_digest_at=at(days_before(7)),
+        paused_at=at(days_before(5)),
+        resumed_at=at(days_before(3)),
+    )
+    assert (window.start, window.kind) == (days_before(7), "weekly")
+
+
+# --- Whole nights ----------------------------------------------------------------------
+
+
+def night(edition=EDITION) -> DigestRun:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        run_id = nightly_run(edition.isoformat(), fetch=False)
+    return DigestRun.objects.get(id=run_id)
+
+
+def digest_for(email):
+    (message,) = [m for m in mail.outbox if m.to == [email]]
+    return message, message.alternatives[0][0]
+
+
+@pytest.fixture
+def week_of_papers():
+    """One reasoning paper a day for a week; upvotes peak mid-week."""
+    upvotes = {7: 10, 6: 400, 5: 20, 4: 300, 3: 5, 2: 200, 1: 15}
+    return {
+        n: make_paper(n, topics={"reasoning": 0.8}, day=days_before(n), upvotes=votes, title=f"Day minus {n}")
+        for n, votes in upvotes.items()
+    }
+
+
+def test_a_weekly_digest_carries_the_weeks_best_by_upvotes(week_of_papers):
+    make_reader(
+        "weekly@example.org", ["reasoning"], frequency="weekly", weekday=EDITION.weekday(), digest_size=3
+    )
+    make_reader("daily@example.org", ["reasoning"], digest_size=3)
+    night()
+
+    weekly, weekly_html = digest_for("weekly@example.org")
+    assert [line for line in weekly.body.splitlines() if line[:2] in ("1.", "2.", "3.")] == [
+        "1. Day minus 6",
+        "2. Day minus 4",
+        "3. Day minus 2",
+    ]
+    assert "Week of 17 November 2026" in weekly.body and "Week of 17 November 2026" in weekly_html
+    assert weekly.subject.startswith("3 papers, the week's best to Tue 24 Nov")
+    daily, _ = digest_for("daily@example.org")
+    assert "1. Day minus 1" in daily.body and "Day minus 2" not in daily.body
+    assert "Tuesday 24 November 2026" in daily.body
+
+
+def test_a_daily_digest_skips_arxiv_papers_from_earlier_days():
+    make_paper(
+        1, topics={"reasoning": 0.9}, featured_on=None, published_at=at(days_before(3)), title="Old arXiv"
+    )
+    make_paper(
+        2, topics={"reasoning": 0.9}, featured_on=None, published_at=at(YESTERDAY, 18), title="New arXiv"
+    )
+    make_reader("daily@example.org", ["reasoning"])
+    night()
+    message, _ = digest_for("daily@example.org")
+    assert "New arXiv" in message.body and "Old arXiv" not in message.body
+
+
+def test_back_from_a_pause_a_reader_gets_one_catch_up_of_what_they_missed():
+    older = {10: 50, 9: 5, 4: 80, 2: 1, 1: 30}  # featured n days before the edition: upvotes
+    for n, votes in older.items():
+        make_paper(n, topics={"reasoning": 0.8}, day=days_before(n), upvotes=votes, title=f"Missed {n}")
+    make_paper(11, topics={"reasoning": 0.8}, day=days_before(12), upvotes=999, title="Before the pause")
+    reader = make_reader("back@example.org", ["reasoning"], digest_size=3, last_digest_at=at(days_before(11)))
+    subscriber_pause(subscriber=reader)
+    subscriber_resume(subscriber=reader)
+    # The pause began eleven days ago and ended last night.
+    Subscriber.objects.filter(pk=reader.pk).update(
+        paused_at=at(days_before(11), 12), resumed_at=at(YESTERDAY, 20)
+    )
+
+    night()
+    message, html = digest_for("back@example.org")
+    numbered = [line for line in message.body.splitlines() if line[:2] in ("1.", "2.", "3.")]
+    assert numbered == ["1. Missed 4", "2. Missed 10", "3. Missed 1"]  # the best of the eleven days
+    assert "Before the pause" not in message.body
+    assert "Catch-up: 13 – 23 November 2026" in message.body and "Catch-up: 13 – 23 November 2026" in html
+    assert message.subject.startswith("Catch-up, 3 papers you missed: Missed 4")
+
+    # The next night is an ordinary daily digest again.
+    mail.outbox.clear()
+    Subscriber.objects.filter(pk=reader.pk).update(last_digest_at=at(EDITION))
+    make_paper(30, topics={"reasoning": 0.8}, day=EDITION, title="Today's")
+    night(EDITION + timedelta(days=1))
+    message, _ = digest_for("back@example.org")
+    assert "Catch-up" not in message.body and "Today's" in message.body and "Missed" not in message.body
+
+
+def test_a_followed_author_and_category_make_the_digest():
+    others = {"authors": ["Edsger Dijkstra"]}
+    make_paper(1, topics={"reasoning": 0.9}, upvotes=90, title="On topic", **others)
+    make_paper(2, topics={}, authors=["Grace Hopper", "Alan Turing"], upvotes=0, title="Compilers, again")
+    make_paper(
+        3,
+        topics={},
+        featured_on=None,
+        published_at=at(YESTERDAY, 17),
+        categories=["cs.RO"],
+        title="Stair climbing",
+        **others,
+    )
+    make_paper(4, topics={}, categories=["cs.CV"], title="Not followed", **others)
+    make_reader(
+        "follower@example.org",
+        ["reasoning"],
+        followed_authors=["G. Hopper"],
+        arxiv_categories=["cs.RO"],
+        digest_size=2,
+    )
+    night()
+    message, html = digest_for("follower@example.org")
+    assert "1. Compilers, again" in message.body
+    assert "Why: Author: Grace Hopper" in message.body and "Author: Grace Hopper" in html
+    assert "On topic" in message.body
+    assert "Stair climbing" not in message.body  # ranking still applies: two papers, the size
+    assert "Not followed" not in message.body
+
+    mail.outbox.clear()
+    Subscriber.objects.filter(email="follower@example.org").update(digest_size=5, last_digest_at=None)
+    from digest.models import Delivery
+
+    Delivery.objects.all().delete()
+    night()
+    message, _ = digest_for("follower@example.org")
+    assert "Stair climbing" in message.body and "Why: Category: Robotics (cs.RO)" in message.body
