@@ -162,7 +162,7 @@ def deliveries_record_outcomes(
         ]
         if sent_subscribers:
             Subscriber.objects.filter(id__in=sent_subscribers).update(last_digest_at=timezone.now())
-        DigestRun.objects.filter(id=run.id).update(
+        DigestRun.objects.filter(id=run.pk).update(
             sent_count=F("sent_count") + counts[Status.SENT],
             empty_count=F("empty_count") + counts[Status.EMPTY],
             failed_count=F("failed_count") + counts[Status.FAILED],

@@ -22,6 +22,7 @@ in flight, record the outcomes.
   the calls already in flight, writes what was sent and releases the rest.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -433,7 +434,7 @@ def _single_jobs(
             continue
         reader = readers[delivery_id]
         digest = compose_recording_outcome(
-            delivery_id, updates, lambda r=reader, d=delivery_id: composer.message_parts(r, d)
+            delivery_id, updates, functools.partial(composer.message_parts, reader, delivery_id)
         )
         if digest is None:
             continue
