@@ -345,6 +345,17 @@ class _Chunk:
                 self.interrupted = True
                 self.stop.set()
 
+    def settle_outstanding(self) -> set[int]:
+        """Record the answers that have arrived; the rows of calls still out."""
+        out: set[int] = set()
+        for future, job in list(self.outstanding.items()):
+            if future.done() and future.exception() is None:
+                self._merge(future.result())
+            else:
+                out.update(member.delivery_id for member in job.members)
+            self.outstanding.pop(future)
+        return out - set(self.updates)
+
     def _merge(self, outcome: JobOutcome) -> None:
         if outcome.journal and not self.journal.thread_safe:
             self.journal.record_many(outcome.journal)
@@ -561,7 +572,11 @@ def deliveries_send_chunk(
     finally:
         if own_connection:
             connection.close()
-        _release_unfinished(chunk, rows, attempts)
+        # Calls still out (the task is being torn down by something other than
+        # the soft time limit) keep their rows in flight, for whoever takes them
+        # over to resolve; answers that did arrive are recorded.
+        still_out = chunk.settle_outstanding()
+        _release_unfinished(chunk, [row for row in rows if row[0] not in still_out], attempts)
         deliveries_record_outcomes(
             run=run,
             updates=chunk.updates,
