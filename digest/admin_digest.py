@@ -58,6 +58,7 @@ class DigestRunAdmin(admin.ModelAdmin):
         "sent_count",
         "empty_count",
         "failed_count",
+        "uncertain_count",
     )
     list_filter = ("status", "dry_run")
     date_hierarchy = "edition"

@@ -90,3 +90,20 @@ def test_subscriber_page_shows_delivery_history_and_preview_link(admin_client, a
     assert "Delivery history" in body
     assert "3 papers for Tue" in body
     assert "Preview the digest they would get today" in body
+
+
+def test_uncertain_deliveries_show_on_runs_run_page_and_delivery_filter(admin_client, ada):
+    run = DigestRun.objects.create(edition=EDITION, status="succeeded", sent_count=3, uncertain_count=7)
+    Delivery.objects.create(
+        subscriber=ada,
+        edition=EDITION,
+        run=run,
+        status=Delivery.Status.UNCERTAIN,
+        error="the ESP may have it",
+    )
+    listing = admin_client.get("/admin/digest/digestrun/").content.decode()
+    assert "column-uncertain_count" in listing and ">7<" in listing
+    page = admin_client.get(f"/admin/digest/digestrun/{run.id}/change/").content.decode()
+    assert "Uncertain count" in page
+    filtered = admin_client.get("/admin/digest/delivery/", {"status__exact": "uncertain"}).content.decode()
+    assert "Uncertain (the ESP may have it)" in filtered and "ada@example.org" in filtered
