@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from anymail.message import AnymailMessage
 from django.conf import settings
@@ -181,9 +182,9 @@ class BatchJob(SendJob):
     """One batch call, and what it takes to build a smaller call from it: the
     shared digest, each recipient's values, headers and metadata."""
 
-    compiled: CompiledDigest | None = None
-    esp: BatchESP = SENDGRID
-    edition: date | None = None
+    compiled: CompiledDigest
+    esp: BatchESP
+    edition: date
     merge_data: dict[str, dict[str, str]] = field(default_factory=dict)
     merge_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     merge_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -191,7 +192,6 @@ class BatchJob(SendJob):
     def message_for(self, recipients: list[str]) -> AnymailMessage:
         """The message for a call to these recipients (all of the batch, or part
         of it after a refusal split it)."""
-        assert self.compiled is not None
         esp = self.esp
         subject = esp.syntax.neutralise(self.compiled.subject)
         if len(recipients) == 1:
@@ -213,7 +213,6 @@ class BatchJob(SendJob):
         return self._batch_message(recipients)
 
     def _batch_message(self, recipients: list[str]) -> AnymailMessage:
-        assert self.compiled is not None
         html, text = self.compiled.template(self.esp.syntax)
         message = digest_message(
             to=recipients[0],
@@ -232,7 +231,7 @@ class BatchJob(SendJob):
 
 def batch_jobs(
     *,
-    rows,
+    rows: list[tuple],
     readers: dict[int, Reader],
     composer: DigestComposer,
     run: DigestRun,
@@ -317,7 +316,7 @@ def _batch_job(batch: _Batch, run: DigestRun, esp: BatchESP) -> BatchJob:
 def send_batch_job(
     job: BatchJob,
     *,
-    connection,
+    connection: Any,
     limiter: RateLimiter | None,
     should_stop: Callable[[], bool],
     sleep: Callable[[float], None],
