@@ -122,9 +122,11 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):
 class FakeESPProcess:
     """tests/fake_esp.py in its own process, counting without keeping bodies."""
 
-    def __init__(self, env: dict[str, str], *, threads: int = 0):
+    def __init__(self, env: dict[str, str], *, threads: int = 0, latency_ms: float = 0.0):
         self.port = free_port()
         command = [sys.executable, "-m", "tests.fake_esp", "--port", str(self.port), "--no-bodies"]
+        if latency_ms:
+            command += ["--latency-ms", str(latency_ms)]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}/"
 

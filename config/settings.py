@@ -214,7 +214,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# The soft limit tells a send task to stop, write what it sent and release the
+# rest before the hard limit kills it.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=CELERY_TASK_TIME_LIMIT - 30)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be above 0 and below CELERY_TASK_TIME_LIMIT")
 # A task that is not acknowledged within this window is handed to another
 # worker; tasks are kept far shorter than this.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
@@ -362,7 +366,25 @@ DIGEST_ESP_BATCH_SIZE = env.int("DIGEST_ESP_BATCH_SIZE", default=500)
 DIGEST_SEND_ATTEMPTS = env.int("DIGEST_SEND_ATTEMPTS", default=3)
 DIGEST_SEND_BACKOFF = env.float("DIGEST_SEND_BACKOFF", default=1.0)
 DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=5)
-DIGEST_CLAIM_TIMEOUT = env.int("DIGEST_CLAIM_TIMEOUT", default=300)
+# A send task's lease on its rows: renewed every third of this while it works;
+# rows whose lease ran out belong to a task that is gone and may be taken over.
+DIGEST_CLAIM_TIMEOUT = env.float("DIGEST_CLAIM_TIMEOUT", default=60)
+if DIGEST_CLAIM_TIMEOUT <= 0:
+    raise ImproperlyConfigured("DIGEST_CLAIM_TIMEOUT must be a positive number of seconds")
+# ESP calls a worker process keeps in flight at once (one connection each).
+DIGEST_SEND_CONCURRENCY = env.int("DIGEST_SEND_CONCURRENCY", default=32)
+if not 1 <= DIGEST_SEND_CONCURRENCY <= 256:
+    raise ImproperlyConfigured("DIGEST_SEND_CONCURRENCY must be between 1 and 256")
+# Messages per second for all workers together (one limit in Redis); 0 = unlimited.
+DIGEST_ESP_RATE = env.float("DIGEST_ESP_RATE", default=0.0)
+if DIGEST_ESP_RATE < 0:
+    raise ImproperlyConfigured("DIGEST_ESP_RATE must be 0 (unlimited) or a positive rate")
+# A message whose worker died while the ESP had it, that neither the send journal
+# nor the ESP can account for: "skip" leaves it uncertain (at most once),
+# "resend" sends it again (at least once).
+DIGEST_UNCERTAIN = env.str("DIGEST_UNCERTAIN", default="skip").lower()
+if DIGEST_UNCERTAIN not in ("skip", "resend"):
+    raise ImproperlyConfigured(f"DIGEST_UNCERTAIN must be skip or resend, not {DIGEST_UNCERTAIN!r}")
 DIGEST_RUN_MAX_SECONDS = env.int("DIGEST_RUN_MAX_SECONDS", default=6 * 3600)
 DIGEST_RECOVER_EVERY = env.int("DIGEST_RECOVER_EVERY", default=120)
 SENDER_POSTAL_ADDRESS = env.str("SENDER_POSTAL_ADDRESS", default="")

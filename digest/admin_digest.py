@@ -100,16 +100,14 @@ class TestSendForm(forms.Form):
 
 
 ACTIVE_RUN = (DigestRun.Status.RUNNING, DigestRun.Status.PLANNING, DigestRun.Status.SENDING)
-# Deliveries whose outcome the ESP left unclear are counted once the run model records them.
-RUN_HAS_UNCERTAIN = any(f.name == "uncertain_count" for f in DigestRun._meta.get_fields())
 # Seconds between reloads of a run's page while it runs (a meta refresh: no script needed).
 PROGRESS_REFRESH_SECONDS = 3
 
 
 def run_progress(run: DigestRun) -> dict[str, Any]:
     """Counts for a run's page: what was due, what happened, what is left."""
-    uncertain = getattr(run, "uncertain_count", None)
-    done = run.sent_count + run.failed_count + run.empty_count + (uncertain or 0)
+    uncertain = run.uncertain_count
+    done = run.sent_count + run.failed_count + run.empty_count + uncertain
     waiting = Delivery.objects.filter(
         run=run, status__in=(Delivery.Status.PLANNED, Delivery.Status.SENDING)
     ).count()
@@ -149,13 +147,12 @@ class DigestRunAdmin(admin.ModelAdmin):
         "edition",
         "status_link",
         "started_at",
-        "duration",
         "papers",
         "due",
         "sent",
         "empty",
         "failed",
-        *(("uncertain",) if RUN_HAS_UNCERTAIN else ()),
+        "uncertain",
         "first_error",
     )
     list_display_links = ("edition",)
@@ -170,22 +167,13 @@ class DigestRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.display(description="took")
-    def duration(self, run: DigestRun) -> str:
-        if not run.finished_at:
-            return "–"
-        return f"{(run.finished_at - run.started_at).total_seconds():.1f} s"
-
     # Short headers: the list's header cells do not wrap.
     papers = count_column("papers_count", "papers")
     due = count_column("due_count", "due")
     sent = count_column("sent_count", "sent")
     empty = count_column("empty_count", "empty")
     failed = count_column("failed_count", "failed")
-
-    @admin.display(description="uncertain")
-    def uncertain(self, run: DigestRun) -> int:
-        return int(getattr(run, "uncertain_count", 0) or 0)
+    uncertain = count_column("uncertain_count", "unsure")
 
     @admin.display(description="status", ordering="status")
     def status_link(self, run: DigestRun) -> str:

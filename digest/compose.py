@@ -73,6 +73,8 @@ WHY_MARK = "PBXLWHYPBX"
 # Where a paper's block may open a section ("Also trending"), filled per list.
 SECTION_MARK = "PBXLSECTIONPBX"
 TRENDING_HEADING = "Also trending (not matched to your interests)"
+# Reasons per paper in the email, so its "Why" line stays short on a phone.
+EMAIL_REASONS = 2
 NUMBER_MARK = "PBXLNUMBERPBX"
 LIST_MARKS = ("PBXLSUBJECTPBX", "PBXLPREHEADERPBX", "PBXLCOUNTPBX", "PBXLSUMMARYPBX")
 # Assembled lists kept per composer; assembling again after eviction is cheap.
@@ -560,7 +562,8 @@ class DigestComposer:
         first_trending = len(matched)
         for number, (item, paper) in enumerate(zip(ranked, papers, strict=True), start=1):
             html_block, text_block, html_entry, text_entry = self._blocks[(paper.id, abstract_chars)]
-            why = inert(" · ".join(item.reasons))
+            # The email names the two strongest reasons; the web page and preview show them all.
+            why = inert(" · ".join(item.reasons[:EMAIL_REASONS]))
             opens = number - 1 == first_trending
             if number - 1 < first_trending:
                 # The list at the top names the picks; "Also trending" stays its own section below.

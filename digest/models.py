@@ -137,6 +137,11 @@ class DigestRun(models.Model):
         default=0, help_text="Skipped: nothing passed the relevance gate."
     )
     failed_count = models.PositiveIntegerField(default=0)
+    uncertain_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Handed to the ESP by a worker that died before the answer, and not sent again "
+        "(DIGEST_UNCERTAIN=skip): the reader may or may not have it.",
+    )
     errors = models.JSONField(default=list, blank=True)
     # Unfinished deliveries when recovery last looked; no change since means stalled.
     remaining_at_check = models.PositiveIntegerField(null=True, blank=True, editable=False)
@@ -168,10 +173,12 @@ class Delivery(models.Model):
     class Status(models.TextChoices):
         PLANNED = "planned", "Planned"
         SENDING = "sending", "Sending"
+        INFLIGHT = "inflight", "At the ESP (awaiting its answer)"
         SENT = "sent", "Sent"
         EMPTY = "empty", "Skipped (nothing matched)"
         CANCELLED = "cancelled", "Cancelled (no longer subscribed)"
         FAILED = "failed", "Failed"
+        UNCERTAIN = "uncertain", "Uncertain (the ESP may have it)"
 
     subscriber = models.ForeignKey(
         "subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
@@ -182,6 +189,8 @@ class Delivery(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLANNED)
     claim_token = models.CharField(max_length=64, blank=True)
+    # The lease: the sending task renews claimed_at while it works; rows whose
+    # lease ran out (DIGEST_CLAIM_TIMEOUT) belong to a task that is gone.
     claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -18,7 +18,7 @@ PLACEHOLDER = re.compile(r"PBX([A-Z]+[0-9]*)PBX")
 # they would read as an ESP's template markup (a real link percent-encodes them).
 _SAFE_URL = re.compile(r"^https?://(?:[^\s\"'<>\\{}%]|%[0-9A-Fa-f]{2})+$", re.IGNORECASE)
 # The TL;DR is one line: a sentence, cut on a word boundary past this length.
-TLDR_MAX_CHARS = 120
+TLDR_MAX_CHARS = 90
 # A sentence ends at . ! or ? followed by a space and a capital letter, a digit or an opening quote.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9“\"(])")
 # ...but not after abbreviations that papers use mid-sentence.

@@ -311,6 +311,19 @@ class InterestIndex:
         return ""
 
 
+# A reason names the phrases that tagged the paper, strongest first: up to two, within
+# this many characters, so the "Why" line of a paper stays one line on a phone.
+EVIDENCE_CHARS = 30
+
+
+def _evidence_shown(evidence: Sequence[str]) -> list[str]:
+    shown = list(evidence[:1])
+    for phrase in evidence[1:2]:
+        if len(", ".join([*shown, phrase])) <= EVIDENCE_CHARS:
+            shown.append(phrase)
+    return shown
+
+
 def _within(positions: list[list[int]], window: int) -> bool:
     """Whether one position from each list fits in `window` consecutive words."""
     events = sorted((pos, index) for index, row in enumerate(positions) for pos in row)
@@ -586,7 +599,7 @@ class Ranker:
                     relevance = BRIDGE_WEIGHT * tag
                     current = found.get(candidate.paper_id)
                     if current is None or current.relevance < relevance:
-                        reason = f'Interest "{text}": through {self._topic_reason(slug, candidate)}'
+                        reason = f'Interest "{text}": through Topic {self.topic_label(slug)}'
                         found[candidate.paper_id] = InterestMatch(relevance=relevance, reason=reason)
         # A match far below the gate can never name a reason or pass; keep the cache small.
         found = {paper_id: match for paper_id, match in found.items() if match.relevance >= self.gate / 2}
@@ -610,7 +623,7 @@ class Ranker:
         if reason is None:
             evidence = candidate.topic_evidence.get(slug, ())
             label = f"Topic {self.topic_label(slug)}"
-            reason = f"{label}: {', '.join(evidence[:3])}" if evidence else label
+            reason = f"{label}: {', '.join(_evidence_shown(evidence))}" if evidence else label
             self._reasons[key] = reason
         return reason
 
@@ -760,9 +773,7 @@ class Ranker:
                 score=0.0,
                 relevance=0.0,
                 trend=round(self.trend.get(c.paper_id, 0.0), 6),
-                reasons=(
-                    f"Also trending: {c.upvotes} upvotes on Hugging Face, not matched to your interests",
-                ),
+                reasons=(f"Also trending: {c.upvotes} upvotes on Hugging Face",),
                 pinned=False,
                 trending=True,
             )

@@ -85,16 +85,20 @@ def nightly_run(
 
 
 @shared_task(name="digest.send_chunk", bind=True, acks_late=True, max_retries=None)
-def send_chunk(self: Task[Any, Any], run_id: int, id_from: int, id_to: int) -> dict[str, int]:
-    """Send the deliveries of one id range; retried with backoff while the ESP is unwell."""
-    import uuid
-
+def send_chunk(self: Task[Any, Any], run_id: int, id_from: int, id_to: int) -> dict[str, Any]:
+    """Send the deliveries of one id range; retried with backoff while the ESP is
+    unwell, and at once when the soft time limit stopped it part-way."""
     from digest.services.runs import digest_run_finish_if_done
-    from digest.services.send import deliveries_send_chunk, deliveries_send_chunk_blocking, retry_countdown
+    from digest.services.send import (
+        deliveries_send_chunk,
+        deliveries_send_chunk_blocking,
+        earlier_lease_wait,
+        new_claim_token,
+        retry_countdown,
+    )
 
-    # The task id survives redelivery, so a task whose worker died reclaims its own rows at once.
-    claim_token = self.request.id or uuid.uuid4().hex
     with log_context(run_id=run_id, chunk=f"{id_from}-{id_to}"):
+        claim_token = new_claim_token(self.request.id)
         if self.request.is_eager:
             # In-process there is no broker to hold a retry: wait in place.
             result = deliveries_send_chunk_blocking(
@@ -104,12 +108,31 @@ def send_chunk(self: Task[Any, Any], run_id: int, id_from: int, id_to: int) -> d
             result = deliveries_send_chunk(
                 run_id=run_id, id_from=id_from, id_to=id_to, claim_token=claim_token
             )
-            if result.deferred:
-                raise self.retry(
-                    countdown=retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+            if not result.claimed and self.request.id:
+                # Handed out again after a worker died: the rows are still leased to
+                # the execution that died; take them over once that lease runs out.
+                wait = earlier_lease_wait(
+                    run_id=run_id, id_from=id_from, id_to=id_to, task_id=self.request.id
                 )
+                if wait is not None:
+                    raise self.retry(countdown=wait)
+            if result.deferred:
+                countdown = (
+                    0.0
+                    if result.interrupted and not result.errors
+                    else retry_countdown(retry_after=result.retry_after, retries=self.request.retries)
+                )
+                raise self.retry(countdown=countdown)
         digest_run_finish_if_done(run_id=run_id)
-    return {"claimed": result.claimed, "sent": result.sent, "empty": result.empty, "failed": result.failed}
+        return {
+            "claimed": result.claimed,
+            "sent": result.sent,
+            "empty": result.empty,
+            "failed": result.failed,
+            "uncertain": result.uncertain,
+            "in_flight_max": result.in_flight_max,
+            "in_flight_avg": round(result.in_flight_avg, 1),
+        }
 
 
 @shared_task(name="digest.recover_runs")

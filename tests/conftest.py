@@ -203,19 +203,25 @@ def celery_worker_factory(redis_url, tmp_path, eager_celery):
 
 @pytest.fixture(autouse=True)
 def clean_send_journal():
-    """The send journal lives in Redis and outlives a test's database rollback."""
+    """The send journal and the ESP rate limit live in Redis and outlive a test's
+    database rollback; the process keeps one limiter per setting."""
+    from mail import ratelimit
+
+    ratelimit._shared.clear()
     url = os.environ.get("REDIS_URL")
     if not url:
         yield
+        ratelimit._shared.clear()
         return
     import redis
 
     client = redis.Redis.from_url(url)
     try:
-        keys = list(client.scan_iter("paperboy:sent:*"))
+        keys = list(client.scan_iter("paperboy:sent:*")) + list(client.scan_iter("paperboy:esp:*"))
     except redis.RedisError:
         keys = []
     if keys:
         client.delete(*keys)
     yield
+    ratelimit._shared.clear()
     client.close()

@@ -31,9 +31,20 @@ Refused recipients get each ESP's own answer: Mailgun refuses the whole call
 SparkPost accepts the call and counts the rejected recipients without naming
 them.
 
+Like a real ESP API it takes time to answer: `latency` seconds per send
+call (`--latency-ms`, or `latency_ms` in the faults). It keeps a message the
+moment the request arrives and only then waits out its latency, so a client
+that goes away before the answer (a worker killed mid-call, a read timeout)
+leaves the message sent, as it would be at a real ESP. Postmark's outbound
+message search answers which messages carry a metadata value
+(GET /messages/outbound?metadata_delivery_id=ID&count=1&offset=0).
+It serves each connection in a thread of its own, with a deep listen backlog,
+so hundreds of calls can wait on it at once.
+
 Faults can be injected: a share of calls failing with 500, 429 with
-Retry-After, calls that hang past the client's timeout, and recipients that
-are permanently rejected.
+Retry-After, calls that hang past the client's timeout, answers of 200 whose
+body is not JSON although the message was taken, and recipients that are
+permanently rejected.
 
 Run standalone with `python -m tests.fake_esp --port 8025`; GET /_stats returns
 the counters as JSON (with the wall-clock time of the last accepted message),
@@ -58,7 +69,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from html import escape as html_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 MAX_HTML_BYTES = 102 * 1024
 
@@ -72,6 +83,8 @@ class Faults:
     hang_seconds: float = 5.0
     reject: set[str] = field(default_factory=set)  # recipients refused (Postmark 422/406, SendGrid 400)
     forbid_first: int = 0  # SendGrid: this many calls refused 403 (a sender it does not know)
+    garble_first: int = 0  # this many accepted calls answered 200 with a body that is not JSON
+    latency_ms: float = 0.0  # every send call answers after this long (the message is kept first)
     seed: int = 1234
 
 
@@ -84,17 +97,20 @@ class Accepted:
     html_bytes: int
     text: str
     html: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)  # when the ESP took it
 
 
 class FakeESPState:
-    def __init__(self, *, keep_bodies: bool = True):
+    def __init__(self, *, keep_bodies: bool = True, latency_ms: float = 0.0):
         self.lock = threading.Lock()
         self.keep_bodies = keep_bodies
+        self.default_latency_ms = latency_ms
         self.reset()
 
     def reset(self, faults: Faults | None = None):
         with self.lock:
-            self.faults = faults or Faults()
+            self.faults = faults or Faults(latency_ms=self.default_latency_ms)
             self.random = random.Random(self.faults.seed)
             self.calls = 0
             self.accepted: list[Accepted] = []
@@ -103,6 +119,11 @@ class FakeESPState:
             self.faulted: Counter[str] = Counter()
             self.max_html_bytes = 0
             self.last_accepted_at: float | None = None
+            # metadata delivery_id -> message ids, for the message search
+            self.by_delivery: dict[str, list[str]] = {}
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.searches = 0
 
     def stats(self) -> dict:
         with self.lock:
@@ -117,7 +138,20 @@ class FakeESPState:
                 "faulted": dict(self.faulted),
                 "max_html_bytes": self.max_html_bytes,
                 "last_accepted_at": self.last_accepted_at,
+                "max_in_flight": self.max_in_flight,
+                "searches": self.searches,
             }
+
+    def remember(self, message_id: str, metadata: dict | None) -> None:
+        """Index an accepted message by its delivery id (call with the lock held)."""
+        delivery_id = str((metadata or {}).get("delivery_id") or "")
+        if delivery_id:
+            self.by_delivery.setdefault(delivery_id, []).append(message_id)
+
+    def search(self, delivery_id: str) -> list[str]:
+        with self.lock:
+            self.searches += 1
+            return list(self.by_delivery.get(delivery_id, ()))
 
     def recipients(self) -> Counter:
         with self.lock:
@@ -212,6 +246,7 @@ def sendgrid_messages(payload: dict, *, keep_bodies: bool) -> tuple[list[Accepte
             problems.append({"to": to, "problems": wrong, "field": f"personalizations.{index}"})
             continue
         size = html.size_with(substitutions)
+        metadata = {**(payload.get("custom_args") or {}), **(personalization.get("custom_args") or {})}
         messages.append(
             Accepted(
                 message_id=str(uuid.uuid4()),
@@ -221,6 +256,7 @@ def sendgrid_messages(payload: dict, *, keep_bodies: bool) -> tuple[list[Accepte
                 html_bytes=size,
                 text=text.filled(substitutions) if keep_bodies else "",
                 html=html.filled(substitutions) if keep_bodies else "",
+                metadata={str(k): str(v) for k, v in metadata.items()},
             )
         )
     return messages, problems
@@ -440,8 +476,10 @@ def make_handler(state: FakeESPState):
         def log_message(self, format, *args):  # quiet
             pass
 
-        def _reply(self, status: int, body, headers: dict | None = None):
-            data = json.dumps(body).encode()
+        def _reply(self, status: int, body, headers: dict | None = None, *, raw: bytes | None = None):
+            if getattr(self, "sending", False):
+                self._wait_latency()
+            data = raw if raw is not None else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -454,7 +492,25 @@ def make_handler(state: FakeESPState):
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
 
+        def _wait_latency(self):
+            """The ESP's think time, after the message was kept: a client that goes
+            away meanwhile leaves it sent."""
+            self.sending = False
+            latency = state.faults.latency_ms / 1000
+            if latency:
+                time.sleep(latency)
+
+        def _garbled(self) -> bool:
+            with state.lock:
+                if state.faulted["garbled"] < state.faults.garble_first:
+                    state.faulted["garbled"] += 1
+                    return True
+            return False
+
         def do_GET(self):
+            if self.path.startswith("/messages/outbound"):
+                self._search()
+                return
             if self.path.startswith("/_stats"):
                 self._reply(200, state.stats())
             elif self.path.startswith("/_recipients"):
@@ -462,7 +518,35 @@ def make_handler(state: FakeESPState):
             else:
                 self._reply(404, {"ErrorCode": 404, "Message": "not found"})
 
+        def _search(self):
+            if not self.headers.get("X-Postmark-Server-Token"):
+                self._reply(401, {"ErrorCode": 10, "Message": "No Server API token was supplied"})
+                return
+            query = parse_qs(urlsplit(self.path).query)
+            if "count" not in query or "offset" not in query:
+                self._reply(
+                    422, {"ErrorCode": 1001, "Message": "The 'count' and 'offset' parameters are required"}
+                )
+                return
+            wanted = (query.get("metadata_delivery_id") or [""])[0]
+            found = state.search(wanted) if wanted else []
+            messages = [
+                {"MessageID": message_id, "Metadata": {"delivery_id": wanted}, "Status": "Sent"}
+                for message_id in found
+            ]
+            self._reply(200, {"TotalCount": len(messages), "Messages": messages[: int(query["count"][0])]})
+
         def do_POST(self):
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                self._post()
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def _post(self):
             raw = self._body()
             if self.path.startswith("/_reset"):
                 state.reset()
@@ -471,10 +555,12 @@ def make_handler(state: FakeESPState):
             if self.path.startswith("/_faults"):
                 spec = json.loads(raw or b"{}")
                 spec["reject"] = set(spec.get("reject", []))
+                spec.setdefault("latency_ms", state.default_latency_ms)
                 state.reset(Faults(**spec))
                 self._reply(200, {"ok": True})
                 return
             path = self.path.rstrip("/")
+            self.sending = True
             if path == "/v3/mail/send":
                 self._sendgrid(raw)
                 return
@@ -517,6 +603,9 @@ def make_handler(state: FakeESPState):
                 return
             if path == "/email":
                 status, body = self._accept(payload)
+                if status == 200 and self._garbled():
+                    self._reply(200, None, raw=b"<html>upstream proxy: OK</html>")
+                    return
                 self._reply(status, body)
             else:
                 results = [self._accept(one)[1] for one in payload]
@@ -582,6 +671,7 @@ def make_handler(state: FakeESPState):
             with state.lock:
                 for message in messages:
                     state.per_recipient[message.to.lower()] += 1
+                    state.remember(message.message_id, message.metadata)
                     state.max_html_bytes = max(state.max_html_bytes, message.html_bytes)
                     if state.keep_bodies:
                         state.accepted.append(message)
@@ -775,6 +865,8 @@ def make_handler(state: FakeESPState):
             )
 
         def _reply_empty(self, status: int, headers: dict):
+            if getattr(self, "sending", False):
+                self._wait_latency()
             self.send_response(status)
             self.send_header("Content-Length", "0")
             for name, value in headers.items():
@@ -816,6 +908,7 @@ def make_handler(state: FakeESPState):
             headers = {h["Name"]: h["Value"] for h in message.get("Headers") or []}
             with state.lock:
                 state.per_recipient[to.lower()] += 1
+                state.remember(message_id, message.get("Metadata"))
                 state.max_html_bytes = max(state.max_html_bytes, size)
                 state.last_accepted_at = time.time()
                 if state.keep_bodies:
@@ -828,6 +921,7 @@ def make_handler(state: FakeESPState):
                             html_bytes=size,
                             text=message.get("TextBody", ""),
                             html=html,
+                            metadata=dict(message.get("Metadata") or {}),
                         )
                     )
             return 200, {
@@ -843,6 +937,7 @@ def make_handler(state: FakeESPState):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # many senders connect at once
 
     def handle_error(self, request, client_address):
         # A client that gave up on a hanging call closes the socket; that is expected.
@@ -853,8 +948,10 @@ class _Server(ThreadingHTTPServer):
 class FakeESP:
     """Start with `with FakeESP() as esp:`; point anymail at `esp.url`."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, keep_bodies: bool = True):
-        self.state = FakeESPState(keep_bodies=keep_bodies)
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, keep_bodies: bool = True, latency_ms: float = 0.0
+    ):
+        self.state = FakeESPState(keep_bodies=keep_bodies, latency_ms=latency_ms)
         self.server = _Server((host, port), make_handler(self.state))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -879,6 +976,7 @@ class FakeESP:
 
     def set_faults(self, **spec):
         spec["reject"] = {address.lower() for address in spec.get("reject", ())}
+        spec.setdefault("latency_ms", self.state.default_latency_ms)
         self.state.reset(Faults(**spec))
 
     @property
@@ -894,8 +992,9 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--no-bodies", action="store_true", help="count messages without keeping them")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="answer each send call after this long")
     args = parser.parse_args()
-    esp = FakeESP(host=args.host, port=args.port, keep_bodies=not args.no_bodies)
+    esp = FakeESP(host=args.host, port=args.port, keep_bodies=not args.no_bodies, latency_ms=args.latency_ms)
     print(esp.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         esp.server.serve_forever()

@@ -1,13 +1,15 @@
 """Batches: readers who share a rendered digest go to the ESP in one call."""
 
 import copy
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
 
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
 
 from digest.compose import (
     PBX_SYNTAX,
@@ -20,17 +22,27 @@ from digest.compose import (
 )
 from digest.models import Delivery, DigestRun
 from digest.services.journal import JournalEntry
-from digest.services.outcomes import compose_recording_outcome
+from digest.services.outcomes import (
+    JobOutcome,
+    Member,
+    SendJob,
+    accepted_update,
+    compose_recording_outcome,
+    uncertain_update,
+)
 from mail.build import message_domain
+from mail.ratelimit import RateLimiter
 from mail.send import (
     PermanentSendError,
     TransientSendError,
+    UncertainSendError,
     batch_outcome,
     refused_in_request,
     send_with_retries,
 )
 
 Status = Delivery.Status
+logger = logging.getLogger(__name__)
 
 
 # --- Batches: render once, personalise at the ESP ----------------------------------------
@@ -165,40 +177,76 @@ class _Batch:
     addresses: set[str] = field(default_factory=set)
 
 
-def send_in_batches(
+@dataclass
+class BatchJob(SendJob):
+    """One batch call, and what it takes to build a smaller call from it: the
+    shared digest, each recipient's values, headers and metadata."""
+
+    compiled: CompiledDigest
+    esp: BatchESP
+    edition: date
+    merge_data: dict[str, dict[str, str]] = field(default_factory=dict)
+    merge_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    merge_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def message_for(self, recipients: list[str]) -> AnymailMessage:
+        """The message for a call to these recipients (all of the batch, or part
+        of it after a refusal split it)."""
+        esp = self.esp
+        subject = esp.syntax.neutralise(self.compiled.subject)
+        if len(recipients) == 1:
+            # One recipient: filled in here and sent as a plain message, since some
+            # backends drop per-recipient data on a batch of one (anymail's Mailjet).
+            address = recipients[0]
+            html, text = self.compiled.personalise(self.merge_data[address], esp.syntax)
+            return digest_message(
+                to=address,
+                subject=subject,
+                text=text,
+                html=html,
+                edition=self.edition,
+                headers=self.merge_headers[address],
+                metadata=self.merge_metadata[address],
+            )
+        if recipients == [member.address for member in self.members] and self.message is not None:
+            return self.message
+        return self._batch_message(recipients)
+
+    def _batch_message(self, recipients: list[str]) -> AnymailMessage:
+        html, text = self.compiled.template(self.esp.syntax)
+        message = digest_message(
+            to=recipients[0],
+            subject=self.esp.syntax.neutralise(self.compiled.subject),
+            text=text,
+            html=html,
+            edition=self.edition,
+        )
+        message.to = list(recipients)
+        message.merge_data = {address: self.merge_data[address] for address in recipients}
+        message.merge_headers = {address: self.merge_headers[address] for address in recipients}
+        message.merge_metadata = {address: self.merge_metadata[address] for address in recipients}
+        message.esp_extra = copy.deepcopy(self.esp.esp_extra)
+        return message
+
+
+def batch_jobs(
     *,
-    rows,
+    rows: list[tuple],
     readers: dict[int, Reader],
     composer: DigestComposer,
     run: DigestRun,
-    connection,
-    esp: BatchESP,
-    journal,
     updates: dict[int, dict],
-    sent_subscribers: list[int],
-    sleep: Callable[[float], None],
-) -> TransientSendError | None:
-    """Group the chunk's readers by compiled digest and send each group in calls
-    of up to DIGEST_ESP_BATCH_SIZE recipients (and the ESP's own limit). Returns
-    the transient error that stopped the chunk, if any; rows not sent stay
-    without an outcome."""
-
-    def flush(batch: _Batch) -> TransientSendError | None:
-        sent = _send_batch(batch=batch, run=run, connection=connection, esp=esp, journal=journal, sleep=sleep)
-        updates.update(sent.updates)
-        sent_subscribers.extend(sent.sent_subscribers)
-        return sent.error
-
-    return _compose_and_flush(
-        rows=rows, readers=readers, composer=composer, updates=updates, flush=flush, size=batch_size(esp)
-    )
-
-
-def _compose_and_flush(*, rows, readers, composer, updates, flush, size: int) -> TransientSendError | None:
+    esp: BatchESP = SENDGRID,
+) -> Iterator[SendJob]:
+    """Group the chunk's readers by compiled digest and yield one ESP call of up
+    to DIGEST_ESP_BATCH_SIZE recipients (and the ESP's own limit) per group as
+    it fills. Readers with nothing to read, or whose digest cannot be built,
+    get their outcome in `updates` and no call."""
+    size = batch_size(esp)
     # Keyed by the compiled digest's identity; the batch holds a reference, so
     # the key cannot be reused while the batch waits.
     groups: dict[int, _Batch] = {}
-    for delivery_id, subscriber_id, _ in rows:
+    for delivery_id, subscriber_id, *_ in rows:
         if delivery_id in updates:
             continue
         reader = readers[delivery_id]
@@ -215,8 +263,7 @@ def _compose_and_flush(*, rows, readers, composer, updates, flush, size: int) ->
         if batch is not None and reader.email.lower() in batch.addresses:
             # The same address twice in one call would merge two messages into one.
             del groups[id(compiled)]
-            if error := flush(batch):
-                return error
+            yield _batch_job(batch, run, esp)
             batch = None
         if batch is None:
             batch = groups[id(compiled)] = _Batch(compiled)
@@ -224,89 +271,98 @@ def _compose_and_flush(*, rows, readers, composer, updates, flush, size: int) ->
         batch.addresses.add(reader.email.lower())
         if len(batch.members) >= size:
             del groups[id(compiled)]
-            if error := flush(batch):
-                return error
-        elif len(groups) > MAX_WAITING_BATCHES and (error := flush(groups.pop(next(iter(groups))))):
+            yield _batch_job(batch, run, esp)
+        elif len(groups) > MAX_WAITING_BATCHES:
             # Readers come ordered by preferences, so the oldest group is
             # usually complete; sending it keeps memory flat.
-            return error
+            yield _batch_job(groups.pop(next(iter(groups))), run, esp)
     for batch in groups.values():
-        if error := flush(batch):
-            return error
-    return None
+        yield _batch_job(batch, run, esp)
 
 
-def _send_batch(
-    *,
-    batch: _Batch,
-    run: DigestRun,
-    connection,
-    esp: BatchESP,
-    journal,
-    sleep: Callable[[float], None],
-) -> "_Sent":
-    """Send one batch (retrying transient errors) and record what the ESP took
-    in the journal at once. Outcomes come back for the chunk to write."""
-    sent = _Sent()
+def _batch_job(batch: _Batch, run: DigestRun, esp: BatchESP) -> BatchJob:
+    """One call for the whole group: the shared HTML and text once, and per
+    recipient only the values, headers and delivery id."""
     compiled = batch.compiled
-    html, text = compiled.template(esp.syntax)
-    members = {
-        address: (delivery_id, subscriber_id) for delivery_id, subscriber_id, address, _ in batch.members
-    }
-    merge_data = {address: values for _, _, address, values in batch.members}
     domain = message_domain()
-    merge_headers = {
-        address: digest_headers(
-            unsubscribe_url=values["UNSUB"],
-            edition=run.edition,
-            delivery_id=delivery_id,
-            domain=domain,
-            frequency=compiled.frequency,
-        )
-        for delivery_id, _, address, values in batch.members
-    }
-    merge_metadata = {
-        address: {"delivery_id": str(delivery_id)} for delivery_id, _, address, _ in batch.members
-    }
-    subject = esp.syntax.neutralise(compiled.subject)
-    paper_ids = list(compiled.paper_ids)
-
-    def message_for(recipients: list[str]) -> AnymailMessage:
-        if len(recipients) == 1:
-            # One recipient: filled in here and sent as a plain message, since some
-            # backends drop per-recipient data on a batch of one (anymail's Mailjet).
-            address = recipients[0]
-            one_html, one_text = compiled.personalise(merge_data[address], esp.syntax)
-            return digest_message(
-                to=address,
-                subject=subject,
-                text=one_text,
-                html=one_html,
+    job = BatchJob(
+        message=None,
+        members=[
+            Member(delivery_id, subscriber_id, address)
+            for delivery_id, subscriber_id, address, _ in batch.members
+        ],
+        subject=compiled.subject,
+        paper_ids=list(compiled.paper_ids),
+        compiled=compiled,
+        esp=esp,
+        edition=run.edition,
+        merge_data={address: values for _, _, address, values in batch.members},
+        merge_headers={
+            address: digest_headers(
+                unsubscribe_url=values["UNSUB"],
                 edition=run.edition,
-                headers=merge_headers[address],
-                metadata=merge_metadata[address],
+                delivery_id=delivery_id,
+                domain=domain,
+                frequency=compiled.frequency,
             )
-        message = digest_message(to=recipients[0], subject=subject, text=text, html=html, edition=run.edition)
-        message.to = recipients
-        message.merge_data = {address: merge_data[address] for address in recipients}
-        message.merge_headers = {address: merge_headers[address] for address in recipients}
-        message.merge_metadata = {address: merge_metadata[address] for address in recipients}
-        message.esp_extra = copy.deepcopy(esp.esp_extra)
-        return message
+            for delivery_id, _, address, values in batch.members
+        },
+        merge_metadata={
+            address: {"delivery_id": str(delivery_id)} for delivery_id, _, address, _ in batch.members
+        },
+    )
+    # Built here, in the composing thread; a sender thread only builds the smaller
+    # calls a refusal splits it into.
+    job.message = job.message_for([member.address for member in job.members])
+    return job
 
-    def refuse(address: str, reason: str) -> None:
-        sent.updates[members[address][0]] = {"status": Status.FAILED, "error": reason[:500]}
+
+def send_batch_job(
+    job: BatchJob,
+    *,
+    connection: Any,
+    limiter: RateLimiter | None,
+    should_stop: Callable[[], bool],
+    sleep: Callable[[float], None],
+) -> JobOutcome:
+    """Send one batch (waiting for its turn in the rate limit, retrying
+    transient errors). A call refused because of recipients the ESP names fails
+    just those and sends the rest again; one refused for recipients it does not
+    name (Mailgun, SparkPost) is split in halves until the bad addresses stand
+    alone; a call refused for anything else fails them all."""
+    outcome = JobOutcome()
+    esp = job.esp
+    members = {member.address: member for member in job.members}
+
+    def fail(address: str, reason: str) -> None:
+        outcome.updates[members[address].delivery_id] = {"status": Status.FAILED, "error": reason[:500]}
 
     # Calls still to make; a refusal that names no address splits its call in two.
     pending = [list(members)]
     while pending:
         recipients = pending.pop()
-        message = message_for(recipients)
+        message = job.message_for(recipients)
         try:
-            send_with_retries(connection, message, sleep=sleep)
+            answered = send_with_retries(
+                connection, message, sleep=sleep, limiter=limiter, should_stop=should_stop
+            )
+        except UncertainSendError as exc:
+            # No message search for batch ESPs: what happens to these follows DIGEST_UNCERTAIN.
+            logger.warning(
+                "batch of %s: %s; DIGEST_UNCERTAIN=%s", len(recipients), exc, settings.DIGEST_UNCERTAIN
+            )
+            outcome.error = exc
+            ids = [members[address].delivery_id for address in recipients]
+            if settings.DIGEST_UNCERTAIN == "resend":
+                outcome.tried = ids
+            else:
+                outcome.updates.update({delivery_id: uncertain_update(str(exc)) for delivery_id in ids})
+            return outcome
         except TransientSendError as exc:
-            sent.error = exc
-            return sent
+            outcome.error = exc
+            if not exc.rate_limited:
+                outcome.tried = [members[address].delivery_id for address in recipients]
+            return outcome
         except PermanentSendError as exc:
             refused = esp.refusals(exc, recipients)
             if refused == SPLIT and len(recipients) > 1:
@@ -317,34 +373,29 @@ def _send_batch(
                 # The call itself was refused (or its one recipient): each delivery fails with the reason.
                 refused = dict.fromkeys(recipients, str(exc))
             for address, reason in refused.items():
-                refuse(address, reason)
+                fail(address, reason)
             # The ESP named the recipients it refused; send the rest again.
             rest = [address for address in recipients if address not in refused]
             if rest:
                 pending.append(rest)
             continue
-        outcome = batch_outcome(message)
-        entries = {
-            members[address][0]: JournalEntry(message_id, compiled.subject, paper_ids)
-            for address, message_id in outcome.accepted.items()
-        }
-        journal.record_many(entries)
-        note = _unattributed_rejections(message)
-        sent_at = timezone.now()
-        for address, message_id in outcome.accepted.items():
-            delivery_id, subscriber_id = members[address]
-            sent.updates[delivery_id] = {
-                "status": Status.SENT,
-                "esp_message_id": message_id,
-                "sent_at": sent_at,
-                "subject": compiled.subject,
-                "paper_ids": paper_ids,
-                "error": note,
-            }
-            sent.sent_subscribers.append(subscriber_id)
-        for address, reason in outcome.refused.items():
-            refuse(address, reason)
-    return sent
+        if answered:
+            result = batch_outcome(message)
+            accepted, refused_now = result.accepted, result.refused
+            note = _unattributed_rejections(message)
+        else:
+            # Accepted with an answer we could not read: sent, without message ids.
+            accepted, refused_now, note = dict.fromkeys(recipients, ""), {}, ""
+        for address, message_id in accepted.items():
+            delivery_id = members[address].delivery_id
+            outcome.journal[delivery_id] = JournalEntry(message_id, job.subject, job.paper_ids)
+            update = accepted_update(message_id=message_id, subject=job.subject, paper_ids=job.paper_ids)
+            if note:
+                update["error"] = note
+            outcome.updates[delivery_id] = update
+        for address, reason in refused_now.items():
+            fail(address, reason)
+    return outcome
 
 
 def _unattributed_rejections(message) -> str:
@@ -357,10 +408,3 @@ def _unattributed_rejections(message) -> str:
     if status is None or "unknown" not in (status.status or set()):
         return ""
     return "the ESP rejected some recipients of this call without naming them; see its webhook events"
-
-
-@dataclass
-class _Sent:
-    updates: dict[int, dict] = field(default_factory=dict)
-    sent_subscribers: list[int] = field(default_factory=list)
-    error: TransientSendError | None = None

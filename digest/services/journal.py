@@ -2,15 +2,16 @@
 
 Deliveries are written back to the database once per chunk, in bulk. If a
 worker dies between those writes, the journal still knows which messages the
-ESP took, so the chunk's retry marks them sent instead of sending them again.
-The remaining window is the few microseconds between the ESP's answer and the
-journal write.
+ESP took, so whoever takes the chunk over marks them sent instead of sending
+them again. A row is marked in flight before its call, so the one window left,
+between the ESP's answer and the journal write, is not resolved by guessing:
+the ESP's own message search (Postmark) or DIGEST_UNCERTAIN decides.
 
-With Redis configured the journal is a Redis hash per edition (one HSET round
-trip per message, no database query). A batch sent in one ESP call is recorded
-in one round trip for all its recipients, right after the ESP's answer, so the
-window is one call's answer, as it is for a single message. In the embedded
-mode it writes the delivery rows straight away instead.
+With Redis configured the journal is a Redis hash per edition: each sender
+thread writes one HSET right after its call's answer (a batch records all its
+recipients in one round trip), no database query. In the embedded mode it
+writes the delivery rows instead, from the chunk's own thread as each answer
+arrives.
 """
 
 import json
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from digest.models import Delivery
+from mail.ratelimit import shared_redis
 
 JOURNAL_TTL_SECONDS = 3 * 24 * 3600
 
@@ -32,6 +34,10 @@ class JournalEntry(NamedTuple):
 
 
 class DatabaseJournal:
+    # Writes go through this thread's database connection: the chunk records
+    # from its main thread as each call's outcome arrives.
+    thread_safe = False
+
     def __init__(self, edition):
         self.edition = edition
 
@@ -55,13 +61,13 @@ class DatabaseJournal:
 
 
 class RedisJournal:
+    # redis-py clients are thread-safe: each sender records right after its call.
+    thread_safe = True
+
     def __init__(self, edition, client=None):
-        import redis
 
         self.key = f"{settings.CACHES['default'].get('KEY_PREFIX', 'paperboy')}:sent:{edition.isoformat()}"
-        self.client = client or redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
-        )
+        self.client = client or shared_redis()
         self.fallback = DatabaseJournal(edition)
         self.expiry_set = False
 

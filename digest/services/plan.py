@@ -88,7 +88,8 @@ def deliveries_adopt(*, run: DigestRun, due: QuerySet[Subscriber]) -> int:
     """Take over the unsent rows of due readers that an earlier run of this
     edition left behind, because it failed or because its planner died (its
     progress marker quiet for DIGEST_CLAIM_TIMEOUT): rows planned, claimed by a
-    worker gone quiet, or failed because that run timed out. A dead planner's
+    worker gone quiet, or failed because that run timed out. Rows in flight or
+    uncertain are never adopted: the ESP may have them. A dead planner's
     run is closed, so recovery never resumes it. Returns how many rows were
     adopted."""
     stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
@@ -163,7 +164,7 @@ def pending_ranges(*, run: DigestRun, stale_only: bool = False) -> list[tuple[in
     """Ranges of this run's rows still to send: planned, or claimed by a worker
     that has gone quiet for longer than DIGEST_CLAIM_TIMEOUT."""
     stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
-    pending = Q(status=Status.SENDING, claimed_at__lt=stale)
+    pending = Q(status__in=(Status.SENDING, Status.INFLIGHT), claimed_at__lt=stale)
     if not stale_only:
         pending |= Q(status=Status.PLANNED)
     ids = Delivery.objects.filter(run=run).filter(pending).order_by("id").values_list("id", flat=True)

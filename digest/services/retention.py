@@ -34,7 +34,7 @@ from digest.models import Delivery, DeliveryRollup, DigestRun, SubscriberDeliver
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
 
-FINISHED = (Status.SENT, Status.EMPTY, Status.CANCELLED, Status.FAILED)
+FINISHED = (Status.SENT, Status.EMPTY, Status.CANCELLED, Status.FAILED, Status.UNCERTAIN)
 PURGE_BATCH_SIZE = 5000
 _UPSERT_ROWS = 1000
 

@@ -22,7 +22,7 @@ from subscribers.selectors import followed_arxiv_categories
 
 logger = logging.getLogger(__name__)
 
-UNFINISHED = (Delivery.Status.PLANNED, Delivery.Status.SENDING)
+UNFINISHED = (Delivery.Status.PLANNED, Delivery.Status.SENDING, Delivery.Status.INFLIGHT)
 # Times recovery tries to finish a run's planning before giving up on it.
 MAX_PLAN_ATTEMPTS = 3
 
@@ -199,17 +199,24 @@ def digest_runs_to_recover() -> list[tuple[int, list[tuple[int, int]]]]:
             continue
         age = (timezone.now() - run.started_at).total_seconds()
         if age > settings.DIGEST_RUN_MAX_SECONDS:
+            # A row still in flight may be at the ESP: uncertain, not failed.
+            unknown = Delivery.objects.filter(run=run, status=Delivery.Status.INFLIGHT).update(
+                status=Delivery.Status.UNCERTAIN, error="run timed out while the ESP had it", claim_token=""
+            )
             stuck = Delivery.objects.filter(run=run, status__in=UNFINISHED).update(
                 status=Delivery.Status.FAILED, error=RUN_TIMED_OUT, claim_token=""
             )
-            DigestRun.objects.filter(id=run.pk).update(failed_count=run.failed_count + stuck)
+            DigestRun.objects.filter(id=run.pk).update(
+                failed_count=F("failed_count") + stuck, uncertain_count=F("uncertain_count") + unknown
+            )
+            stuck += unknown
             digest_run_fail(run=run, error=f"Run timed out after {int(age)}s with {stuck} deliveries unsent.")
             continue
         remaining = Delivery.objects.filter(run=run, status__in=UNFINISHED).count()
         stalled = run.remaining_at_check is not None and remaining >= run.remaining_at_check
         DigestRun.objects.filter(id=run.pk).update(remaining_at_check=remaining)
         stale_claims = Delivery.objects.filter(
-            Q(run=run, status=Delivery.Status.SENDING),
+            Q(run=run, status__in=(Delivery.Status.SENDING, Delivery.Status.INFLIGHT)),
             claimed_at__lt=timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT),
         ).exists()
         if stalled or stale_claims:

@@ -250,3 +250,20 @@ def test_progress_of_an_unknown_run_is_404_and_starting_needs_change_permission(
     assert client.get(reverse("admin:digest_digestrun_progress", args=[999])).status_code == 404
     assert client.post("/admin/digest/digestrun/start/", {"edition": EDITION.isoformat()}).status_code == 403
     assert DigestRun.objects.count() == 0
+
+
+def test_uncertain_deliveries_show_on_runs_run_page_and_delivery_filter(admin_client, ada):
+    run = DigestRun.objects.create(edition=EDITION, status="succeeded", sent_count=3, uncertain_count=7)
+    Delivery.objects.create(
+        subscriber=ada,
+        edition=EDITION,
+        run=run,
+        status=Delivery.Status.UNCERTAIN,
+        error="the ESP may have it",
+    )
+    listing = admin_client.get("/admin/digest/digestrun/").content.decode()
+    assert "column-uncertain" in listing and ">7<" in listing
+    page = admin_client.get(f"/admin/digest/digestrun/{run.id}/change/").content.decode()
+    assert "Uncertain count" in page
+    filtered = admin_client.get("/admin/digest/delivery/", {"status__exact": "uncertain"}).content.decode()
+    assert "Uncertain (the ESP may have it)" in filtered and "ada@example.org" in filtered

@@ -206,7 +206,7 @@ def test_also_trending_is_a_separate_labelled_section_after_the_matches():
     digest = composer.message_parts(trending_reader(["code"]))
     head, section = digest.text.split("Also trending (not matched to your interests)")
     assert "Code repair at scale" in head and "A very popular video model" not in head
-    assert "Why: Also trending: 500 upvotes on Hugging Face, not matched to your interests" in section
+    assert "Why: Also trending: 500 upvotes on Hugging Face" in section
     assert "Also trending (not matched to your interests)" in digest.html
     assert digest.subject.startswith("1 paper for")
 

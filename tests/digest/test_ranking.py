@@ -201,7 +201,7 @@ def test_interest_naming_a_topic_brings_in_its_papers_below_direct_matches():
     ]
     ranked = _interest_ranking(candidates, "VLA models", tagger=tagger, topic_names={"robotics": "Robotics"})
     assert [item.paper_id for item in ranked] == [1, 2]
-    assert ranked[1].reasons == ('Interest "VLA models": through Topic Robotics: robot',)
+    assert ranked[1].reasons == ('Interest "VLA models": through Topic Robotics',)
 
 
 def test_upvotes_break_ties_but_do_not_buy_a_place():

@@ -2,8 +2,11 @@
 the run stays in planning, the admins are told, recover_runs on the worker plans
 the rest and sends, and every due reader gets exactly one digest."""
 
+from datetime import timedelta
+
 import psycopg
 import pytest
+from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
 from digest.tasks import nightly_run, recover_runs
@@ -41,9 +44,7 @@ def test_database_lost_while_a_worker_plans_then_recovery_sends_everyone_once(
 ):
     emails = seed_readers(40)
     with FakeESP() as esp, psycopg.connect(test_database_url()) as other:
-        worker = celery_worker_factory(
-            extra_env=esp_env(esp, ADMIN_EMAILS=ADMIN, DIGEST_CLAIM_TIMEOUT=0, DIGEST_RECOVER_EVERY=3600)
-        )
+        worker = celery_worker_factory(extra_env=esp_env(esp, ADMIN_EMAILS=ADMIN, DIGEST_RECOVER_EVERY=3600))
         # Hold the delivery table, so the planner is surely mid-plan when its connection goes.
         other.execute("LOCK TABLE digest_delivery IN SHARE ROW EXCLUSIVE MODE")
         nightly_run.apply_async(args=[EDITION.isoformat(), False], queue=worker.queue)
@@ -65,6 +66,8 @@ def test_database_lost_while_a_worker_plans_then_recovery_sends_everyone_once(
         # unsubscribe headers, so it lands among the invalid ones: that it came is what counts.
         wait_for(lambda: admin_mail(esp), timeout=30, message="the admins' mail")
 
+        # The planner's progress marker counts as gone quiet after DIGEST_CLAIM_TIMEOUT.
+        DigestRun.objects.filter(id=run.pk).update(planned_at=timezone.now() - timedelta(hours=1))
         recover_runs.apply_async(queue=worker.queue)
 
         def finished():

@@ -28,11 +28,11 @@ pytestmark = [
 
 
 def claimed_tokens() -> set[str]:
-    return set(
-        Delivery.objects.filter(edition=EDITION, status=Delivery.Status.SENDING).values_list(
-            "claim_token", flat=True
-        )
-    )
+    """The ids of the send tasks holding rows (a claim token is the task id and a suffix)."""
+    tokens = Delivery.objects.filter(
+        edition=EDITION, status__in=(Delivery.Status.SENDING, Delivery.Status.INFLIGHT)
+    ).values_list("claim_token", flat=True)
+    return {token.split(":")[0] for token in tokens}
 
 
 def pool_children(pid: int) -> list[int]:
@@ -72,8 +72,9 @@ def test_worker_killed_mid_chunk_is_redelivered_by_redis_after_restart(
     emails = seed_readers(30)
     with SlowESP(delay=0.02, hold_after=4) as esp:
         # A short visibility timeout, so Redis hands the unacknowledged chunk to
-        # the restarted worker within the test (production: an hour).
-        env = esp_env(esp, CELERY_VISIBILITY_TIMEOUT=3)
+        # the restarted worker within the test (production: an hour), and a short
+        # lease, so the redelivered task takes over the rows its dead run left.
+        env = esp_env(esp, CELERY_VISIBILITY_TIMEOUT=3, DIGEST_CLAIM_TIMEOUT=3)
         first = celery_worker_factory(extra_env=env)
         nightly_run.apply_async(args=[EDITION.isoformat(), False], queue=first.queue)
         killed = kill_mid_chunk(esp, first, pids=[first.process.pid])
@@ -83,8 +84,8 @@ def test_worker_killed_mid_chunk_is_redelivered_by_redis_after_restart(
         wait_for_night(EDITION, timeout=60, workers=[first, second])
         outcome = assert_one_digest_or_recorded_failure(esp, emails, EDITION)
     assert outcome == {"sent": 30, "failed": 0}
-    # The very task that died ran again: Redis redelivered it, and its claim
-    # token (the task id) let it take back its own rows at once.
+    # The very task that died ran again: Redis redelivered it, and it took its
+    # dead run's rows over once their lease ran out.
     (task_id,) = killed
     assert f"digest.send_chunk[{task_id}] received" in second.log()
 
@@ -119,7 +120,7 @@ def test_worker_killed_mid_chunk_is_recovered_by_the_periodic_check(postgres_req
 def test_pool_process_killed_mid_chunk_is_requeued_at_once(postgres_required, celery_worker_factory):
     emails = seed_readers(30)
     with SlowESP(delay=0.02, hold_after=4) as esp:
-        worker = celery_worker_factory(concurrency=2, extra_env=esp_env(esp))
+        worker = celery_worker_factory(concurrency=2, extra_env=esp_env(esp, DIGEST_CLAIM_TIMEOUT=2))
         nightly_run.apply_async(args=[EDITION.isoformat(), False], queue=worker.queue)
         wait_for(lambda: len(pool_children(worker.process.pid)) == 2, timeout=20, message="the pool")
         killed = kill_mid_chunk(esp, worker, pids=pool_children(worker.process.pid))

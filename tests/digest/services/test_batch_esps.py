@@ -12,7 +12,9 @@ from digest.compose import PBX_SYNTAX
 from digest.feedback import read_feedback_token
 from digest.models import Delivery, Paper
 from digest.papers import safe_url
+from digest.services import send as send_module
 from digest.services.batch import BATCH_BACKENDS, MAILGUN, MAILJET, SENDGRID, SPARKPOST, batch_esp
+from mail import send as mail_send
 from subscribers.tokens import read_manage_token, read_unsubscribe_token
 from tests.digest.sending_support import assert_each_once, make_readers, run_night
 from tests.fake_esp import FakeESP
@@ -133,6 +135,53 @@ def test_a_refused_recipient_fails_alone_and_everyone_else_gets_one_copy(esp):
     else:
         assert row.status == Delivery.Status.FAILED and row.error
         assert run.failed_count == 1 and run.sent_count == 6
+
+
+def test_every_batch_is_marked_in_flight_costs_its_recipients_and_is_journaled(esp, monkeypatch):
+    """Through the leased, concurrent engine: each batch's rows are marked in
+    flight (under the task's lease) before its call, it takes one turn in the
+    rate limit per recipient, and every recipient the ESP took is journaled."""
+    readers = make_readers(12)
+    marked: list[int] = []
+    real_mark = send_module.Lease.mark_inflight
+
+    def mark_inflight(lease, delivery_ids):
+        emails = set(Delivery.objects.filter(id__in=delivery_ids).values_list("subscriber__email", flat=True))
+        assert not emails & set(esp.state.recipients()), "a row was sent before it was marked in flight"
+        marked.extend(delivery_ids)
+        return real_mark(lease, delivery_ids)
+
+    costs: list[int] = []
+    real_turn = mail_send.wait_for_turn
+
+    def wait_for_turn(limiter, cost, **kwargs):
+        costs.append(cost)
+        return real_turn(limiter, cost, **kwargs)
+
+    journaled: dict[int, str] = {}
+    real_journal_for = send_module.journal_for
+
+    def spied_journal_for(edition):
+        journal = real_journal_for(edition)
+        real_record_many = journal.record_many
+
+        def record_many(entries):
+            journaled.update({delivery_id: entry.message_id for delivery_id, entry in entries.items()})
+            real_record_many(entries)
+
+        journal.record_many = record_many
+        return journal
+
+    monkeypatch.setattr(send_module.Lease, "mark_inflight", mark_inflight)
+    monkeypatch.setattr(mail_send, "wait_for_turn", wait_for_turn)
+    monkeypatch.setattr(send_module, "journal_for", spied_journal_for)
+    run = run_night()
+    assert run.sent_count == 12
+    assert_each_once(esp, readers)
+    rows = dict(Delivery.objects.filter(run=run).values_list("id", "esp_message_id"))
+    assert sorted(marked) == sorted(rows)
+    assert sorted(costs) == [2, 5, 5]
+    assert journaled == rows
 
 
 def test_transient_errors_are_retried_without_duplicates(esp):

@@ -3,11 +3,14 @@ recover_runs after the database went away, and later runs adopting what a failed
 run left unsent. Every due reader ends with exactly one delivery."""
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.db import DatabaseError, connection
 from django.test import TestCase
+from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
 from digest.services import plan as plan_module
@@ -65,9 +68,12 @@ def fail_after(monkeypatch, batches: int, fault) -> list[int]:
     return done
 
 
-def quiet_for_recovery(settings) -> None:
-    """Make every planning run's progress marker count as gone quiet."""
-    settings.DIGEST_CLAIM_TIMEOUT = 0
+def quiet_for_recovery() -> None:
+    """Make every planning run's progress marker count as gone quiet (older than
+    DIGEST_CLAIM_TIMEOUT, which stays as it is: send tasks lease rows for that long)."""
+    DigestRun.objects.filter(status=DigestRun.Status.PLANNING).update(
+        planned_at=timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT + 1)
+    )
 
 
 def database_lost() -> None:
@@ -112,7 +118,7 @@ def test_recover_finishes_planning_and_sends_every_due_reader_once(night, monkey
     fail_after(monkeypatch, 2, database_lost)
     run = digest_run_start(edition=EDITION, fetch=False)
     monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
-    quiet_for_recovery(night)
+    quiet_for_recovery()
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert digest_runs_recover() >= 1
     run.refresh_from_db()
@@ -126,10 +132,11 @@ def test_a_run_that_cannot_finish_planning_is_failed_and_the_admins_mailed(night
     seed(20)
     fail_after(monkeypatch, 1, database_lost)
     run = digest_run_start(edition=EDITION, fetch=False)
-    quiet_for_recovery(night)
     for _ in range(MAX_PLAN_ATTEMPTS):
+        quiet_for_recovery()
         digest_runs_recover()
         assert DigestRun.objects.get(id=run.id).status == DigestRun.Status.PLANNING
+    quiet_for_recovery()
     digest_runs_recover()
     run.refresh_from_db()
     assert run.status == DigestRun.Status.FAILED
@@ -165,7 +172,7 @@ def test_running_the_night_again_takes_over_a_run_whose_planner_died(night, monk
     stuck = digest_run_start(edition=EDITION, fetch=False)
     monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
     assert stuck.status == DigestRun.Status.PLANNING
-    quiet_for_recovery(night)
+    quiet_for_recovery()
     with TestCase.captureOnCommitCallbacks(execute=True):
         from digest.tasks import nightly_run
 
@@ -248,7 +255,7 @@ def test_postgresql_lost_mid_plan_then_every_due_reader_gets_exactly_one_digest(
     assert planned == 21, "three batches of 7 committed before the connection was killed"
     assert len(admin_mail("planning interrupted")) == 1
 
-    quiet_for_recovery(night)
+    quiet_for_recovery()
     assert digest_runs_recover() >= 1  # autocommit: send tasks run (eagerly) as it commits
     run.refresh_from_db()
     assert run.status == DigestRun.Status.SUCCEEDED, run.errors
