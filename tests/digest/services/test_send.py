@@ -35,7 +35,7 @@ def test_every_reader_gets_exactly_one_valid_message(esp, readers):
     one = esp.accepted[0]
     assert one.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert one.headers["Message-ID"].startswith("<digest.20261124.")
-    assert "Why: Topic: Reasoning" in one.text
+    assert "Why: Topic Reasoning" in one.text
 
 
 def test_permanent_refusal_fails_only_that_delivery_with_reason(esp, readers):
