@@ -690,6 +690,30 @@ def make_handler(state: FakeESPState):
                 return None
             return (user, password) if user and password else None
 
+        def _json_copies(
+            self,
+            raw: bytes,
+            answer: Callable[[str], dict],
+            parse_copies: Callable[[dict], tuple[list[Copy], list[str]]],
+            *,
+            malformed: str,
+            problem_status: int,
+        ) -> list[Copy] | None:
+            """Answer an injected fault, a bad body or a bad call in the ESP's shape (None),
+            or return each recipient's copy."""
+            if self._injected(answer):
+                return None
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                self._reply(400, answer(malformed))
+                return None
+            copies, call_problems = parse_copies(payload)
+            if call_problems:
+                self._reply(problem_status, answer("; ".join(call_problems)))
+                return None
+            return copies
+
         def _injected(self, answer: Callable[[str], dict]) -> bool:
             """Answer an injected fault in the ESP's own error shape; True when one was."""
             fault = self._fault()
@@ -781,16 +805,10 @@ def make_handler(state: FakeESPState):
             if not self._basic_auth():
                 self._reply(401, answer("API key authentication/authorization failure"))
                 return
-            if self._injected(answer):
-                return
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                self._reply(400, answer("Malformed JSON"))
-                return
-            copies, call_problems = mailjet_copies(payload)
-            if call_problems:
-                self._reply(400, answer("; ".join(call_problems)))
+            copies = self._json_copies(
+                raw, answer, mailjet_copies, malformed="Malformed JSON", problem_status=400
+            )
+            if copies is None:
                 return
             for copy in copies:
                 copy.refused = copy.to.lower() in state.faults.reject
@@ -829,16 +847,10 @@ def make_handler(state: FakeESPState):
             if not self.headers.get("Authorization"):
                 self._reply(401, answer("Unauthorized."))
                 return
-            if self._injected(answer):
-                return
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                self._reply(400, answer("invalid JSON"))
-                return
-            copies, call_problems = sparkpost_copies(payload)
-            if call_problems:
-                self._reply(422, answer("; ".join(call_problems)))
+            copies = self._json_copies(
+                raw, answer, sparkpost_copies, malformed="invalid JSON", problem_status=422
+            )
+            if copies is None:
                 return
             transmission = str(random.randrange(10**17, 10**18))
             for copy in copies:
