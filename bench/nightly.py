@@ -136,6 +136,13 @@ def parse_args(argv=None):
         default=None,
         help="DIGEST_SEND_CONCURRENCY: ESP calls in flight per worker",
     )
+    parser.add_argument(
+        "--pool",
+        choices=("solo", "gevent"),
+        default="solo",
+        help="Celery pool of each worker: solo (the senders are threads) or gevent "
+        "(pip install gevent; the same senders become greenlets)",
+    )
     parser.add_argument("--database", default="bench", help="scratch database name (must start with 'bench')")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="URL of the PostgreSQL server to use")
     parser.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL, with a DB number of its own")
@@ -155,7 +162,7 @@ class Workers:
     """W `celery worker` processes with the solo pool: each process does its own work,
     so its peak RSS is the worker's."""
 
-    def __init__(self, count: int, env: dict, queue: str, log_path: str | None):
+    def __init__(self, count: int, env: dict, queue: str, log_path: str | None, pool: str = "solo"):
         self.queue = queue
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         self.processes = []
@@ -168,7 +175,8 @@ class Workers:
                 "config",
                 "worker",
                 "--pool",
-                "solo",
+                pool,
+                *(["--concurrency", "1"] if pool == "gevent" else []),
                 "--queues",
                 queue,
                 "--hostname",
@@ -355,6 +363,7 @@ def main(argv=None) -> dict:
         "workers": args.workers,
         "esp": args.esp,
         "esp_latency_ms": args.esp_latency_ms,
+        "pool": args.pool,
     }
     try:
         create_database(args.postgres, args.database)
@@ -384,7 +393,7 @@ def main(argv=None) -> dict:
             seed.reset_last_digest(edition=EDITION)
             esp.reset()
 
-        workers = Workers(args.workers, env, queue, args.worker_log)
+        workers = Workers(args.workers, env, queue, args.worker_log, pool=args.pool)
         wait_until(
             lambda: not workers.alive() or client.hlen(f"bench:{queue}:ready") >= args.workers,
             timeout=60,

@@ -39,6 +39,7 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from digest.compose import DigestComposer, digest_message
+from digest.metrics import esp_calls_flush
 from digest.models import Delivery, DigestRun
 from digest.selectors import readers_for_deliveries
 from digest.services.batch import BatchESP, BatchJob, batch_esp, batch_jobs, send_batch_job
@@ -583,6 +584,7 @@ def deliveries_send_chunk(
             result=result,
             claim_token=claim_token,
         )
+        esp_calls_flush()
     result.interrupted = chunk.interrupted
     result.in_flight_max = chunk.in_flight_max
     result.in_flight_avg = (

@@ -8,7 +8,13 @@ from django.core.cache import cache
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from digest.metrics import ESP_CALLS_KEY, ESP_ERRORS_KEY, celery_queue_length, esp_calls_record
+from digest.metrics import (
+    ESP_CALLS_KEY,
+    ESP_ERRORS_KEY,
+    celery_queue_length,
+    esp_calls_flush,
+    esp_calls_record,
+)
 from digest.models import Delivery, DigestRun
 from mail.send import PermanentSendError, send_with_retries
 from subscribers.models import Subscriber
@@ -220,7 +226,23 @@ def test_a_cache_outage_does_not_stop_sending(monkeypatch, caplog):
     # Nothing listens on port 1.
     monkeypatch.setattr("digest.metrics.cache", RedisCache("redis://127.0.0.1:1/0", {}))
     esp_calls_record(ok=1, errors=0)
+    esp_calls_flush()
     assert "could not count ESP calls" in caplog.text
+
+
+def test_esp_counts_reach_the_cache_once_a_second_not_once_a_call(monkeypatch):
+    from django.core.cache import cache
+
+    esp_calls_flush()
+    writes = []
+    real_incr = cache.incr
+    monkeypatch.setattr(cache, "incr", lambda key, amount: writes.append(key) or real_incr(key, amount))
+    before = cache.get(ESP_CALLS_KEY) or 0
+    for _ in range(200):
+        esp_calls_record(ok=1, errors=0)
+    assert len(writes) <= 2  # at most one flush fell due while the loop ran
+    esp_calls_flush()
+    assert cache.get(ESP_CALLS_KEY) == before + 200
 
 
 # --- Queue lag (real Redis) -----------------------------------------------------------------------
