@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
 
@@ -98,16 +98,26 @@ def paper_topic_evidence(*, paper_ids: Iterable[int]) -> dict[int, dict[str, tup
 
 
 def readers_for_deliveries(
-    *, edition: date, rows: list[tuple[int, int, int]], require_active: bool = True
+    *,
+    edition: date,
+    rows: list[tuple[int, int, int]],
+    require_active: bool = True,
+    subscriber_query: QuerySet[Any, Any] | None = None,
 ) -> tuple[dict[int, Reader], dict[int, str]]:
     """Readers for claimed rows (delivery id, subscriber id, attempts), in bulk.
+
+    `subscriber_query`, a subquery of subscriber ids that covers the rows (a chunk's
+    claimed deliveries), stands in for the list of ids in every query, so a
+    chunk of thousands of rows does not send thousands of parameters six times.
 
     Returns readers by delivery id, and the status of subscribers who are no
     longer active (they unsubscribed after planning)."""
     # compose reads papers through this module, so it is imported when called.
     from digest.compose import SENT_LOOKBACK_DAYS, Reader, build_preferences, digest_window
 
-    subscriber_ids = [subscriber_id for _, subscriber_id, _ in rows]
+    subscriber_ids: Any = (
+        subscriber_query if subscriber_query is not None else [subscriber_id for _, subscriber_id, _ in rows]
+    )
     subscribers = {
         row[0]: row
         for row in Subscriber.objects.filter(id__in=subscriber_ids).values_list(
@@ -249,7 +259,7 @@ def load_papers_by_id(paper_ids: Iterable[int]) -> dict[int, PaperView]:
     return paper_views(Paper.objects.filter(hidden=False, id__in=list(paper_ids)))
 
 
-def load_affinities(subscriber_ids: list[int]) -> dict[int, Affinity]:
+def load_affinities(subscriber_ids: list[int] | QuerySet[Any, Any]) -> dict[int, Affinity]:
     """Each reader's learned topic weights from their 👍/👎 votes and their fitted model (three queries)."""
     from digest.services.learning import learned_models
 

@@ -16,7 +16,10 @@ a sparse dot product (``digest.ranking.LearnedModel``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
+from django.db.models import QuerySet
 
 from digest.models import Feedback, Paper, ReaderModel
 from digest.ranking import LearnedModel
@@ -93,7 +96,7 @@ def reader_model_fit(*, subscriber_id: int) -> bool:
     return True
 
 
-def learned_models(*, subscriber_ids: list[int]) -> dict[int, LearnedModel]:
+def learned_models(*, subscriber_ids: list[int] | QuerySet[Any, Any]) -> dict[int, LearnedModel]:
     """The stored models of these readers, ready for ranking (one query)."""
     out = {}
     for row in ReaderModel.objects.filter(subscriber_id__in=subscriber_ids):

@@ -525,8 +525,9 @@ def deliveries_send_chunk(
     if not result.claimed:
         return result
     lease = Lease(claim_token)
+    claimed = Delivery.objects.filter(run_id=run_id, claim_token=claim_token)
     rows = list(
-        Delivery.objects.filter(run_id=run_id, claim_token=claim_token, status__in=OWNED)
+        claimed.filter(status__in=OWNED)
         .order_by("id")
         .values_list("id", "subscriber_id", "attempts", "status")
     )
@@ -557,7 +558,11 @@ def deliveries_send_chunk(
             chunk, [row[0] for row in rows if row[3] == Status.INFLIGHT and row[0] not in chunk.updates]
         )
         to_send = [row for row in rows if row[0] not in chunk.updates]
-        readers, inactive = readers_for_deliveries(edition=run.edition, rows=[row[:3] for row in to_send])
+        readers, inactive = readers_for_deliveries(
+            edition=run.edition,
+            rows=[row[:3] for row in to_send],
+            subscriber_query=claimed.values("subscriber_id"),
+        )
         for delivery_id, status in inactive.items():
             chunk.updates[delivery_id] = {"status": Status.CANCELLED, "error": f"subscriber is {status}"}
         composer = composer_for(run)
