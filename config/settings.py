@@ -371,6 +371,9 @@ DIGEST_MAX_ATTEMPTS = env.int("DIGEST_MAX_ATTEMPTS", default=5)
 DIGEST_CLAIM_TIMEOUT = env.float("DIGEST_CLAIM_TIMEOUT", default=60)
 if DIGEST_CLAIM_TIMEOUT <= 0:
     raise ImproperlyConfigured("DIGEST_CLAIM_TIMEOUT must be a positive number of seconds")
+# The digest's ESP calls go through mail/transport.py's lean session (one write
+# per call, no per-call request preparation); False sends them through plain requests.
+MAIL_LEAN_HTTP = env.bool("MAIL_LEAN_HTTP", default=True)
 # ESP calls a worker process keeps in flight at once (one connection each).
 DIGEST_SEND_CONCURRENCY = env.int("DIGEST_SEND_CONCURRENCY", default=32)
 if not 1 <= DIGEST_SEND_CONCURRENCY <= 256:

@@ -64,6 +64,7 @@ from mail.send import (
     send_one,
     settle_environment,
 )
+from mail.transport import use_lean_session
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -207,6 +208,8 @@ def thread_connection() -> Any:
         connection = get_connection()
         connection.open()
         settle_environment(connection)
+        if settings.MAIL_LEAN_HTTP:
+            use_lean_session(connection)
         _local.connection, _local.key = connection, key
     return connection
 
