@@ -167,7 +167,7 @@ class LeanSession(requests.Session):
         except TimeoutError as exc:
             self._drop(key)
             raise requests.exceptions.ReadTimeout(
-                f"read timed out ({read_timeout} s) from {host}:{port}"
+                f"Read timed out (read timeout={read_timeout}) from {host}:{port}"
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._drop(key)

@@ -3,6 +3,7 @@ same errors requests would raise, so sending tells sent from not-sent as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
@@ -38,6 +39,10 @@ class ScriptedHTTP:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
                 outer.connections += 1
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    self.serve()
+
+            def serve(self):
                 buffer = b""
                 while True:
                     reads = 0
