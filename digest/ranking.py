@@ -89,7 +89,10 @@ _FIELD_BITS = {name: 1 << index for index, name in enumerate(FIELDS)}
 
 @dataclass(frozen=True)
 class Candidate:
-    paper_id: int
+    """A paper as ranking reads it. `digest.papers.PaperView` is one, with what the
+    email and the pages also show, so the night ranks the views it renders."""
+
+    id: int
     title: str
     abstract: str
     keywords: tuple[str, ...]
@@ -200,7 +203,7 @@ class InterestIndex:
                 if name == "title" or name == "abstract":
                     for stem, word in zip(analysed.stems, analysed.raw, strict=True):
                         self.surface.setdefault(stem, word)
-            self.sequences[candidate.paper_id] = per_field
+            self.sequences[candidate.id] = per_field
         if callable(stats):
             stats = stats(
                 {term for fields in self.sequences.values() for terms in fields.values() for term in terms}
@@ -493,12 +496,12 @@ def trend_percentiles(candidates: Sequence[Candidate], *, by_day: bool = True) -
     result: dict[int, float] = {}
     for candidate in candidates:
         if candidate.featured_on is None:
-            result[candidate.paper_id] = 0.0
+            result[candidate.id] = 0.0
         else:
             by_day_papers[candidate.featured_on if by_day else None].append(candidate)
     for day_papers in by_day_papers.values():
         if len(day_papers) == 1:
-            result[day_papers[0].paper_id] = 1.0
+            result[day_papers[0].id] = 1.0
             continue
         ordered = sorted(day_papers, key=lambda c: c.upvotes)
         last = len(ordered) - 1
@@ -509,7 +512,7 @@ def trend_percentiles(candidates: Sequence[Candidate], *, by_day: bool = True) -
                 j += 1
             value = ((i + j) / 2) / last
             for k in range(i, j + 1):
-                result[ordered[k].paper_id] = value
+                result[ordered[k].id] = value
             i = j + 1
     return result
 
@@ -548,7 +551,7 @@ class Ranker:
         self._interests: OrderedDict[str, dict[int, InterestMatch]] = OrderedDict()
         self._learned: dict[tuple, dict[int, tuple[float, tuple[str, ...]]]] = {}
         self._reasons: dict[tuple[str, int], str] = {}
-        self._by_id = {candidate.paper_id: candidate for candidate in self.candidates}
+        self._by_id = {candidate.id: candidate for candidate in self.candidates}
         # Only papers carrying a tag can match a topic; index them by topic.
         self._by_topic: dict[str, list[Candidate]] = defaultdict(list)
         # ...and, for ranking by topics alone, by the topics whose tag passes the gate.
@@ -560,7 +563,7 @@ class Ranker:
                     self._gated_by_topic[slug].append((candidate, min(1.0, tag)))
         most_upvoted = sorted(
             (c for c in self.candidates if c.featured_on is not None),
-            key=lambda c: (-c.upvotes, -self.trend.get(c.paper_id, 0.0), c.paper_id),
+            key=lambda c: (-c.upvotes, -self.trend.get(c.id, 0.0), c.id),
         )
         self._most_upvoted = most_upvoted[:TRENDING_LIMIT]
 
@@ -597,10 +600,10 @@ class Ranker:
             for slug, _ in self.tagger.specific_topics(text):
                 for candidate, tag in self._gated_by_topic.get(slug, ()):
                     relevance = BRIDGE_WEIGHT * tag
-                    current = found.get(candidate.paper_id)
+                    current = found.get(candidate.id)
                     if current is None or current.relevance < relevance:
                         reason = f'Interest "{text}": through Topic {self.topic_label(slug)}'
-                        found[candidate.paper_id] = InterestMatch(relevance=relevance, reason=reason)
+                        found[candidate.id] = InterestMatch(relevance=relevance, reason=reason)
         # A match far below the gate can never name a reason or pass; keep the cache small.
         found = {paper_id: match for paper_id, match in found.items() if match.relevance >= self.gate / 2}
         self._interests[text] = found
@@ -618,7 +621,7 @@ class Ranker:
         return self.topic_names.get(slug, slug.replace("-", " ").capitalize())
 
     def _topic_reason(self, slug: str, candidate: Candidate) -> str:
-        key = (slug, candidate.paper_id)
+        key = (slug, candidate.id)
         reason = self._reasons.get(key)
         if reason is None:
             evidence = candidate.topic_evidence.get(slug, ())
@@ -650,7 +653,7 @@ class Ranker:
                 score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
                 scored.append((score, f"Like papers you upvoted: {self.topic_label(slug)}", slug))
         for raw, matches in zip(prefs.interests, interests, strict=True):
-            found = matches.get(candidate.paper_id)
+            found = matches.get(candidate.id)
             if found is not None:
                 scored.append((found.relevance, found.reason, f"interest:{raw}"))
         scored.sort(key=lambda item: item[0], reverse=True)
@@ -658,7 +661,7 @@ class Ranker:
         relevance = stated
         learned_reason = ""
         if prefs.learned is not None:
-            probability, words = self.learned_scores(prefs.learned).get(candidate.paper_id, (0.0, ()))
+            probability, words = self.learned_scores(prefs.learned).get(candidate.id, (0.0, ()))
             relevance = (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT * probability
             if probability >= LEARNED_REASON_FLOOR and words:
                 learned_reason = f"Like papers you voted up: {', '.join(words)}"
@@ -685,10 +688,10 @@ class Ranker:
         papers: dict[int, Candidate] = {}
         for slug in topics:  # the order `match` scores them in, so ties break alike
             for candidate, score in self._gated_by_topic.get(slug, ()):
-                entry = found.get(candidate.paper_id)
+                entry = found.get(candidate.id)
                 if entry is None:
-                    found[candidate.paper_id] = [(score, slug)]
-                    papers[candidate.paper_id] = candidate
+                    found[candidate.id] = [(score, slug)]
+                    papers[candidate.id] = candidate
                 else:
                     entry.append((score, slug))
         for paper_id, scored in found.items():
@@ -707,7 +710,7 @@ class Ranker:
         slugs = set(prefs.topics) | {slug for slug, change in prefs.affinity.weights if change > 0}
         for slug in slugs:
             for candidate in self._by_topic.get(slug, ()):
-                pool.setdefault(candidate.paper_id, candidate)
+                pool.setdefault(candidate.id, candidate)
         for raw in prefs.interests:
             for paper_id in self.interest_matches(raw):
                 pool.setdefault(paper_id, self._by_id[paper_id])
@@ -732,7 +735,7 @@ class Ranker:
             matches = (
                 (candidate, self.match(candidate, prefs, affinity, interests))
                 for candidate in self._pool(prefs)
-                if candidate.paper_id not in exclude
+                if candidate.id not in exclude
             )
         else:
             matches = self._topic_matches(prefs.topics, exclude)
@@ -741,9 +744,9 @@ class Ranker:
         for candidate, found in matches:
             if found is None:
                 continue
-            trend = self.trend.get(candidate.paper_id, 0.0)
+            trend = self.trend.get(candidate.id, 0.0)
             item = RankedItem(
-                paper_id=candidate.paper_id,
+                paper_id=candidate.id,
                 score=round(found.relevance + self.trend_weight * trend, 6),
                 relevance=round(found.relevance, 6),
                 trend=round(trend, 6),
@@ -769,16 +772,16 @@ class Ranker:
         taken = set(chosen) | exclude
         return [
             RankedItem(
-                paper_id=c.paper_id,
+                paper_id=c.id,
                 score=0.0,
                 relevance=0.0,
-                trend=round(self.trend.get(c.paper_id, 0.0), 6),
+                trend=round(self.trend.get(c.id, 0.0), 6),
                 reasons=(f"Also trending: {c.upvotes} upvotes on Hugging Face",),
                 pinned=False,
                 trending=True,
             )
             for c in self._most_upvoted
-            if c.paper_id not in taken
+            if c.id not in taken
         ][:limit]
 
 
@@ -789,12 +792,12 @@ class FollowIndex:
     """A ranker's candidates by arXiv category and by author, built on first use."""
 
     def __init__(self, candidates: Sequence[Candidate]):
-        self.by_id = {candidate.paper_id: candidate for candidate in candidates}
+        self.by_id = {candidate.id: candidate for candidate in candidates}
         self.by_category: dict[str, list[Candidate]] = defaultdict(list)
         for candidate in candidates:
             for category in candidate.categories:
                 self.by_category[category].append(candidate)
-        self.authors = AuthorIndex((candidate.paper_id, candidate.authors) for candidate in candidates)
+        self.authors = AuthorIndex((candidate.id, candidate.authors) for candidate in candidates)
 
 
 def follow_matches(
@@ -814,14 +817,14 @@ def follow_matches(
     for category in sorted(prefs.categories):
         reason = f"Category: {category_label(category)}"
         for candidate in index.by_category.get(category, ()):
-            if candidate.paper_id in exclude:
+            if candidate.id in exclude:
                 continue
             primary = candidate.categories[0] == category
             relevance = CATEGORY_PRIMARY_RELEVANCE if primary else CATEGORY_RELEVANCE
-            current = found.get(candidate.paper_id)
+            current = found.get(candidate.id)
             if relevance < ranker.gate or (current and current.relevance >= relevance):
                 continue
-            found[candidate.paper_id] = Match(relevance, (reason,), f"category:{category}")
+            found[candidate.id] = Match(relevance, (reason,), f"category:{category}")
     for followed in prefs.authors:
         for paper_id, written in index.authors.papers_by(followed).items():
             if paper_id in exclude:
@@ -843,7 +846,7 @@ def with_follows(
     the stronger relevance counts, an author match leads the reasons."""
     follows = dict(follows)
     for candidate, found in matches:
-        _, extra = follows.pop(candidate.paper_id, (candidate, None))
+        _, extra = follows.pop(candidate.id, (candidate, None))
         if extra is None:
             yield candidate, found
         elif found is None:
@@ -860,14 +863,14 @@ def with_follows(
 def trending(ranker: Ranker, limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:
     """The day's most upvoted papers regardless of preferences, for readers who
     asked to get an email even when nothing matched."""
-    pool = [c for c in ranker.candidates if c.paper_id not in exclude and c.featured_on is not None]
-    pool.sort(key=lambda c: (-ranker.trend.get(c.paper_id, 0.0), -c.upvotes, c.paper_id))
+    pool = [c for c in ranker.candidates if c.id not in exclude and c.featured_on is not None]
+    pool.sort(key=lambda c: (-ranker.trend.get(c.id, 0.0), -c.upvotes, c.id))
     return [
         RankedItem(
-            paper_id=c.paper_id,
-            score=round(ranker.trend.get(c.paper_id, 0.0), 6),
+            paper_id=c.id,
+            score=round(ranker.trend.get(c.id, 0.0), 6),
             relevance=0.0,
-            trend=round(ranker.trend.get(c.paper_id, 0.0), 6),
+            trend=round(ranker.trend.get(c.id, 0.0), 6),
             reasons=("Trending: nothing matched your interests today",),
             pinned=c.pinned,
             trending=True,

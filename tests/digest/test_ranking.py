@@ -21,7 +21,7 @@ def paper(
     pid, title, topics, upvotes=10, day=DAY, abstract="", keywords=(), pinned=False, topic_evidence=None
 ):
     return Candidate(
-        paper_id=pid,
+        id=pid,
         title=title,
         abstract=abstract,
         keywords=tuple(keywords),

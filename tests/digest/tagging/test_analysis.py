@@ -46,7 +46,7 @@ def test_selecting_data_is_data_selection_for_tagger_and_interests():
     tagger = Tagger([TopicSpec("data", "", "", "data selection")])
     assert [slug for slug, _ in tagger.tag("Selecting data that matters", "", [])] == ["data"]
     candidate = Candidate(
-        paper_id=1, title="Selecting data that matters", abstract="", keywords=(), topic_scores={},
+        id=1, title="Selecting data that matters", abstract="", keywords=(), topic_scores={},
         upvotes=1, featured_on=None,
     )  # fmt: skip
     ranked = Ranker([candidate]).rank(Preferences(topics=frozenset(), interests=("data selection",)))
@@ -55,9 +55,9 @@ def test_selecting_data_is_data_selection_for_tagger_and_interests():
 
 def test_interest_for_the_expansion_finds_the_acronym_and_back():
     papers = [
-        Candidate(paper_id=1, title="Scaling RLVR", abstract="", keywords=(), topic_scores={}, upvotes=1,
+        Candidate(id=1, title="Scaling RLVR", abstract="", keywords=(), topic_scores={}, upvotes=1,
                   featured_on=None),
-        Candidate(paper_id=2, title="Verifiable rewards for RL", abstract="", keywords=(), topic_scores={},
+        Candidate(id=2, title="Verifiable rewards for RL", abstract="", keywords=(), topic_scores={},
                   upvotes=1, featured_on=None),
     ]  # fmt: skip
     ranker = Ranker(papers)
