@@ -58,7 +58,7 @@ COUNTER = -1.0
 SCALE = 2.0  # evidence at which the score reaches one half
 # Supporting evidence alone tags at this much (e.g. three weak phrases in the
 # title and contribution sentence), never from one word.
-WEAK_ONLY_EVIDENCE = 3.5
+WEAK_ONLY_EVIDENCE = 3.0
 
 # Words too common in ML abstracts to mean a topic on their own. A topic's
 # name or description fragment made of just one of these is not used as a
@@ -96,8 +96,10 @@ _MEASUREMENT = re.compile(
     r"\b(?:experiments?|evaluations?|results|empirical(?:ly)?|extensive|benchmarks?|leaderboards?|"
     r"judge[sd]?|tested|evaluated)\b[^.]*\b(?:show|shows|demonstrat\w*|outperform\w*|achiev\w*|"
     r"surpass\w*|improv\w*|gains?|confirm\w*|reveal\w*|across|on|state-of-the-art|sota)\b"
-    r"|\b(?:outperform\w*|surpass\w*|state-of-the-art|sota|achiev\w* (?:new |strong |competitive )?"
-    r"(?:state|results|performance|scores?|gains?|accuracy))\b",
+    r"|\b(?:outperform\w*|surpass\w*|state-of-the-art|sota|achiev\w*\s+(?:[\w-]+\s+){0,3}"
+    r"(?:state|results|performance|scores?|gains?|accuracy))\b"
+    r"|\b(?:across|on|over)\s+(?:(?!how\b|to\b|what\b|which\b|that\b)[\w-]+,?\s+){0,5}"
+    r"(?:benchmarks|datasets|leaderboards|suites|model families)\b",
     re.IGNORECASE,
 )
 _DESCRIPTION_SPLIT = re.compile(r"[,;:()/]|\band\b|\bor\b")
@@ -123,6 +125,42 @@ def strip_boilerplate(abstract: str) -> str:
         if not _URL.search(sentence) and not _AVAILABILITY.search(sentence)
     ]
     return " ".join(kept)
+
+
+def split_abstract(abstract: str) -> tuple[list[str], list[str], list[str]]:
+    """The abstract as (what it describes, the part of that where it states its contribution,
+    what only reports how results were measured).
+
+    A sentence that states the contribution keeps that role except for its clauses that
+    report measurements ("we introduce X, validated on language modelling benchmarks").
+    """
+    described: list[str] = []
+    claims: list[str] = []
+    measured: list[str] = []
+    for sentence in _SENTENCE_END.split(abstract):
+        if not _MEASUREMENT.search(sentence):
+            described.append(sentence)
+            if _CLAIM.search(sentence):
+                claims.append(sentence)
+        elif not _CLAIM.search(sentence):
+            measured.append(sentence)
+        else:
+            # From the clause where the measurement begins to the end of the sentence.
+            start = _claim_part_end(sentence)
+            described.append(sentence[:start])
+            claims.append(sentence[:start])
+            measured.append(sentence[start:])
+    return described, claims, measured
+
+
+def _claim_part_end(sentence: str) -> int:
+    claim = _CLAIM.search(sentence)
+    claim_end = claim.end() if claim else 0
+    for found in _MEASUREMENT.finditer(sentence):
+        if found.start() >= claim_end:
+            cut = max(sentence.rfind(mark, claim_end, found.start() + 1) for mark in ",;:")
+            return cut + 1 if cut >= 0 else found.start()
+    return len(sentence)
 
 
 def _parse_phrase_line(line: str) -> tuple[str, float] | None:
@@ -176,20 +214,22 @@ class Tagger:
         self._suffixes: list[tuple[str, int]] = []
         self._wild_cache: dict[str, int] = {}
         self._labels: list[str] = []  # phrase id -> the phrase as written, for reasons
+        topics = list(topics)
         for index, topic in enumerate(topics):
             self.slugs.append(topic.slug)
-            # lower-cased text -> (text as written, weight); capitals mark acronyms ("AIME" is not "aim")
-            phrases: dict[str, tuple[str, float]] = {}
-            for text, weight in _derived_phrases(
-                getattr(topic, "name", ""), getattr(topic, "description", ""), self.analyzer
-            ):
-                phrases[text.lower()] = (text, weight)
             for line in _phrase_lines(getattr(topic, "phrases", "") or ""):
                 parsed = _parse_phrase_line(line)
                 if parsed:
-                    phrases[parsed[0].lower()] = parsed  # explicit lines win over derived ones
-            for text, weight in phrases.values():
-                self._add(text, index, weight)
+                    self._add(parsed[0], index, parsed[1])
+        # The name and description fragments only where no topic's own lines read the same
+        # words: "agents" in the description of RL is the Agents topic's word, not RL's.
+        explicit = set(self._key_ids)
+        for index, topic in enumerate(topics):
+            for text, weight in _derived_phrases(
+                getattr(topic, "name", ""), getattr(topic, "description", ""), self.analyzer
+            ):
+                if not explicit.intersection(self.analyzer.phrase_keys(text)):
+                    self._add(text, index, weight)
         # Two-word phrases also match the other way round ("selecting data" for "data selection").
         for key, phrase_id in list(self._key_ids.items()):
             if len(key) == 2 and key[0] != key[1]:
@@ -225,7 +265,9 @@ class Tagger:
         phrase_id = self._new_id(text) if known is None else known
         for key in keys:
             self._key_ids.setdefault(key, phrase_id)
-        self._weights[phrase_id][topic] = weight
+        # Lines that read as the same words ("coding" and "~code", "embodiment" and "~embodied")
+        # are one phrase to the analyser: the topic's first such line decides its weight.
+        self._weights[phrase_id].setdefault(topic, weight)
 
     def _wildcard(self, word: str) -> int:
         found = self._wild_cache.get(word)
@@ -292,14 +334,12 @@ class Tagger:
         title_hits = self._scan(title or "")
         keyword_hits = self._scan(" | ".join(keywords or ()))
         abstract = strip_boilerplate(abstract or "")
-        sentences = _SENTENCE_END.split(abstract)
-        measured = [s for s in sentences if _MEASUREMENT.search(s) and not _CLAIM.search(s)]
-        described = [s for s in sentences if not (_MEASUREMENT.search(s) and not _CLAIM.search(s))]
+        described, claims, measured = split_abstract(abstract)
         abstract_hits = self._scan(" ".join(described))
         measured_hits = self._scan(" ".join(measured)) if measured else {}
         # Phrases in the sentences where a paper states its own contribution
         # ("we introduce ...", "this paper ...") say more than passing mentions.
-        claim_hits = self._scan(" ".join(s for s in described if _CLAIM.search(s)))
+        claim_hits = self._scan(" ".join(claims)) if claims else {}
         found: dict[int, tuple[float, bool]] = {}
         for phrase_id in (
             title_hits.keys() | keyword_hits.keys() | abstract_hits.keys() | measured_hits.keys()

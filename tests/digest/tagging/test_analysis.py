@@ -35,6 +35,13 @@ def test_acronyms_are_not_stemmed_into_words():
     assert analyzer.terms("GPUs") == analyzer.terms("GPU")
 
 
+def test_protected_words_keep_apart_what_the_stemmer_would_fold_together():
+    analyzer = default_analyzer()
+    assert analyzer.terms("interpretability") != analyzer.terms("interpretation")
+    assert analyzer.terms("interpretable") != analyzer.terms("interpretations")
+    assert analyzer.terms("interpreting") == analyzer.terms("interpretation")
+
+
 def test_hyphens_match_split_and_joined():
     analyzer = default_analyzer()
     assert "multimod" in analyzer.terms("multi-modal")
