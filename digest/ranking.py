@@ -77,6 +77,9 @@ BRIDGE_WEIGHT = 0.5
 # ...only while fewer papers than a digest holds match the interest's own words, so an interest
 # with plenty of direct matches is not padded with its whole topic.
 BRIDGE_BELOW = 8
+# ...and only papers where the topic (counting as the words that named it) and the paper's own
+# words together carry this share of the interest's weight.
+BRIDGE_SHARE = 0.5
 _ALTERNATIVES = re.compile(r"\s+(?:and|or)\s+|\s*[&/]\s*", re.IGNORECASE)
 # Weight of the learned model against stated topics and interests.
 LEARNED_WEIGHT = 0.4
@@ -191,6 +194,7 @@ class InterestIndex:
         # stem -> a word as the papers write it, for reasons ("molecules", not "molecul")
         self.surface: dict[str, str] = {}
         self._position_cache: dict[tuple[int, str], dict[str, list[int]]] = {}
+        self._concepts: dict[Concept, dict[int, tuple[float, int]]] = {}
         for candidate in candidates:
             per_field: dict[str, list[str]] = {}
             for name, text in candidate.fields().items():
@@ -229,13 +233,19 @@ class InterestIndex:
                     row = self.counts[term]
                     row[paper_id] = row.get(paper_id, 0) + 1
 
+    def reset_caches(self) -> None:
+        self._concepts.clear()
+
     def concept_idf(self, concept: Concept) -> float:
         return max(self.stats.idf(term) for alternative in concept.alternatives for term in alternative)
 
     def concept_postings(self, concept: Concept) -> dict[int, tuple[float, int]]:
         """Paper -> (tf, fields) for a concept: the best alternative, an alternative
         counting as present only where all of its stems are."""
-        best: dict[int, tuple[float, int]] = {}
+        best = self._concepts.get(concept)
+        if best is not None:
+            return best
+        best = self._concepts[concept] = {}
         for alternative in concept.alternatives:
             rows = [self.postings.get(term, {}) for term in alternative]
             for paper_id, (tf, where) in rows[0].items():
@@ -581,6 +591,8 @@ class Ranker:
         """Forget per-interest and per-model results (the benchmark times them cold)."""
         self._interests.clear()
         self._learned.clear()
+        if self._index is not None:
+            self._index.reset_caches()
 
     def interest_matches(self, text: str) -> dict[int, InterestMatch]:
         """Papers matching a free-text interest. "X and Y" (or "X or Y", "X/Y") asks for either;
@@ -592,24 +604,63 @@ class Ranker:
             return found
         found = {}
         parts = [part for part in _ALTERNATIVES.split(text) if part.strip()] or [text]
-        for part in parts:
-            for paper_id, match in self.index.match(parse_interest(part, self.analyzer), text).items():
+        parsed = [(part, parse_interest(part, self.analyzer)) for part in parts]
+        for _, interest in parsed:
+            for paper_id, match in self.index.match(interest, text).items():
                 if paper_id not in found or found[paper_id].relevance < match.relevance:
                     found[paper_id] = match
         if self.tagger is not None and len(found) < BRIDGE_BELOW:
-            for slug, _ in self.tagger.specific_topics(text):
-                for candidate, tag in self._gated_by_topic.get(slug, ()):
-                    relevance = BRIDGE_WEIGHT * tag
-                    current = found.get(candidate.id)
-                    if current is None or current.relevance < relevance:
-                        reason = f'Interest "{text}": through Topic {self.topic_label(slug)}'
-                        found[candidate.id] = InterestMatch(relevance=relevance, reason=reason)
+            self._bridge(text, parsed, found)
         # A match far below the gate can never name a reason or pass; keep the cache small.
         found = {paper_id: match for paper_id, match in found.items() if match.relevance >= self.gate / 2}
         self._interests[text] = found
         if len(self._interests) > INTEREST_CACHE_SIZE:
             self._interests.popitem(last=False)
         return found
+
+    def _bridge(self, text: str, parsed: list[tuple[str, Interest]], found: dict[int, InterestMatch]) -> None:
+        """Add the papers of the topics the interest names, at BRIDGE_WEIGHT times their tag score
+        and below every direct match that passes the gate. A topic counts as matching the words
+        that named it; with the words the paper itself has, they must carry BRIDGE_SHARE of the
+        interest's weight ("VLM" alone is too small a part of "VLM hallucination")."""
+        ceiling = min((m.relevance for m in found.values() if m.relevance >= self.gate), default=1.0)
+        bridged: dict[int, tuple[float, str]] = {}  # paper -> (relevance, topic)
+        for part, interest in parsed:
+            weights = [self.index.concept_idf(concept) for concept in interest.concepts]
+            total = sum(weights)
+            if not total or self.tagger is None:
+                continue
+            named: dict[str, set[int]] = {}  # topic -> the concepts its phrases stand for
+            for slug, _, phrases in self.tagger.specific_topics(part):
+                stems = {stem for phrase in phrases for stem in self.analyzer.terms(phrase)}
+                named[slug] = {
+                    index
+                    for index, concept in enumerate(interest.concepts)
+                    if any(all(stem in stems for stem in alternative) for alternative in concept.alternatives)
+                }
+            if not named:
+                continue
+            present = [self.index.concept_postings(concept) for concept in interest.concepts]
+            needed = BRIDGE_SHARE * total
+            for slug, concepts in named.items():
+                enough = sum(weights[i] for i in concepts) >= needed
+                for candidate, tag in self._gated_by_topic.get(slug, ()):
+                    if not enough:
+                        covered = set(concepts)
+                        for other, more in named.items():
+                            if other != slug and candidate.topic_scores.get(other, 0.0) >= self.gate:
+                                covered |= more
+                        covered.update(i for i, rows in enumerate(present) if candidate.id in rows)
+                        if sum(weights[i] for i in covered) < needed:
+                            continue
+                    relevance = min(BRIDGE_WEIGHT * tag, ceiling - 0.001)
+                    if candidate.id not in bridged or bridged[candidate.id][0] < relevance:
+                        bridged[candidate.id] = (relevance, slug)
+        for paper_id, (relevance, slug) in bridged.items():
+            current = found.get(paper_id)
+            if current is None or current.relevance < relevance:
+                reason = f'Interest "{text}": through Topic {self.topic_label(slug)}'
+                found[paper_id] = InterestMatch(relevance=relevance, reason=reason)
 
     def learned_scores(self, model: LearnedModel) -> dict[int, tuple[float, tuple[str, ...]]]:
         found = self._learned.get(model.key)

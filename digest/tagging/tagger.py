@@ -409,13 +409,14 @@ class Tagger:
         """(slug, score) for every topic at or above THRESHOLD, strongest first."""
         return [(slug, score) for slug, score, _ in self.tag_with_evidence(title, abstract, keywords)]
 
-    def specific_topics(self, text: str) -> list[tuple[str, float]]:
+    def specific_topics(self, text: str) -> list[tuple[str, float, tuple[str, ...]]]:
         """Topics a short text (a reader's interest) names through a specific phrase: an acronym or
-        a phrase of several words, never one common word ("VLA" names robotics, "weather" names nothing)."""
+        a phrase of several words, never one common word ("VLA" names robotics, "weather" names nothing).
+        (slug, score, the phrases that named it)."""
         found = []
         for slug, score, phrases in self.tag_with_evidence(text, "", ()):
             if any(" " in label or "-" in label or (label.isupper() and len(label) > 1) for label in phrases):
-                found.append((slug, score))
+                found.append((slug, score, phrases))
         return found
 
 

@@ -1075,4 +1075,34 @@ DEFAULT_ALIASES: list[dict] = [
     {"term": "T2I", "expansions": ["text-to-image"]},
     {"term": "T2V", "expansions": ["text-to-video"]},
     {"term": "browsing", "expansions": ["browser"]},
+    {"term": "medical", "expansions": ["clinical", "healthcare"]},
+    {
+        "term": "efficient inference",
+        "expansions": [
+            "faster inference",
+            "fast inference",
+            "faster at inference",
+            "inference speed",
+            "inference speedup",
+            "speed up inference",
+            "accelerate inference",
+            "accelerating inference",
+            "inference acceleration",
+            "inference efficiency",
+        ],
+    },
+    {
+        "term": "diffusion language model",
+        "expansions": [
+            "diffusion LM",
+            "dLLM",
+            "discrete diffusion model",
+            "masked diffusion model",
+            "masked diffusion language model",
+        ],
+    },
+    {
+        "term": "GUI agent",
+        "expansions": ["computer-use agent", "computer use agent", "OS agent", "desktop agent"],
+    },
 ]

@@ -23,6 +23,10 @@ def same(a: str, b: str) -> bool:
         ("retrieval-augmented generation", "RAG"),
         ("Schrödinger", "schrodinger"),
         ("KV-cache", "key-value cache"),
+        ("clinical", "medical"),
+        ("computer-use agents", "GUI agents"),
+        ("faster inference", "efficient inference"),
+        ("masked diffusion models", "diffusion language models"),
     ],
 )
 def test_one_analyser_reads_both_forms_alike(left, right):
