@@ -183,7 +183,9 @@ def _phrase_lines(phrases: str | Sequence[str]) -> list[str]:
 
 
 def _derived_phrases(name: str, description: str, analyzer: Analyzer) -> list[tuple[str, float]]:
-    """The name as a strong phrase and short description fragments as weak ones."""
+    """The name as a strong phrase and short description fragments as weak ones. A one-word
+    fragment is left out unless it is an acronym: it is often a modifier that lost its head
+    word ("data curation and selection") or a word shared with other fields ("control")."""
     derived: list[tuple[str, float]] = []
     generic = {analyzer.stem(word) for word in GENERIC_WORDS}
     candidates = [(name, STRONG)] + [
@@ -197,6 +199,8 @@ def _derived_phrases(name: str, description: str, analyzer: Analyzer) -> list[tu
         if any(word in _FUNCTION_WORDS for word in words):
             continue
         if len(words) == 1 and analyzer.stem(words[0].replace("-", "")) in generic:
+            continue
+        if len(words) == 1 and weight < STRONG and not (text.isupper() and len(text) > 1):
             continue
         derived.append((text, weight))
     return derived
@@ -228,8 +232,12 @@ class Tagger:
             for text, weight in _derived_phrases(
                 getattr(topic, "name", ""), getattr(topic, "description", ""), self.analyzer
             ):
-                if not explicit.intersection(self.analyzer.phrase_keys(text)):
-                    self._add(text, index, weight)
+                keys = self.analyzer.phrase_keys(text)
+                if explicit.intersection(keys) or any(
+                    len(key) == 1 and self._wildcard(key[0]) >= 0 for key in keys
+                ):
+                    continue
+                self._add(text, index, weight)
         # Two-word phrases also match the other way round ("selecting data" for "data selection").
         for key, phrase_id in list(self._key_ids.items()):
             if len(key) == 2 and key[0] != key[1]:

@@ -141,13 +141,30 @@ def test_lines_that_read_as_the_same_words_take_the_first_lines_weight():
 
 
 def test_a_description_word_another_topic_lists_is_not_derived():
-    rl = TopicSpec("rl", "Reinforcement learning", "agents, control", "reinforcement learning")
-    agents = TopicSpec("agents", "Agents", "", "agent")
+    rl = TopicSpec("rl", "Reinforcement learning", "LLM agents, control", "reinforcement learning")
+    agents = TopicSpec("agents", "Agents", "", "LLM agent")
     tagger = _tagger(rl, agents)
-    evidence = tagger.evidence("Agents for agents", "Agents that use agents.", [])
+    evidence = tagger.evidence("LLM agents", "LLM agents that use tools.", [])
     assert "rl" not in evidence and "agents" in evidence
     # Alone, the description still hints at the topic.
-    assert "rl" in _tagger(rl).evidence("Agents for agents", "", [])
+    assert "rl" in _tagger(rl).evidence("LLM agents", "", [])
+
+
+def test_one_word_description_fragments_and_wildcard_words_are_not_derived():
+    # "selection" lost its head word ("data curation and selection"): it is no phrase of its own.
+    data = TopicSpec("data", "", "data curation and selection, RLHF", "dataset")
+    assert "data" not in _tagger(data).evidence("Selecting techniques", "We select the best one.", [])
+    assert "data" in _tagger(data).evidence("RLHF", "", [])  # an acronym still hints
+    # A wildcard line decides for the words it covers, not a description fragment.
+    eff = TopicSpec("eff", "", "quantization", "quantiz*")
+    assert [s for s, _ in _tagger(eff).tag("Quantization of LLMs", "", [])] == ["eff"]
+
+
+def test_vector_quantized_tokens_are_not_efficiency():
+    tags = dict(tag_text("Vector-quantized tokens for image generation", "We use vector quantization.", [],
+                         default_topic_specs()))  # fmt: skip
+    assert "efficiency" not in tags
+    assert "efficiency" in dict(tag_text("4-bit quantization of LLMs", "", [], default_topic_specs()))
 
 
 def test_two_word_phrases_match_in_either_order_and_inflected():
