@@ -15,7 +15,8 @@ How a paper is scored for a reader:
      "LLM" or "neural" weigh little and "speculative" a lot; a paper must
      match at least SHARE_GATE of the interest's total weight, so one generic
      word never passes, and words close together (in either order) earn a
-     phrase bonus.
+     phrase bonus. An interest that names a topic ("VLA models") also brings in
+     that topic's papers below its direct matches (`Ranker._bridge`).
    With a learned model (`LearnedModel`, fitted on the reader's votes and
    liked papers), relevance is (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT *
    the model's probability that the reader likes the paper.

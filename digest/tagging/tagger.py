@@ -11,7 +11,10 @@ How a paper is scored against a topic
    its name and the short fragments of its description are matched. Where
    phrases overlap the longest one wins, so "process reward model" counts for
    reasoning and not as "reward model" for alignment. A two-word phrase also
-   matches in the other order ("data selection" = "selecting data").
+   matches in the other order ("data selection" = "selecting data"). Lines of
+   a topic that read as the same words are one phrase with the first line's
+   weight; the name and description fragments count only where no topic's own
+   lines read the same words, and a one-word fragment only if it is an acronym.
 3. Evidence per phrase: 2.0 for the title; 1.0 for the abstract plus 0.5 for
    each further mention (two at most); 1.0 more when it appears in a sentence
    where the paper states its contribution ("we introduce ...", "this paper
@@ -20,9 +23,10 @@ How a paper is scored against a topic
 4. Supporting evidence only: the HF keywords (they mostly repeat the
    abstract: 1.0 for a phrase found only there, 0.25 when the text has it
    too), and phrases found only in sentences that report how results were
-   measured ("experiments on GSM8K show ...", "outperforms ... on benchmarks"),
-   which count half. Sentences that only say where code or data is available
-   are ignored.
+   measured ("experiments on GSM8K show ...", "outperforms ... on benchmarks",
+   "across models and datasets"), which count half; in a sentence that states
+   the contribution, that is the part from the clause where the report begins.
+   Sentences that only say where code or data is available are ignored.
 5. The topic's score is ``1 - 2 ** (-evidence / 2)``, in [0, 1). A topic is
    tagged when the score reaches THRESHOLD (0.5, that is evidence 2.0) and a
    strong phrase matched in the title or the text, or when supporting
