@@ -74,7 +74,7 @@ def candidates(rng: random.Random, *, hf: int, arxiv: int, days: int) -> list[Ca
             authors = tuple(f"{rng.choice(FIRST_NAMES)} {surname(rng)}" for _ in range(rng.randint(2, 9)))
             out.append(
                 Candidate(
-                    paper_id=len(out) + 1,
+                    id=len(out) + 1,
                     title=f"Paper {len(out)}",
                     abstract="",
                     keywords=(),

@@ -298,7 +298,7 @@ def _candidate(paper: LabelledPaper, tagger):
 
     tags = tagger.tag_with_evidence(paper.title, paper.abstract, paper.keywords)
     return Candidate(
-        paper_id=paper.index,
+        id=paper.index,
         title=paper.title,
         abstract=paper.abstract,
         keywords=paper.keywords,

@@ -363,9 +363,7 @@ class DigestComposer:
             self._load_from(start)
             last = self.edition - timedelta(days=1)
             candidates = [
-                view.candidate()
-                for view in self.papers.values()
-                if view.day is None or start <= view.day <= last
+                view for view in self.papers.values() if view.day is None or start <= view.day <= last
             ]
             analyzer = current_analyzer()
             ranker = self._rankers[start] = Ranker(

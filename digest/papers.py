@@ -6,7 +6,7 @@ kept only when they are plain http(s) links.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from digest.models import PaperLinks
@@ -64,25 +64,15 @@ def tldr(*, ai_summary: str, abstract: str, limit: int = TLDR_MAX_CHARS) -> str:
     return cut_on_word(source, limit)
 
 
-@dataclass(frozen=True)
-class PaperView(PaperLinks):
-    id: int
+@dataclass(frozen=True, kw_only=True)
+class PaperView(Candidate, PaperLinks):
+    """The ranking fields of `Candidate`, plus what the email and the pages show."""
+
     arxiv_id: str
-    title: str
-    authors: tuple[str, ...]
-    abstract: str
-    upvotes: int
     num_comments: int
     github_repo: str
     project_page: str
     thumbnail_url: str
-    featured_on: date | None
-    pinned: bool
-    keywords: tuple[str, ...]
-    topic_scores: dict[str, float]
-    ai_summary: str = ""
-    topic_evidence: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    categories: tuple[str, ...] = ()
     # The day that puts it in a window: featured on Hugging Face, else published on arXiv.
     day: date | None = None
 
@@ -93,22 +83,6 @@ class PaperView(PaperLinks):
     @property
     def authors_line(self) -> str:
         return authors_line(self.authors)
-
-    def candidate(self) -> Candidate:
-        return Candidate(
-            paper_id=self.id,
-            title=self.title,
-            abstract=self.abstract,
-            keywords=self.keywords,
-            topic_scores=self.topic_scores,
-            upvotes=self.upvotes,
-            featured_on=self.featured_on,
-            pinned=self.pinned,
-            ai_summary=self.ai_summary,
-            topic_evidence=self.topic_evidence,
-            categories=self.categories,
-            authors=self.authors,
-        )
 
 
 def authors_line(authors: tuple[str, ...]) -> str:

@@ -15,7 +15,8 @@ How a paper is scored for a reader:
      "LLM" or "neural" weigh little and "speculative" a lot; a paper must
      match at least SHARE_GATE of the interest's total weight, so one generic
      word never passes, and words close together (in either order) earn a
-     phrase bonus.
+     phrase bonus. An interest that names a topic ("VLA models") also brings in
+     that topic's papers below its direct matches (`Ranker._bridge`).
    With a learned model (`LearnedModel`, fitted on the reader's votes and
    liked papers), relevance is (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT *
    the model's probability that the reader likes the paper.
@@ -77,6 +78,9 @@ BRIDGE_WEIGHT = 0.5
 # ...only while fewer papers than a digest holds match the interest's own words, so an interest
 # with plenty of direct matches is not padded with its whole topic.
 BRIDGE_BELOW = 8
+# ...and only papers where the topic (counting as the words that named it) and the paper's own
+# words together carry this share of the interest's weight.
+BRIDGE_SHARE = 0.5
 _ALTERNATIVES = re.compile(r"\s+(?:and|or)\s+|\s*[&/]\s*", re.IGNORECASE)
 # Weight of the learned model against stated topics and interests.
 LEARNED_WEIGHT = 0.4
@@ -89,7 +93,10 @@ _FIELD_BITS = {name: 1 << index for index, name in enumerate(FIELDS)}
 
 @dataclass(frozen=True)
 class Candidate:
-    paper_id: int
+    """A paper as ranking reads it. `digest.papers.PaperView` is one, with what the
+    email and the pages also show, so the night ranks the views it renders."""
+
+    id: int
     title: str
     abstract: str
     keywords: tuple[str, ...]
@@ -188,6 +195,7 @@ class InterestIndex:
         # stem -> a word as the papers write it, for reasons ("molecules", not "molecul")
         self.surface: dict[str, str] = {}
         self._position_cache: dict[tuple[int, str], dict[str, list[int]]] = {}
+        self._concepts: dict[Concept, dict[int, tuple[float, int]]] = {}
         for candidate in candidates:
             per_field: dict[str, list[str]] = {}
             for name, text in candidate.fields().items():
@@ -200,7 +208,7 @@ class InterestIndex:
                 if name == "title" or name == "abstract":
                     for stem, word in zip(analysed.stems, analysed.raw, strict=True):
                         self.surface.setdefault(stem, word)
-            self.sequences[candidate.paper_id] = per_field
+            self.sequences[candidate.id] = per_field
         if callable(stats):
             stats = stats(
                 {term for fields in self.sequences.values() for terms in fields.values() for term in terms}
@@ -226,13 +234,19 @@ class InterestIndex:
                     row = self.counts[term]
                     row[paper_id] = row.get(paper_id, 0) + 1
 
+    def reset_caches(self) -> None:
+        self._concepts.clear()
+
     def concept_idf(self, concept: Concept) -> float:
         return max(self.stats.idf(term) for alternative in concept.alternatives for term in alternative)
 
     def concept_postings(self, concept: Concept) -> dict[int, tuple[float, int]]:
         """Paper -> (tf, fields) for a concept: the best alternative, an alternative
         counting as present only where all of its stems are."""
-        best: dict[int, tuple[float, int]] = {}
+        best = self._concepts.get(concept)
+        if best is not None:
+            return best
+        best = self._concepts[concept] = {}
         for alternative in concept.alternatives:
             rows = [self.postings.get(term, {}) for term in alternative]
             for paper_id, (tf, where) in rows[0].items():
@@ -493,12 +507,12 @@ def trend_percentiles(candidates: Sequence[Candidate], *, by_day: bool = True) -
     result: dict[int, float] = {}
     for candidate in candidates:
         if candidate.featured_on is None:
-            result[candidate.paper_id] = 0.0
+            result[candidate.id] = 0.0
         else:
             by_day_papers[candidate.featured_on if by_day else None].append(candidate)
     for day_papers in by_day_papers.values():
         if len(day_papers) == 1:
-            result[day_papers[0].paper_id] = 1.0
+            result[day_papers[0].id] = 1.0
             continue
         ordered = sorted(day_papers, key=lambda c: c.upvotes)
         last = len(ordered) - 1
@@ -509,7 +523,7 @@ def trend_percentiles(candidates: Sequence[Candidate], *, by_day: bool = True) -
                 j += 1
             value = ((i + j) / 2) / last
             for k in range(i, j + 1):
-                result[ordered[k].paper_id] = value
+                result[ordered[k].id] = value
             i = j + 1
     return result
 
@@ -548,7 +562,7 @@ class Ranker:
         self._interests: OrderedDict[str, dict[int, InterestMatch]] = OrderedDict()
         self._learned: dict[tuple, dict[int, tuple[float, tuple[str, ...]]]] = {}
         self._reasons: dict[tuple[str, int], str] = {}
-        self._by_id = {candidate.paper_id: candidate for candidate in self.candidates}
+        self._by_id = {candidate.id: candidate for candidate in self.candidates}
         # Only papers carrying a tag can match a topic; index them by topic.
         self._by_topic: dict[str, list[Candidate]] = defaultdict(list)
         # ...and, for ranking by topics alone, by the topics whose tag passes the gate.
@@ -560,7 +574,7 @@ class Ranker:
                     self._gated_by_topic[slug].append((candidate, min(1.0, tag)))
         most_upvoted = sorted(
             (c for c in self.candidates if c.featured_on is not None),
-            key=lambda c: (-c.upvotes, -self.trend.get(c.paper_id, 0.0), c.paper_id),
+            key=lambda c: (-c.upvotes, -self.trend.get(c.id, 0.0), c.id),
         )
         self._most_upvoted = most_upvoted[:TRENDING_LIMIT]
 
@@ -578,6 +592,8 @@ class Ranker:
         """Forget per-interest and per-model results (the benchmark times them cold)."""
         self._interests.clear()
         self._learned.clear()
+        if self._index is not None:
+            self._index.reset_caches()
 
     def interest_matches(self, text: str) -> dict[int, InterestMatch]:
         """Papers matching a free-text interest. "X and Y" (or "X or Y", "X/Y") asks for either;
@@ -589,24 +605,63 @@ class Ranker:
             return found
         found = {}
         parts = [part for part in _ALTERNATIVES.split(text) if part.strip()] or [text]
-        for part in parts:
-            for paper_id, match in self.index.match(parse_interest(part, self.analyzer), text).items():
+        parsed = [(part, parse_interest(part, self.analyzer)) for part in parts]
+        for _, interest in parsed:
+            for paper_id, match in self.index.match(interest, text).items():
                 if paper_id not in found or found[paper_id].relevance < match.relevance:
                     found[paper_id] = match
         if self.tagger is not None and len(found) < BRIDGE_BELOW:
-            for slug, _ in self.tagger.specific_topics(text):
-                for candidate, tag in self._gated_by_topic.get(slug, ()):
-                    relevance = BRIDGE_WEIGHT * tag
-                    current = found.get(candidate.paper_id)
-                    if current is None or current.relevance < relevance:
-                        reason = f'Interest "{text}": through Topic {self.topic_label(slug)}'
-                        found[candidate.paper_id] = InterestMatch(relevance=relevance, reason=reason)
+            self._bridge(text, parsed, found)
         # A match far below the gate can never name a reason or pass; keep the cache small.
         found = {paper_id: match for paper_id, match in found.items() if match.relevance >= self.gate / 2}
         self._interests[text] = found
         if len(self._interests) > INTEREST_CACHE_SIZE:
             self._interests.popitem(last=False)
         return found
+
+    def _bridge(self, text: str, parsed: list[tuple[str, Interest]], found: dict[int, InterestMatch]) -> None:
+        """Add the papers of the topics the interest names, at BRIDGE_WEIGHT times their tag score
+        and below every direct match that passes the gate. A topic counts as matching the words
+        that named it; with the words the paper itself has, they must carry BRIDGE_SHARE of the
+        interest's weight ("VLM" alone is too small a part of "VLM hallucination")."""
+        ceiling = min((m.relevance for m in found.values() if m.relevance >= self.gate), default=1.0)
+        bridged: dict[int, tuple[float, str]] = {}  # paper -> (relevance, topic)
+        for part, interest in parsed:
+            weights = [self.index.concept_idf(concept) for concept in interest.concepts]
+            total = sum(weights)
+            if not total or self.tagger is None:
+                continue
+            named: dict[str, set[int]] = {}  # topic -> the concepts its phrases stand for
+            for slug, _, phrases in self.tagger.specific_topics(part):
+                stems = {stem for phrase in phrases for stem in self.analyzer.terms(phrase)}
+                named[slug] = {
+                    index
+                    for index, concept in enumerate(interest.concepts)
+                    if any(all(stem in stems for stem in alternative) for alternative in concept.alternatives)
+                }
+            if not named:
+                continue
+            present = [self.index.concept_postings(concept) for concept in interest.concepts]
+            needed = BRIDGE_SHARE * total
+            for slug, concepts in named.items():
+                enough = sum(weights[i] for i in concepts) >= needed
+                for candidate, tag in self._gated_by_topic.get(slug, ()):
+                    if not enough:
+                        covered = set(concepts)
+                        for other, more in named.items():
+                            if other != slug and candidate.topic_scores.get(other, 0.0) >= self.gate:
+                                covered |= more
+                        covered.update(i for i, rows in enumerate(present) if candidate.id in rows)
+                        if sum(weights[i] for i in covered) < needed:
+                            continue
+                    relevance = min(BRIDGE_WEIGHT * tag, ceiling - 0.001)
+                    if candidate.id not in bridged or bridged[candidate.id][0] < relevance:
+                        bridged[candidate.id] = (relevance, slug)
+        for paper_id, (relevance, slug) in bridged.items():
+            current = found.get(paper_id)
+            if current is None or current.relevance < relevance:
+                reason = f'Interest "{text}": through Topic {self.topic_label(slug)}'
+                found[paper_id] = InterestMatch(relevance=relevance, reason=reason)
 
     def learned_scores(self, model: LearnedModel) -> dict[int, tuple[float, tuple[str, ...]]]:
         found = self._learned.get(model.key)
@@ -618,7 +673,7 @@ class Ranker:
         return self.topic_names.get(slug, slug.replace("-", " ").capitalize())
 
     def _topic_reason(self, slug: str, candidate: Candidate) -> str:
-        key = (slug, candidate.paper_id)
+        key = (slug, candidate.id)
         reason = self._reasons.get(key)
         if reason is None:
             evidence = candidate.topic_evidence.get(slug, ())
@@ -650,7 +705,7 @@ class Ranker:
                 score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
                 scored.append((score, f"Like papers you upvoted: {self.topic_label(slug)}", slug))
         for raw, matches in zip(prefs.interests, interests, strict=True):
-            found = matches.get(candidate.paper_id)
+            found = matches.get(candidate.id)
             if found is not None:
                 scored.append((found.relevance, found.reason, f"interest:{raw}"))
         scored.sort(key=lambda item: item[0], reverse=True)
@@ -658,7 +713,7 @@ class Ranker:
         relevance = stated
         learned_reason = ""
         if prefs.learned is not None:
-            probability, words = self.learned_scores(prefs.learned).get(candidate.paper_id, (0.0, ()))
+            probability, words = self.learned_scores(prefs.learned).get(candidate.id, (0.0, ()))
             relevance = (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT * probability
             if probability >= LEARNED_REASON_FLOOR and words:
                 learned_reason = f"Like papers you voted up: {', '.join(words)}"
@@ -685,10 +740,10 @@ class Ranker:
         papers: dict[int, Candidate] = {}
         for slug in topics:  # the order `match` scores them in, so ties break alike
             for candidate, score in self._gated_by_topic.get(slug, ()):
-                entry = found.get(candidate.paper_id)
+                entry = found.get(candidate.id)
                 if entry is None:
-                    found[candidate.paper_id] = [(score, slug)]
-                    papers[candidate.paper_id] = candidate
+                    found[candidate.id] = [(score, slug)]
+                    papers[candidate.id] = candidate
                 else:
                     entry.append((score, slug))
         for paper_id, scored in found.items():
@@ -707,7 +762,7 @@ class Ranker:
         slugs = set(prefs.topics) | {slug for slug, change in prefs.affinity.weights if change > 0}
         for slug in slugs:
             for candidate in self._by_topic.get(slug, ()):
-                pool.setdefault(candidate.paper_id, candidate)
+                pool.setdefault(candidate.id, candidate)
         for raw in prefs.interests:
             for paper_id in self.interest_matches(raw):
                 pool.setdefault(paper_id, self._by_id[paper_id])
@@ -732,7 +787,7 @@ class Ranker:
             matches = (
                 (candidate, self.match(candidate, prefs, affinity, interests))
                 for candidate in self._pool(prefs)
-                if candidate.paper_id not in exclude
+                if candidate.id not in exclude
             )
         else:
             matches = self._topic_matches(prefs.topics, exclude)
@@ -741,9 +796,9 @@ class Ranker:
         for candidate, found in matches:
             if found is None:
                 continue
-            trend = self.trend.get(candidate.paper_id, 0.0)
+            trend = self.trend.get(candidate.id, 0.0)
             item = RankedItem(
-                paper_id=candidate.paper_id,
+                paper_id=candidate.id,
                 score=round(found.relevance + self.trend_weight * trend, 6),
                 relevance=round(found.relevance, 6),
                 trend=round(trend, 6),
@@ -769,16 +824,16 @@ class Ranker:
         taken = set(chosen) | exclude
         return [
             RankedItem(
-                paper_id=c.paper_id,
+                paper_id=c.id,
                 score=0.0,
                 relevance=0.0,
-                trend=round(self.trend.get(c.paper_id, 0.0), 6),
+                trend=round(self.trend.get(c.id, 0.0), 6),
                 reasons=(f"Also trending: {c.upvotes} upvotes on Hugging Face",),
                 pinned=False,
                 trending=True,
             )
             for c in self._most_upvoted
-            if c.paper_id not in taken
+            if c.id not in taken
         ][:limit]
 
 
@@ -789,12 +844,12 @@ class FollowIndex:
     """A ranker's candidates by arXiv category and by author, built on first use."""
 
     def __init__(self, candidates: Sequence[Candidate]):
-        self.by_id = {candidate.paper_id: candidate for candidate in candidates}
+        self.by_id = {candidate.id: candidate for candidate in candidates}
         self.by_category: dict[str, list[Candidate]] = defaultdict(list)
         for candidate in candidates:
             for category in candidate.categories:
                 self.by_category[category].append(candidate)
-        self.authors = AuthorIndex((candidate.paper_id, candidate.authors) for candidate in candidates)
+        self.authors = AuthorIndex((candidate.id, candidate.authors) for candidate in candidates)
 
 
 def follow_matches(
@@ -814,14 +869,14 @@ def follow_matches(
     for category in sorted(prefs.categories):
         reason = f"Category: {category_label(category)}"
         for candidate in index.by_category.get(category, ()):
-            if candidate.paper_id in exclude:
+            if candidate.id in exclude:
                 continue
             primary = candidate.categories[0] == category
             relevance = CATEGORY_PRIMARY_RELEVANCE if primary else CATEGORY_RELEVANCE
-            current = found.get(candidate.paper_id)
+            current = found.get(candidate.id)
             if relevance < ranker.gate or (current and current.relevance >= relevance):
                 continue
-            found[candidate.paper_id] = Match(relevance, (reason,), f"category:{category}")
+            found[candidate.id] = Match(relevance, (reason,), f"category:{category}")
     for followed in prefs.authors:
         for paper_id, written in index.authors.papers_by(followed).items():
             if paper_id in exclude:
@@ -843,7 +898,7 @@ def with_follows(
     the stronger relevance counts, an author match leads the reasons."""
     follows = dict(follows)
     for candidate, found in matches:
-        _, extra = follows.pop(candidate.paper_id, (candidate, None))
+        _, extra = follows.pop(candidate.id, (candidate, None))
         if extra is None:
             yield candidate, found
         elif found is None:
@@ -860,14 +915,14 @@ def with_follows(
 def trending(ranker: Ranker, limit: int, *, exclude: frozenset[int] = frozenset()) -> list[RankedItem]:
     """The day's most upvoted papers regardless of preferences, for readers who
     asked to get an email even when nothing matched."""
-    pool = [c for c in ranker.candidates if c.paper_id not in exclude and c.featured_on is not None]
-    pool.sort(key=lambda c: (-ranker.trend.get(c.paper_id, 0.0), -c.upvotes, c.paper_id))
+    pool = [c for c in ranker.candidates if c.id not in exclude and c.featured_on is not None]
+    pool.sort(key=lambda c: (-ranker.trend.get(c.id, 0.0), -c.upvotes, c.id))
     return [
         RankedItem(
-            paper_id=c.paper_id,
-            score=round(ranker.trend.get(c.paper_id, 0.0), 6),
+            paper_id=c.id,
+            score=round(ranker.trend.get(c.id, 0.0), 6),
             relevance=0.0,
-            trend=round(ranker.trend.get(c.paper_id, 0.0), 6),
+            trend=round(ranker.trend.get(c.id, 0.0), 6),
             reasons=("Trending: nothing matched your interests today",),
             pinned=c.pinned,
             trending=True,

@@ -53,7 +53,7 @@ def reader_preferences(subscriber: Subscriber) -> Preferences:
 
 def _ranker(papers: list[PaperView], names: dict[str, str]) -> Ranker:
     return Ranker(
-        [paper.candidate() for paper in papers],
+        papers,
         topic_names=names,
         gate=settings.DIGEST_RELEVANCE_GATE,
         trend_weight=settings.DIGEST_TREND_WEIGHT,
@@ -74,7 +74,7 @@ def sent_digest_page(*, delivery: Delivery) -> SentDigestPage:
     affinity = preferences.affinity.as_dict()
     entries = []
     for paper in ordered:
-        found = ranker.match(paper.candidate(), preferences, affinity)
+        found = ranker.match(paper, preferences, affinity)
         entries.append(
             PaperEntry(
                 paper=paper,

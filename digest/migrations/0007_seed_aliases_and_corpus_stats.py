@@ -60,14 +60,20 @@ def refresh_default_phrases(apps, schema_editor):
 
 def count_terms(apps, schema_editor):
     """Document frequencies of the papers already stored (ingest keeps them from now on)."""
+    from digest.tagging.analysis import default_analyzer
+
+    count_terms_with(apps, default_analyzer())
+
+
+def count_terms_with(apps, analyzer):
+    """Recount every stored paper's terms as this analyser reads them (later migrations use it too)."""
     from collections import Counter
 
-    from digest.tagging.analysis import FIELDS, default_analyzer, field_terms
+    from digest.tagging.analysis import FIELDS, field_terms
 
     Paper = apps.get_model("digest", "Paper")
     TermStat = apps.get_model("digest", "TermStat")
     CorpusStat = apps.get_model("digest", "CorpusStat")
-    analyzer = default_analyzer()
     df: Counter = Counter()
     words: Counter = Counter()
     papers = 0

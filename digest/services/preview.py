@@ -195,7 +195,7 @@ def _items_for(composer: DigestComposer, reader: Reader, paper_ids: list[int]) -
     items = []
     for paper_id in paper_ids:
         view = composer.papers[paper_id]
-        found = ranker.match(view.candidate(), reader.preferences)
+        found = ranker.match(view, reader.preferences)
         trend = ranker.trend.get(paper_id, 0.0)
         relevance = found.relevance if found else 0.0
         items.append(

@@ -125,6 +125,12 @@ STOPWORDS = frozenset(
 )
 
 
+# Protected words, left unstemmed (as search engines keep them beside a Snowball
+# stemmer): Snowball reads "interpretability", "interpretable" and the
+# "interpretation" of results all as "interpret", and only the first is a field.
+PROTECTED_WORDS = frozenset({"interpretability", "interpretable", "explainability", "explainable"})
+
+
 def fold(text: str) -> str:
     """Accents folded to ASCII; case kept (acronyms are recognised before lower-casing)."""
     if not text.isascii():
@@ -184,7 +190,7 @@ class Analyzer:
         """Stem one lower-case word (cached; PyStemmer is fast, a dict is faster)."""
         stemmed = self._stems.get(word)
         if stemmed is None:
-            if len(word) <= 2 or not word.isalpha():
+            if len(word) <= 2 or not word.isalpha() or word in PROTECTED_WORDS:
                 stemmed = word
             elif len(word) >= 6 and word.endswith(("er", "ers")):
                 # Agent nouns keep their ending: a "tokenizer" is not "token", an "encoder" not "encoding".

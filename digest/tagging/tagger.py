@@ -11,7 +11,10 @@ How a paper is scored against a topic
    its name and the short fragments of its description are matched. Where
    phrases overlap the longest one wins, so "process reward model" counts for
    reasoning and not as "reward model" for alignment. A two-word phrase also
-   matches in the other order ("data selection" = "selecting data").
+   matches in the other order ("data selection" = "selecting data"). Lines of
+   a topic that read as the same words are one phrase with the first line's
+   weight; the name and description fragments count only where no topic's own
+   lines read the same words, and a one-word fragment only if it is an acronym.
 3. Evidence per phrase: 2.0 for the title; 1.0 for the abstract plus 0.5 for
    each further mention (two at most); 1.0 more when it appears in a sentence
    where the paper states its contribution ("we introduce ...", "this paper
@@ -20,9 +23,10 @@ How a paper is scored against a topic
 4. Supporting evidence only: the HF keywords (they mostly repeat the
    abstract: 1.0 for a phrase found only there, 0.25 when the text has it
    too), and phrases found only in sentences that report how results were
-   measured ("experiments on GSM8K show ...", "outperforms ... on benchmarks"),
-   which count half. Sentences that only say where code or data is available
-   are ignored.
+   measured ("experiments on GSM8K show ...", "outperforms ... on benchmarks",
+   "across models and datasets"), which count half; in a sentence that states
+   the contribution, that is the part from the clause where the report begins.
+   Sentences that only say where code or data is available are ignored.
 5. The topic's score is ``1 - 2 ** (-evidence / 2)``, in [0, 1). A topic is
    tagged when the score reaches THRESHOLD (0.5, that is evidence 2.0) and a
    strong phrase matched in the title or the text, or when supporting
@@ -58,7 +62,7 @@ COUNTER = -1.0
 SCALE = 2.0  # evidence at which the score reaches one half
 # Supporting evidence alone tags at this much (e.g. three weak phrases in the
 # title and contribution sentence), never from one word.
-WEAK_ONLY_EVIDENCE = 3.5
+WEAK_ONLY_EVIDENCE = 3.0
 
 # Words too common in ML abstracts to mean a topic on their own. A topic's
 # name or description fragment made of just one of these is not used as a
@@ -96,8 +100,10 @@ _MEASUREMENT = re.compile(
     r"\b(?:experiments?|evaluations?|results|empirical(?:ly)?|extensive|benchmarks?|leaderboards?|"
     r"judge[sd]?|tested|evaluated)\b[^.]*\b(?:show|shows|demonstrat\w*|outperform\w*|achiev\w*|"
     r"surpass\w*|improv\w*|gains?|confirm\w*|reveal\w*|across|on|state-of-the-art|sota)\b"
-    r"|\b(?:outperform\w*|surpass\w*|state-of-the-art|sota|achiev\w* (?:new |strong |competitive )?"
-    r"(?:state|results|performance|scores?|gains?|accuracy))\b",
+    r"|\b(?:outperform\w*|surpass\w*|state-of-the-art|sota|achiev\w*\s+(?:[\w-]+\s+){0,3}"
+    r"(?:state|results|performance|scores?|gains?|accuracy))\b"
+    r"|\b(?:across|on|over)\s+(?:(?!how\b|to\b|what\b|which\b|that\b)[\w-]+,?\s+){0,5}"
+    r"(?:benchmarks|datasets|leaderboards|suites|model families)\b",
     re.IGNORECASE,
 )
 _DESCRIPTION_SPLIT = re.compile(r"[,;:()/]|\band\b|\bor\b")
@@ -125,6 +131,42 @@ def strip_boilerplate(abstract: str) -> str:
     return " ".join(kept)
 
 
+def split_abstract(abstract: str) -> tuple[list[str], list[str], list[str]]:
+    """The abstract as (what it describes, the part of that where it states its contribution,
+    what only reports how results were measured).
+
+    A sentence that states the contribution keeps that role except for its clauses that
+    report measurements ("we introduce X, validated on language modelling benchmarks").
+    """
+    described: list[str] = []
+    claims: list[str] = []
+    measured: list[str] = []
+    for sentence in _SENTENCE_END.split(abstract):
+        if not _MEASUREMENT.search(sentence):
+            described.append(sentence)
+            if _CLAIM.search(sentence):
+                claims.append(sentence)
+        elif not _CLAIM.search(sentence):
+            measured.append(sentence)
+        else:
+            # From the clause where the measurement begins to the end of the sentence.
+            start = _claim_part_end(sentence)
+            described.append(sentence[:start])
+            claims.append(sentence[:start])
+            measured.append(sentence[start:])
+    return described, claims, measured
+
+
+def _claim_part_end(sentence: str) -> int:
+    claim = _CLAIM.search(sentence)
+    claim_end = claim.end() if claim else 0
+    for found in _MEASUREMENT.finditer(sentence):
+        if found.start() >= claim_end:
+            cut = max(sentence.rfind(mark, claim_end, found.start() + 1) for mark in ",;:")
+            return cut + 1 if cut >= 0 else found.start()
+    return len(sentence)
+
+
 def _parse_phrase_line(line: str) -> tuple[str, float] | None:
     line = line.strip()
     if not line or line.startswith("#"):
@@ -145,7 +187,9 @@ def _phrase_lines(phrases: str | Sequence[str]) -> list[str]:
 
 
 def _derived_phrases(name: str, description: str, analyzer: Analyzer) -> list[tuple[str, float]]:
-    """The name as a strong phrase and short description fragments as weak ones."""
+    """The name as a strong phrase and short description fragments as weak ones. A one-word
+    fragment is left out unless it is an acronym: it is often a modifier that lost its head
+    word ("data curation and selection") or a word shared with other fields ("control")."""
     derived: list[tuple[str, float]] = []
     generic = {analyzer.stem(word) for word in GENERIC_WORDS}
     candidates = [(name, STRONG)] + [
@@ -159,6 +203,8 @@ def _derived_phrases(name: str, description: str, analyzer: Analyzer) -> list[tu
         if any(word in _FUNCTION_WORDS for word in words):
             continue
         if len(words) == 1 and analyzer.stem(words[0].replace("-", "")) in generic:
+            continue
+        if len(words) == 1 and weight < STRONG and not (text.isupper() and len(text) > 1):
             continue
         derived.append((text, weight))
     return derived
@@ -176,19 +222,25 @@ class Tagger:
         self._suffixes: list[tuple[str, int]] = []
         self._wild_cache: dict[str, int] = {}
         self._labels: list[str] = []  # phrase id -> the phrase as written, for reasons
+        topics = list(topics)
         for index, topic in enumerate(topics):
             self.slugs.append(topic.slug)
-            # lower-cased text -> (text as written, weight); capitals mark acronyms ("AIME" is not "aim")
-            phrases: dict[str, tuple[str, float]] = {}
-            for text, weight in _derived_phrases(
-                getattr(topic, "name", ""), getattr(topic, "description", ""), self.analyzer
-            ):
-                phrases[text.lower()] = (text, weight)
             for line in _phrase_lines(getattr(topic, "phrases", "") or ""):
                 parsed = _parse_phrase_line(line)
                 if parsed:
-                    phrases[parsed[0].lower()] = parsed  # explicit lines win over derived ones
-            for text, weight in phrases.values():
+                    self._add(parsed[0], index, parsed[1])
+        # The name and description fragments only where no topic's own lines read the same
+        # words: "agents" in the description of RL is the Agents topic's word, not RL's.
+        explicit = set(self._key_ids)
+        for index, topic in enumerate(topics):
+            for text, weight in _derived_phrases(
+                getattr(topic, "name", ""), getattr(topic, "description", ""), self.analyzer
+            ):
+                keys = self.analyzer.phrase_keys(text)
+                if explicit.intersection(keys) or any(
+                    len(key) == 1 and self._wildcard(key[0]) >= 0 for key in keys
+                ):
+                    continue
                 self._add(text, index, weight)
         # Two-word phrases also match the other way round ("selecting data" for "data selection").
         for key, phrase_id in list(self._key_ids.items()):
@@ -225,7 +277,9 @@ class Tagger:
         phrase_id = self._new_id(text) if known is None else known
         for key in keys:
             self._key_ids.setdefault(key, phrase_id)
-        self._weights[phrase_id][topic] = weight
+        # Lines that read as the same words ("coding" and "~code", "embodiment" and "~embodied")
+        # are one phrase to the analyser: the topic's first such line decides its weight.
+        self._weights[phrase_id].setdefault(topic, weight)
 
     def _wildcard(self, word: str) -> int:
         found = self._wild_cache.get(word)
@@ -292,14 +346,12 @@ class Tagger:
         title_hits = self._scan(title or "")
         keyword_hits = self._scan(" | ".join(keywords or ()))
         abstract = strip_boilerplate(abstract or "")
-        sentences = _SENTENCE_END.split(abstract)
-        measured = [s for s in sentences if _MEASUREMENT.search(s) and not _CLAIM.search(s)]
-        described = [s for s in sentences if not (_MEASUREMENT.search(s) and not _CLAIM.search(s))]
+        described, claims, measured = split_abstract(abstract)
         abstract_hits = self._scan(" ".join(described))
         measured_hits = self._scan(" ".join(measured)) if measured else {}
         # Phrases in the sentences where a paper states its own contribution
         # ("we introduce ...", "this paper ...") say more than passing mentions.
-        claim_hits = self._scan(" ".join(s for s in described if _CLAIM.search(s)))
+        claim_hits = self._scan(" ".join(claims)) if claims else {}
         found: dict[int, tuple[float, bool]] = {}
         for phrase_id in (
             title_hits.keys() | keyword_hits.keys() | abstract_hits.keys() | measured_hits.keys()
@@ -369,13 +421,14 @@ class Tagger:
         """(slug, score) for every topic at or above THRESHOLD, strongest first."""
         return [(slug, score) for slug, score, _ in self.tag_with_evidence(title, abstract, keywords)]
 
-    def specific_topics(self, text: str) -> list[tuple[str, float]]:
+    def specific_topics(self, text: str) -> list[tuple[str, float, tuple[str, ...]]]:
         """Topics a short text (a reader's interest) names through a specific phrase: an acronym or
-        a phrase of several words, never one common word ("VLA" names robotics, "weather" names nothing)."""
+        a phrase of several words, never one common word ("VLA" names robotics, "weather" names nothing).
+        (slug, score, the phrases that named it)."""
         found = []
         for slug, score, phrases in self.tag_with_evidence(text, "", ()):
             if any(" " in label or "-" in label or (label.isupper() and len(label) > 1) for label in phrases):
-                found.append((slug, score))
+                found.append((slug, score, phrases))
         return found
 
 

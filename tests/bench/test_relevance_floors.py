@@ -17,8 +17,12 @@ from bench.relevance import (
 )
 from tests.conftest import service_missing
 
-TAGGING_FLOOR = 0.85
-NDCG_MARGIN = 0.03
+# The targets: precision and recall at least 0.90 over all the papers, and no half far below.
+TAGGING_TARGET = 0.90
+TAGGING_FLOOR = 0.88
+# nDCG@8 and P@5 at least this much above BM25 in the same run, on each half and on all.
+BM25_MARGIN = 0.05
+NDCG_ALL_FLOOR = 0.80
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +33,26 @@ def dev():
     return load_dev_set(path)
 
 
-@pytest.mark.parametrize("split", ["tune", "heldout"])
+def _split(dev, split):
+    return [paper for paper in dev.papers if split == "all" or paper.split == split]
+
+
+@pytest.mark.parametrize("split", ["tune", "heldout", "all"])
 def test_tagging_precision_and_recall_floors(dev, split):
-    report = tagging_report([paper for paper in dev.papers if paper.split == split])
-    assert report["micro_precision"] >= TAGGING_FLOOR
-    assert report["micro_recall"] >= TAGGING_FLOOR
+    report = tagging_report(_split(dev, split))
+    floor = TAGGING_TARGET if split == "all" else TAGGING_FLOOR
+    assert report["micro_precision"] >= floor
+    assert report["micro_recall"] >= floor
 
 
-@pytest.mark.parametrize("split", ["tune", "heldout"])
+@pytest.mark.parametrize("split", ["tune", "heldout", "all"])
 def test_interests_beat_bm25_and_no_match_interests_stay_empty(dev, split):
-    papers = [paper for paper in dev.papers if paper.split == split]
+    papers = _split(dev, split)
     ours = interests_report(papers, dev.grades, project_ranker(papers, dev.papers))
     bm25 = interests_report(papers, dev.grades, bm25_baseline(papers))
-    assert ours["ndcg@8"] >= bm25["ndcg@8"] + NDCG_MARGIN
-    assert ours["p@5"] >= bm25["p@5"] + NDCG_MARGIN
+    assert ours["ndcg@8"] >= bm25["ndcg@8"] + BM25_MARGIN
+    assert ours["p@5"] >= bm25["p@5"] + BM25_MARGIN
+    if split == "all":
+        assert ours["ndcg@8"] >= NDCG_ALL_FLOOR
     empty, total = (int(n) for n in ours["no_match_empty"].split("/"))
     assert total == 4 and empty >= 3

@@ -21,7 +21,7 @@ def paper(
     pid, title, topics, upvotes=10, day=DAY, abstract="", keywords=(), pinned=False, topic_evidence=None
 ):
     return Candidate(
-        paper_id=pid,
+        id=pid,
         title=title,
         abstract=abstract,
         keywords=tuple(keywords),
@@ -202,6 +202,36 @@ def test_interest_naming_a_topic_brings_in_its_papers_below_direct_matches():
     ranked = _interest_ranking(candidates, "VLA models", tagger=tagger, topic_names={"robotics": "Robotics"})
     assert [item.paper_id for item in ranked] == [1, 2]
     assert ranked[1].reasons == ('Interest "VLA models": through Topic Robotics',)
+
+
+def test_a_topic_named_by_a_small_part_of_the_interest_brings_in_only_papers_with_the_rest():
+    tagger = get_tagger(default_topic_specs())
+    names = {"multimodal": "Multimodal", "efficiency": "Efficiency"}
+    candidates = [
+        paper(1, "Visual instruction tuning for VLMs", {"multimodal": 0.9}),
+        paper(2, "Grounding VLMs", {"multimodal": 0.9}, abstract="Less hallucination when grounded."),
+        paper(3, "Layer skipping for speculative decoding", {"efficiency": 0.9}),
+        paper(4, "Token pruning for vision transformers", {"efficiency": 0.9}),
+    ]
+    # "VLM" is the smaller part of "VLM hallucination": a multimodal paper must also say "hallucination".
+    ranked = _interest_ranking(candidates, "VLM hallucination", tagger=tagger, topic_names=names)
+    assert [item.paper_id for item in ranked] == [2]
+    # "faster at inference" names Efficiency and carries about half of the interest: its papers come in.
+    interest = "making transformers faster at inference"
+    ranked = _interest_ranking(candidates, interest, tagger=tagger, topic_names=names)
+    assert {item.paper_id for item in ranked} == {3, 4}
+    assert {item.reasons for item in ranked} == {(f'Interest "{interest}": through Topic Efficiency',)}
+
+
+def test_papers_brought_in_through_a_topic_rank_below_every_direct_match():
+    tagger = get_tagger(default_topic_specs())
+    candidates = [
+        paper(1, "Robot learning at scale", {"robotics": 0.95}, topic_evidence={"robotics": ("robot",)}),
+        paper(2, "Scaling policies", {}, abstract="We also train a VLA on the data, among other policies."),
+    ]
+    ranked = _interest_ranking(candidates, "VLA models", tagger=tagger, topic_names={"robotics": "Robotics"})
+    assert [item.paper_id for item in ranked] == [2, 1]
+    assert ranked[1].relevance < ranked[0].relevance
 
 
 def test_upvotes_break_ties_but_do_not_buy_a_place():

@@ -9,7 +9,7 @@ DAY = date(2026, 11, 23)
 
 def paper(pid, *, topics=None, categories=(), authors=(), upvotes=10, day=DAY, pinned=False, title=""):
     return Candidate(
-        paper_id=pid,
+        id=pid,
         title=title or f"Paper {pid}",
         abstract="",
         keywords=(),

@@ -3,6 +3,7 @@ from datetime import date
 import pytest
 
 from digest.models import PaperTopic, Topic
+from digest.ranking import Candidate
 from digest.selectors import load_papers, paper_topic_scores, topics_with_paper_counts
 from tests.digest.builders import make_paper, make_reader
 
@@ -17,8 +18,8 @@ def test_digest_candidates_skip_hidden_papers_and_removed_topics():
     code = Topic.objects.get(slug="code")
     PaperTopic.objects.create(paper=shown, topic=code, score=0, set_by_curator=True)
 
-    [candidate] = [view.candidate() for view in load_papers(since=day, until=day).values()]
-    assert candidate.paper_id == shown.pk
+    [candidate] = load_papers(since=day, until=day).values()
+    assert isinstance(candidate, Candidate) and candidate.id == shown.pk
     assert candidate.topic_scores == {"video": 0.8}
     assert candidate.pinned and candidate.keywords == ("video",) and candidate.upvotes == 5
     assert paper_topic_scores(paper_ids=[shown.pk]) == {shown.pk: {"video": 0.8}}

@@ -23,6 +23,10 @@ def same(a: str, b: str) -> bool:
         ("retrieval-augmented generation", "RAG"),
         ("Schrödinger", "schrodinger"),
         ("KV-cache", "key-value cache"),
+        ("clinical", "medical"),
+        ("computer-use agents", "GUI agents"),
+        ("faster inference", "efficient inference"),
+        ("masked diffusion models", "diffusion language models"),
     ],
 )
 def test_one_analyser_reads_both_forms_alike(left, right):
@@ -33,6 +37,13 @@ def test_acronyms_are_not_stemmed_into_words():
     analyzer = default_analyzer()
     assert analyzer.terms("AIME") != analyzer.terms("aim")
     assert analyzer.terms("GPUs") == analyzer.terms("GPU")
+
+
+def test_protected_words_keep_apart_what_the_stemmer_would_fold_together():
+    analyzer = default_analyzer()
+    assert analyzer.terms("interpretability") != analyzer.terms("interpretation")
+    assert analyzer.terms("interpretable") != analyzer.terms("interpretations")
+    assert analyzer.terms("interpreting") == analyzer.terms("interpretation")
 
 
 def test_hyphens_match_split_and_joined():
@@ -46,7 +57,7 @@ def test_selecting_data_is_data_selection_for_tagger_and_interests():
     tagger = Tagger([TopicSpec("data", "", "", "data selection")])
     assert [slug for slug, _ in tagger.tag("Selecting data that matters", "", [])] == ["data"]
     candidate = Candidate(
-        paper_id=1, title="Selecting data that matters", abstract="", keywords=(), topic_scores={},
+        id=1, title="Selecting data that matters", abstract="", keywords=(), topic_scores={},
         upvotes=1, featured_on=None,
     )  # fmt: skip
     ranked = Ranker([candidate]).rank(Preferences(topics=frozenset(), interests=("data selection",)))
@@ -55,9 +66,9 @@ def test_selecting_data_is_data_selection_for_tagger_and_interests():
 
 def test_interest_for_the_expansion_finds_the_acronym_and_back():
     papers = [
-        Candidate(paper_id=1, title="Scaling RLVR", abstract="", keywords=(), topic_scores={}, upvotes=1,
+        Candidate(id=1, title="Scaling RLVR", abstract="", keywords=(), topic_scores={}, upvotes=1,
                   featured_on=None),
-        Candidate(paper_id=2, title="Verifiable rewards for RL", abstract="", keywords=(), topic_scores={},
+        Candidate(id=2, title="Verifiable rewards for RL", abstract="", keywords=(), topic_scores={},
                   upvotes=1, featured_on=None),
     ]  # fmt: skip
     ranker = Ranker(papers)

@@ -112,6 +112,61 @@ def test_phrases_in_sentences_about_measurement_are_supporting_only():
     assert [s for s, _ in tagger.tag("Search", described, [])] == ["math"]
 
 
+def test_measurement_clauses_of_a_contribution_sentence_are_supporting_only():
+    tagger = _tagger(TopicSpec("eval", "", "", "benchmark"), TopicSpec("ssm", "", "", "~state space\nMamba"))
+    abstract = (
+        "We introduce a differential mechanism for Mamba, empirically validated on language modeling "
+        "benchmarks, demonstrating better recall. We present a model achieving strong performance "
+        "across multiple benchmarks."
+    )
+    assert [s for s, _ in tagger.tag("Differential state spaces", abstract, [])] == ["ssm"]
+    # The contribution itself still counts in full.
+    assert [s for s, _ in tagger.tag("Else", "We introduce a benchmark for agents.", [])] == ["eval"]
+
+
+def test_results_across_datasets_and_model_families_are_supporting_only():
+    tagger = _tagger(TopicSpec("data", "", "", "dataset"))
+    abstract = "We present a study of calibration across many models, datasets, and prompting strategies."
+    assert tagger.tag("Calibration", abstract, []) == []
+    assert [s for s, _ in tagger.tag("Calibration", "We build a dataset of dialogues.", [])] == ["data"]
+
+
+def test_lines_that_read_as_the_same_words_take_the_first_lines_weight():
+    # Snowball reads "coding" as "code": the topic's first line decides, not the last.
+    tagger = _tagger(TopicSpec("code", "", "", "~code\ncoding\nprogram synthesis"))
+    assert tagger.tag("Coding", "", []) == []
+    assert [s for s, _ in tagger.tag("Coding", "We study program synthesis.", [])] == ["code"]
+    tagger = _tagger(TopicSpec("robot", "", "", "robot\n~embodied\nembodiment"))
+    assert tagger.tag("Embodiment", "", []) == []
+
+
+def test_a_description_word_another_topic_lists_is_not_derived():
+    rl = TopicSpec("rl", "Reinforcement learning", "LLM agents, control", "reinforcement learning")
+    agents = TopicSpec("agents", "Agents", "", "LLM agent")
+    tagger = _tagger(rl, agents)
+    evidence = tagger.evidence("LLM agents", "LLM agents that use tools.", [])
+    assert "rl" not in evidence and "agents" in evidence
+    # Alone, the description still hints at the topic.
+    assert "rl" in _tagger(rl).evidence("LLM agents", "", [])
+
+
+def test_one_word_description_fragments_and_wildcard_words_are_not_derived():
+    # "selection" lost its head word ("data curation and selection"): it is no phrase of its own.
+    data = TopicSpec("data", "", "data curation and selection, RLHF", "dataset")
+    assert "data" not in _tagger(data).evidence("Selecting techniques", "We select the best one.", [])
+    assert "data" in _tagger(data).evidence("RLHF", "", [])  # an acronym still hints
+    # A wildcard line decides for the words it covers, not a description fragment.
+    eff = TopicSpec("eff", "", "quantization", "quantiz*")
+    assert [s for s, _ in _tagger(eff).tag("Quantization of LLMs", "", [])] == ["eff"]
+
+
+def test_vector_quantized_tokens_are_not_efficiency():
+    tags = dict(tag_text("Vector-quantized tokens for image generation", "We use vector quantization.", [],
+                         default_topic_specs()))  # fmt: skip
+    assert "efficiency" not in tags
+    assert "efficiency" in dict(tag_text("4-bit quantization of LLMs", "", [], default_topic_specs()))
+
+
 def test_two_word_phrases_match_in_either_order_and_inflected():
     tagger = _tagger(TopicSpec("data", "", "", "data selection"))
     for text in ("Selecting data for pretraining", "Selection of data", "Data selection", "data-selection"):
