@@ -577,9 +577,6 @@ class DigestComposer:
                 .replace(NUMBER_MARK, str(number))
                 .replace(SECTION_MARK, f"{TRENDING_HEADING}\n" if opens else "")
             )
-        html = "".join([html_head, *html_toc, html_after_toc, *html_parts, html_tail])
-        text = "".join([text_head, *text_toc, text_after_toc, *text_parts, text_tail])
-
         titles = [paper.title for paper in papers[: len(matched)]]
         subject = digest_subject(self.edition, titles, kind=kind)
         count = f"{len(titles)} paper{'s' if len(titles) != 1 else ''}"
@@ -592,8 +589,17 @@ class DigestComposer:
             "PBXLCOUNTPBX": count,
             "PBXLSUMMARYPBX": inert(summary),
         }
-        html = _fill_marks(html, {mark: escape(value) for mark, value in fills.items()})
-        text = tidy_text(_fill_marks(text, fills))
+        # The list's own marks sit in the frame only (paper text is made inert), so
+        # only the frame is searched, not every paper's block.
+        html_fills = {mark: escape(value) for mark, value in fills.items()}
+        html_head, html_after_toc, html_tail = (
+            _fill_marks(part, html_fills) for part in (html_head, html_after_toc, html_tail)
+        )
+        text_head, text_after_toc, text_tail = (
+            _fill_marks(part, fills) for part in (text_head, text_after_toc, text_tail)
+        )
+        html = "".join([html_head, *html_toc, html_after_toc, *html_parts, html_tail])
+        text = tidy_text("".join([text_head, *text_toc, text_after_toc, *text_parts, text_tail]))
         return CompiledDigest(
             subject=subject,
             paper_ids=tuple(item.paper_id for item in ranked),
