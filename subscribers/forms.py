@@ -155,6 +155,17 @@ def _topic_field() -> forms.ModelMultipleChoiceField:
 
 
 class PreferencesForm(forms.Form):
+    # What the form hands to the services: the reader's choices, not the address or the honeypot.
+    PREFERENCES: tuple[str, ...] = (
+        "topics",
+        "interests",
+        "liked_papers",
+        "arxiv_categories",
+        "followed_authors",
+        "frequency",
+        "weekday",
+    )
+
     interests = InterestsField(
         label="Anything more specific? (optional)",
         help_text="Papers about… one per line or separated by commas, e.g. "
@@ -214,6 +225,10 @@ class PreferencesForm(forms.Form):
             )
         return cleaned
 
+    def preferences(self) -> dict[str, Any]:
+        """The cleaned choices, by the names the subscriber services take them."""
+        return {name: self.cleaned_data[name] for name in self.PREFERENCES}
+
 
 class SignupForm(PreferencesForm):
     email = AddressField(label="Your email address")
@@ -230,6 +245,8 @@ class SignupForm(PreferencesForm):
 
 
 class ManageForm(PreferencesForm):
+    PREFERENCES = (*PreferencesForm.PREFERENCES, "digest_size", "show_trending", "with_abstracts")
+
     digest_size = forms.IntegerField(
         min_value=DIGEST_SIZE_MIN,
         max_value=DIGEST_SIZE_MAX,
