@@ -27,6 +27,17 @@ CONSENT_FIELDS = (
     "confirm_user_agent",
     "consent_source",
 )
+# What happened to a reader after signing up; shown, never edited.
+HISTORY_FIELDS = (
+    "unsubscribed_at",
+    "unsubscribe_reason",
+    "suppressed_at",
+    "suppression_reason",
+    "paused_at",
+    "resumed_at",
+    "last_digest_at",
+    "soft_bounce_count",
+)
 
 
 class ImportForm(forms.Form):
@@ -85,14 +96,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     readonly_fields = (
         "preview_link",
         *CONSENT_FIELDS,
-        "unsubscribed_at",
-        "unsubscribe_reason",
-        "suppressed_at",
-        "suppression_reason",
-        "paused_at",
-        "resumed_at",
-        "last_digest_at",
-        "soft_bounce_count",
+        *HISTORY_FIELDS,
         "created_at",
         "updated_at",
     )
@@ -118,14 +122,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             "History",
             {
                 "fields": (
-                    "unsubscribed_at",
-                    "unsubscribe_reason",
-                    "suppressed_at",
-                    "suppression_reason",
-                    "paused_at",
-                    "resumed_at",
-                    "last_digest_at",
-                    "soft_bounce_count",
+                    *HISTORY_FIELDS,
                     "token_version",
                     "created_at",
                     "updated_at",

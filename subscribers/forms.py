@@ -42,15 +42,37 @@ class AddressField(forms.CharField):
         return normalize_email(value) if value else value
 
 
-class InterestsField(forms.CharField):
+class OptionalTextField(forms.CharField):
+    """Text a reader may leave empty, at most ``default_max_length`` characters unless told otherwise."""
+
+    default_max_length = 1000
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", self.default_max_length)
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+
+class ListTextField(OptionalTextField):
+    """A list typed as text: shown joined by ``joiner``, cleaned to a list by ``to_list``."""
+
+    joiner = ", "
+
+    def prepare_value(self, value: Any) -> Any:
+        return self.joiner.join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return self.to_list(super().clean(value))
+
+    def to_list(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+
+class InterestsField(OptionalTextField):
     """Free-text interests, one per line or comma separated; cleaned to one per line."""
 
     widget = forms.Textarea(attrs={"rows": 3})
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", INTERESTS_MAX_LENGTH)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
+    default_max_length = INTERESTS_MAX_LENGTH
 
     def clean(self, value):
         value = super().clean(value)
@@ -73,16 +95,12 @@ class InterestsField(forms.CharField):
         return "\n".join(items)
 
 
-class LikedPapersField(forms.CharField):
+class LikedPapersField(OptionalTextField):
     """arXiv ids or links (arxiv.org, Hugging Face), separated by spaces, commas or lines; cleaned
     to a list of bare ids without version."""
 
     widget = forms.Textarea(attrs={"rows": 2})
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 5000)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
+    default_max_length = 5000
 
     def clean(self, value):
         value = super().clean(value)
@@ -108,36 +126,24 @@ class LikedPapersField(forms.CharField):
         return ids
 
 
-class ArxivCategoriesField(forms.CharField):
+class ArxivCategoriesField(ListTextField):
     """arXiv category codes separated by commas or spaces; cleaned to a list in arXiv's spelling."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 400)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
+    default_max_length = 400
 
-    def prepare_value(self, value: Any) -> Any:
-        return ", ".join(value) if isinstance(value, list | tuple) else value
-
-    def clean(self, value: Any) -> list[str]:
-        return clean_arxiv_categories(split_categories(super().clean(value)))
+    def to_list(self, text: str) -> list[str]:
+        return clean_arxiv_categories(split_categories(text))
 
 
-class AuthorsField(forms.CharField):
+class AuthorsField(ListTextField):
     """Author names, one per line; cleaned to a list."""
 
     widget = forms.Textarea(attrs={"rows": 2})
+    default_max_length = 3000
+    joiner = "\n"
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 3000)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        return "\n".join(value) if isinstance(value, list | tuple) else value
-
-    def clean(self, value: Any) -> list[str]:
-        return clean_author_names(split_authors(super().clean(value)))
+    def to_list(self, text: str) -> list[str]:
+        return clean_author_names(split_authors(text))
 
 
 def _topic_field() -> forms.ModelMultipleChoiceField:

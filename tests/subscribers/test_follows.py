@@ -121,11 +121,12 @@ def test_signup_page_has_both_fields(client):
 
 
 def test_preference_centre_shows_and_saves_follows(client, active):
-    active.arxiv_categories = ["cs.RO"]
-    active.followed_authors = ["Grace Hopper"]
+    active.arxiv_categories = ["cs.RO", "stat.ML"]
+    active.followed_authors = ["Grace Hopper", "Ada Lovelace"]
     active.save()
     html = client.get(manage_path(active)).content.decode()
-    assert 'value="cs.RO"' in html and ">Grace Hopper</textarea>" in html
+    # Categories on one line, authors one per line.
+    assert 'value="cs.RO, stat.ML"' in html and ">Grace Hopper\nAda Lovelace</textarea>" in html
 
     response = client.post(
         manage_path(active), prefs(arxiv_categories="eess.as q-bio.NC", followed_authors="Y. Bengio")
@@ -141,6 +142,8 @@ def test_preference_centre_shows_and_saves_follows(client, active):
     [
         ({"arxiv_categories": "cs.RO, physics.magic"}, "Not an arXiv category: “physics.magic”"),
         ({"followed_authors": f"Grace Hopper\n{LONG_NAME}"}, "under 100 characters"),
+        ({"arxiv_categories": "cs.RO " * 67}, "at most 400 characters"),
+        ({"followed_authors": "Grace Hopper\n" * 250}, "at most 3000 characters"),
     ],
 )
 def test_preference_centre_refuses_bad_follows_and_changes_nothing(client, active, overrides, message):
