@@ -28,24 +28,6 @@ from digest.tagging.tagger import get_tagger
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-# Fields a scrape may change; curator fields (hidden, pinned, note) are not among them.
-SCRAPED_FIELDS = (
-    "title",
-    "abstract",
-    "authors",
-    "published_at",
-    "featured_on",
-    "upvotes",
-    "num_comments",
-    "github_repo",
-    "github_stars",
-    "project_page",
-    "thumbnail_url",
-    "ai_keywords",
-    "ai_summary",
-    "sources",
-    "categories",
-)
 # A change in one of these means the paper's topics may change too.
 TEXT_FIELDS = frozenset({"title", "abstract", "ai_keywords"})
 # ...and these are the fields interest matching counts words in.
