@@ -15,8 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +64,40 @@ def drop_database(server_url: str, name: str) -> None:
         return
     with _admin_connect(server_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def release_database(server_url: str, name: str, *, keep: bool = False) -> None:
+    """Close this process's database connections, then drop the scratch database unless ``keep``."""
+    from django.conf import settings
+
+    if settings.configured:
+        from django.db import connections
+
+        connections.close_all()
+    if not keep:
+        drop_database(server_url, name)
+
+
+@contextmanager
+def bench_database(
+    server_url: str, name: str, *, keep: bool = False, **env: object
+) -> Iterator[dict[str, str]]:
+    """Django set up in this process on a fresh, migrated scratch database, dropped afterwards
+    unless ``keep``. ``env`` adds to the benchmark's environment, which is yielded."""
+    create_database(server_url, name)
+    try:
+        environment = app_environment(DATABASE_URL=database_url(server_url, name), **env)
+        setup_django(environment)
+        migrate()
+        yield environment
+    finally:
+        release_database(server_url, name, keep=keep)
+
+
+def print_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Print a benchmark's numbers as one line of JSON, and return them."""
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def app_environment(**overrides) -> dict[str, str]:
