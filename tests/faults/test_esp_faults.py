@@ -1,19 +1,19 @@
 """An unwell ESP, through a real Celery worker on Redis and PostgreSQL: every due
 reader ends with exactly one digest or a recorded failure."""
 
-import pytest
-
 from digest.models import DigestRun
 from digest.tasks import nightly_run
 from tests.digest.builders import EDITION
 from tests.fake_esp import FakeESP
-from tests.faults.conftest import assert_one_digest_or_recorded_failure, esp_env, seed_readers, wait_for_night
+from tests.faults.conftest import (
+    assert_one_digest_or_recorded_failure,
+    esp_env,
+    on_real_services,
+    seed_readers,
+    wait_for_night,
+)
 
-pytestmark = [
-    pytest.mark.services,
-    pytest.mark.timeout(120),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = on_real_services(timeout=120)
 
 
 def run_night_on(worker) -> None:

@@ -8,7 +8,6 @@ from digest.services.runs import digest_run_start
 from tests.digest.builders import EDITION
 from tests.digest.sending_support import (
     assert_each_once,
-    make_readers,
     run_night,
 )
 
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def esp(postmark_esp):
     return postmark_esp
-
-
-@pytest.fixture
-def readers(db):
-    return make_readers()
 
 
 def test_every_reader_gets_exactly_one_valid_message(esp, readers):

@@ -13,19 +13,10 @@ from tests.digest.sending_support import (
     DyingConnection,
     WorkerDied,
     assert_each_once,
-    make_readers,
     run_night,
 )
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.filterwarnings("ignore:django-anymail has dropped official support for SendGrid"),
-]
-
-
-@pytest.fixture
-def readers(db):
-    return make_readers()
+pytestmark = pytest.mark.django_db
 
 
 def planned_ids() -> tuple[DigestRun, list[int]]:
