@@ -161,7 +161,8 @@ def _topic_field() -> forms.ModelMultipleChoiceField:
 
 
 class PreferencesForm(forms.Form):
-    # What the form hands to the services: the reader's choices, not the address or the honeypot.
+    # What the form hands to the services, in the order it shows them: the reader's choices,
+    # not the address or the honeypot.
     PREFERENCES: tuple[str, ...] = (
         "topics",
         "interests",
@@ -207,19 +208,7 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["topics"] = _topic_field()
-        self.order_fields(
-            [
-                "email",
-                "topics",
-                "interests",
-                "liked_papers",
-                "arxiv_categories",
-                "followed_authors",
-                "frequency",
-                "weekday",
-                "digest_size",
-            ]
-        )
+        self.order_fields(["email", *self.PREFERENCES])
 
     def clean(self):
         cleaned = super().clean()
