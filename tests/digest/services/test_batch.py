@@ -82,18 +82,6 @@ def test_fake_esp_sizes_html_after_substitution(esp, readers):
         assert message.html_bytes == len(message.html.encode())
 
 
-def test_a_refused_recipient_fails_alone_and_the_rest_of_its_batch_is_sent(esp, readers):
-    esp.set_faults(reject={readers[1].email})
-    run = run_night()
-    failed = Delivery.objects.get(subscriber=readers[1])
-    assert failed.status == Delivery.Status.FAILED
-    assert "recipient refused" in failed.error and readers[1].email in failed.error
-    run.refresh_from_db()
-    assert run.failed_count == 1
-    assert run.sent_count == len(readers) - 1
-    assert_each_once(esp, readers[:1] + readers[2:])
-
-
 def test_a_refused_payload_fails_every_delivery_of_the_batch_with_the_reason(esp, readers, settings):
     # The ESP refuses the first call itself (a From it does not know), not a recipient.
     settings.DIGEST_SEND_CONCURRENCY = 1  # calls in order: the first carries 5 readers
