@@ -9,7 +9,7 @@ from subscribers import services
 from subscribers.follows import MAX_CATEGORIES, clean_arxiv_categories, clean_author_names
 from subscribers.models import Subscriber
 from tests.subscribers.factories import SubscriberFactory
-from tests.subscribers.test_manage import manage_path, prefs
+from tests.subscribers.test_manage import assert_refused_without_change, manage_path, prefs
 from tests.subscribers.test_signup import SIGNUP, form
 
 pytestmark = pytest.mark.django_db
@@ -149,12 +149,7 @@ def test_preference_centre_shows_and_saves_follows(client, active):
 def test_preference_centre_refuses_bad_follows_and_changes_nothing(client, active, overrides, message):
     active.arxiv_categories = ["cs.RO"]
     active.save()
-    before = Subscriber.objects.values().get(pk=active.pk)
-    response = client.post(manage_path(active), prefs(**overrides))
-    assert response.status_code == 400
-    assert message in response.content.decode()
-    assert Subscriber.objects.values().get(pk=active.pk) == before
-    assert sorted(active.topics.values_list("slug", flat=True)) == ["efficiency", "reasoning"]
+    assert_refused_without_change(client, active, prefs(**overrides), message)
 
 
 # --- The services and the model ----------------------------------------------------------
