@@ -36,7 +36,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def feedback(request, token: str, vote: str):
+def feedback(request: HttpRequest, token: str, vote: str) -> HttpResponse:
     """GET shows the paper and a button (mail scanners open links); only the POST votes."""
     if vote not in VOTES:
         return render(request, "digest/feedback_invalid.html", {"reason": "That is not a vote."}, status=400)

@@ -1,3 +1,6 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -26,18 +29,18 @@ class AddressField(forms.CharField):
         attrs={"inputmode": "email", "autocomplete": "email", "autocapitalize": "none", "spellcheck": "false"}
     )
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", MAX_EMAIL_LENGTH)
         super().__init__(**kwargs)
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> str | None:
         # Checked before CharField strips whitespace, so "a@b.c\r\nBcc: x" is
         # refused outright rather than quietly cut.
         if isinstance(value, str) and ("\r" in value or "\n" in value):
             raise ValidationError("An email address cannot contain line breaks.", code="line_break")
         return super().to_python(value)
 
-    def clean(self, value):
+    def clean(self, value: Any) -> str:
         value = super().clean(value)
         return normalize_email(value) if value else value
 
@@ -74,7 +77,7 @@ class InterestsField(OptionalTextField):
     widget = forms.Textarea(attrs={"rows": 3})
     default_max_length = INTERESTS_MAX_LENGTH
 
-    def clean(self, value):
+    def clean(self, value: Any) -> str:
         value = super().clean(value)
         if any(ord(char) < 32 and char not in "\r\n\t" for char in value):
             raise ValidationError("Interests cannot contain control characters.", code="control")
@@ -102,7 +105,7 @@ class LikedPapersField(OptionalTextField):
     widget = forms.Textarea(attrs={"rows": 2})
     default_max_length = 5000
 
-    def clean(self, value):
+    def clean(self, value: Any) -> list[str]:
         value = super().clean(value)
         ids: list[str] = []
         bad: list[str] = []
@@ -146,7 +149,7 @@ class AuthorsField(ListTextField):
         return clean_author_names(split_authors(text))
 
 
-def _topic_field() -> forms.ModelMultipleChoiceField:
+def _topic_field() -> forms.ModelMultipleChoiceField[Topic]:
     return forms.ModelMultipleChoiceField(
         queryset=Topic.objects.filter(is_active=True).order_by("name"),
         to_field_name="slug",
@@ -205,13 +208,13 @@ class PreferencesForm(forms.Form):
         help_text="Only used with the weekly digest.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["topics"] = _topic_field()
         self.order_fields(["email", *self.PREFERENCES])
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         chosen = ("topics", "interests", "arxiv_categories", "followed_authors")
         if not self.errors and not any(cleaned.get(name) for name in chosen):
             raise ValidationError(
@@ -261,7 +264,7 @@ class ManageForm(PreferencesForm):
     )
 
     @classmethod
-    def for_subscriber(cls, subscriber: Subscriber, data=None) -> "ManageForm":
+    def for_subscriber(cls, subscriber: Subscriber, data: Mapping[str, Any] | None = None) -> ManageForm:
         initial = {
             "topics": list(subscriber.topics.values_list("slug", flat=True)),
             "interests": subscriber.interests,
