@@ -15,9 +15,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import psycopg
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -34,7 +41,7 @@ def database_url(server_url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-def _admin_connect(server_url: str):
+def _admin_connect(server_url: str) -> psycopg.Connection[Any]:
     import psycopg
 
     parts = urlsplit(server_url)
@@ -64,7 +71,41 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def app_environment(**overrides) -> dict[str, str]:
+def release_database(server_url: str, name: str, *, keep: bool = False) -> None:
+    """Close this process's database connections, then drop the scratch database unless ``keep``."""
+    from django.conf import settings
+
+    if settings.configured:
+        from django.db import connections
+
+        connections.close_all()
+    if not keep:
+        drop_database(server_url, name)
+
+
+@contextmanager
+def bench_database(
+    server_url: str, name: str, *, keep: bool = False, **env: object
+) -> Iterator[dict[str, str]]:
+    """Django set up in this process on a fresh, migrated scratch database, dropped afterwards
+    unless ``keep``. ``env`` adds to the benchmark's environment, which is yielded."""
+    create_database(server_url, name)
+    try:
+        environment = app_environment(DATABASE_URL=database_url(server_url, name), **env)
+        setup_django(environment)
+        migrate()
+        yield environment
+    finally:
+        release_database(server_url, name, keep=keep)
+
+
+def print_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Print a benchmark's numbers as one line of JSON, and return them."""
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def app_environment(**overrides: object) -> dict[str, str]:
     """Environment for this process and the servers and workers it starts."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "ANYMAIL_"))}
     env.update(
@@ -100,7 +141,8 @@ def migrate() -> None:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def http_json(url: str, *, method: str = "GET", timeout: float = 30) -> object:
@@ -109,7 +151,7 @@ def http_json(url: str, *, method: str = "GET", timeout: float = 30) -> object:
         return json.loads(response.read())
 
 
-def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):
+def wait_until(predicate: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -122,7 +164,7 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):
 class FakeESPProcess:
     """tests/fake_esp.py in its own process, counting without keeping bodies."""
 
-    def __init__(self, env: dict[str, str], *, threads: int = 0, latency_ms: float = 0.0):
+    def __init__(self, env: dict[str, str], *, threads: int = 0, latency_ms: float = 0.0) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "tests.fake_esp", "--port", str(self.port), "--no-bodies"]
         if latency_ms:
@@ -130,7 +172,7 @@ class FakeESPProcess:
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}/"
 
-        def up():
+        def up() -> object:
             try:
                 return http_json(self.url + "_stats", timeout=1)
             except OSError:
@@ -138,11 +180,11 @@ class FakeESPProcess:
 
         wait_until(up, timeout=20, what="the fake ESP")
 
-    def stats(self) -> dict:
-        return http_json(self.url + "_stats")
+    def stats(self) -> dict[str, Any]:
+        return cast(dict[str, Any], http_json(self.url + "_stats"))
 
     def recipients(self) -> dict[str, int]:
-        return http_json(self.url + "_recipients", timeout=120)
+        return cast(dict[str, int], http_json(self.url + "_recipients", timeout=120))
 
     def reset(self) -> None:
         http_json(self.url + "_reset", method="POST")
@@ -151,7 +193,7 @@ class FakeESPProcess:
         stop_process(self.process)
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -173,7 +215,7 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def machine() -> dict:
+def machine() -> dict[str, object]:
     """What the numbers were measured on."""
     cpu = ""
     try:

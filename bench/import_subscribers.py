@@ -13,7 +13,6 @@ imported as consented (no emails); with --pending each gets a confirmation email
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -21,16 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    DEFAULT_POSTGRES,
-    app_environment,
-    create_database,
-    database_url,
-    drop_database,
-    machine,
-    migrate,
-    setup_django,
-)
+from bench.common import DEFAULT_POSTGRES, bench_database, machine, print_result
 
 TOPICS = ["reasoning", "agents", "alignment", "code", "efficiency", "multimodal", "video", "robotics"]
 
@@ -60,18 +50,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
-    create_database(args.postgres, args.database)
-    try:
-        setup_django(
-            app_environment(
-                DATABASE_URL=database_url(args.postgres, args.database),
-                REDIS_URL="",
-                EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-            )
-        )
-        migrate()
+    with bench_database(
+        args.postgres,
+        args.database,
+        keep=args.keep,
+        REDIS_URL="",
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    ):
         from django.core import mail
-        from django.db import connections
 
         from subscribers.imports import subscribers_import
         from subscribers.models import Subscriber
@@ -103,12 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
             "subscribers": Subscriber.objects.count(),
             "machine": machine(),
         }
-        connections.close_all()
-    finally:
-        if not args.keep:
-            drop_database(args.postgres, args.database)
-    print(json.dumps(result), flush=True)
-    return result
+    return print_result(result)
 
 
 if __name__ == "__main__":

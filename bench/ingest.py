@@ -19,16 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    DEFAULT_POSTGRES,
-    app_environment,
-    create_database,
-    database_url,
-    drop_database,
-    machine,
-    migrate,
-    setup_django,
-)
+from bench.common import DEFAULT_POSTGRES, bench_database, machine, print_result
 
 DAY = date(2031, 3, 4)
 
@@ -47,12 +38,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
-    create_database(args.postgres, args.database)
-    try:
-        setup_django(app_environment(DATABASE_URL=database_url(args.postgres, args.database), REDIS_URL=""))
-        migrate()
-        from django.db import connections
-
+    with bench_database(args.postgres, args.database, keep=args.keep, REDIS_URL=""):
         from bench.seed import api_items
         from digest.models import PaperTopic
         from digest.services.ingest import papers_ingest
@@ -80,12 +66,7 @@ def main(argv=None) -> dict:
             "reingest_updated": second.updated,
             "machine": machine(),
         }
-        connections.close_all()
-    finally:
-        if not args.keep:
-            drop_database(args.postgres, args.database)
-    print(json.dumps(result), flush=True)
-    return result
+    return print_result(result)
 
 
 if __name__ == "__main__":

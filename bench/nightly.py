@@ -35,7 +35,6 @@ process, on the first --naive-sample due readers, and reports the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import subprocess
 import sys
@@ -55,11 +54,12 @@ from bench.common import (
     app_environment,
     create_database,
     database_url,
-    drop_database,
     machine,
     migrate,
     peak_rss_mb,
     pids_named,
+    print_result,
+    release_database,
     setup_django,
     stop_process,
     wait_until,
@@ -480,13 +480,8 @@ def main(argv=None) -> dict:
         if workers:
             workers.stop()
         esp.stop()
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            drop_database(args.postgres, args.database)
-    print(json.dumps(result), flush=True)
-    return result
+        release_database(args.postgres, args.database, keep=args.keep)
+    return print_result(result)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import json
 import random
 import re
 import statistics
@@ -54,10 +53,11 @@ from bench.common import (
     app_environment,
     create_database,
     database_url,
-    drop_database,
     free_port,
     machine,
     migrate,
+    print_result,
+    release_database,
     setup_django,
     stop_process,
     wait_until,
@@ -227,7 +227,7 @@ def main(argv=None) -> dict:
             )
             result["machine"] = machine()
             connections.close_all()
-            return _finish(result)
+            return print_result(result)
         run = uuid.uuid4().hex[:6]
         latencies, errors, measured = asyncio.run(
             drive(
@@ -267,14 +267,8 @@ def main(argv=None) -> dict:
         client = redis.Redis.from_url(args.redis)
         client.delete(queue)
         client.close()
-        if not args.keep:
-            drop_database(args.postgres, args.database)
-    return _finish(result)
-
-
-def _finish(result: dict) -> dict:
-    print(json.dumps(result), flush=True)
-    return result
+        release_database(args.postgres, args.database, keep=args.keep)
+    return print_result(result)
 
 
 # --- Enumeration: does the answer's timing tell who is subscribed? ------------------------

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -40,11 +42,13 @@ def queue_fetch(day: date, source: str) -> None:
 
 def last_featured_day() -> date:
     """The newest day with papers, so "Fetch now" offers a day that exists (offline too)."""
-    latest = Paper.objects.aggregate(day=Max("featured_on"))["day"]
+    latest: date | None = Paper.objects.aggregate(day=Max("featured_on"))["day"]
     return latest or timezone.now().date() - timedelta(days=1)
 
 
-class PaperTopicInline(admin.TabularInline):
+# ModelAdmin and the inlines take their model as a type argument only in django-stubs;
+# at runtime the bases stay bare.
+class PaperTopicInline(admin.TabularInline):  # type: ignore[type-arg]
     model = PaperTopic
     extra = 1
     fields = ("topic", "score", "set_by_curator")
@@ -58,10 +62,10 @@ class TopicFilter(admin.SimpleListFilter):
     title = "topic"
     parameter_name = "topic"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(topic.slug, topic.name) for topic in Topic.objects.order_by("name")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Paper]) -> QuerySet[Paper]:
         if self.value():
             return queryset.filter(
                 paper_topics__topic__slug=self.value(), paper_topics__score__gt=0
@@ -73,10 +77,10 @@ class SourceFilter(admin.SimpleListFilter):
     title = "source"
     parameter_name = "source"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(source, source) for source in SOURCES]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Paper]) -> QuerySet[Paper]:
         if self.value() in SOURCES:
             # Works on PostgreSQL and SQLite alike: the JSON list as text holds "hf".
             return queryset.filter(sources__icontains=f'"{self.value()}"')
@@ -116,11 +120,22 @@ class FetchNowForm(forms.Form):
                 f"The file is {upload.size} bytes, over the {http.MAX_RESPONSE_BYTES}-byte cap. "
                 "Nothing was stored."
             )
-        return upload.read().decode("utf-8", errors="replace")
+        text: str = upload.read().decode("utf-8", errors="replace")
+        return text
+
+
+def _flag_action(field: str, value: bool, *, description: str, done: str) -> Callable[..., None]:
+    """An admin action setting one curator flag on the selected papers."""
+
+    @admin.action(description=description)
+    def action(model_admin: admin.ModelAdmin[Paper], request: HttpRequest, queryset: QuerySet[Paper]) -> None:
+        model_admin.message_user(request, f"{done} {queryset.update(**{field: value})} papers.")
+
+    return action
 
 
 @admin.register(Paper)
-class PaperAdmin(admin.ModelAdmin):
+class PaperAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # What curators decide with, in a width that fits 1280 px: the title wraps, the
     # comment count and arXiv id (searchable, and on each paper's page) stay off the list.
     list_display = (
@@ -183,8 +198,9 @@ class PaperAdmin(admin.ModelAdmin):
         ("Provenance", {"fields": ("sources", "categories", "created_at", "updated_at")}),
     )
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("paper_topics__topic")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Paper]:
+        papers: QuerySet[Paper] = super().get_queryset(request)
+        return papers.prefetch_related("paper_topics__topic")
 
     @admin.display(description="title")
     def title_short(self, paper: Paper) -> str:
@@ -197,7 +213,7 @@ class PaperAdmin(admin.ModelAdmin):
         return ", ".join(row.topic.slug + ("*" if row.set_by_curator else "") for row in rows)
 
     @admin.display(description="links")
-    def links(self, paper: Paper):
+    def links(self, paper: Paper) -> str:
         from django.utils.html import format_html
 
         return format_html(
@@ -208,14 +224,15 @@ class PaperAdmin(admin.ModelAdmin):
             paper.pdf_url,
         )
 
-    def save_formset(self, request, form, formset, change):
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """Topic rows edited here become curator rows, which retagging never overrides.
 
         Deleting an automatic tag keeps a curator row with score 0, so the
         next retag does not bring the topic back.
         """
         if formset.model is not PaperTopic:
-            return super().save_formset(request, form, formset, change)
+            super().save_formset(request, form, formset, change)
+            return
         rows = formset.save(commit=False)
         for row in rows:
             row.set_by_curator = True
@@ -229,29 +246,18 @@ class PaperAdmin(admin.ModelAdmin):
                 row.save(update_fields=["set_by_curator", "score"])
         formset.save_m2m()
 
-    @admin.action(description="Hide selected papers")
-    def hide(self, request, queryset):
-        self.message_user(request, f"Hid {queryset.update(hidden=True)} papers.")
-
-    @admin.action(description="Unhide selected papers")
-    def unhide(self, request, queryset):
-        self.message_user(request, f"Unhid {queryset.update(hidden=False)} papers.")
-
-    @admin.action(description="Pin selected papers")
-    def pin(self, request, queryset):
-        self.message_user(request, f"Pinned {queryset.update(pinned=True)} papers.")
-
-    @admin.action(description="Unpin selected papers")
-    def unpin(self, request, queryset):
-        self.message_user(request, f"Unpinned {queryset.update(pinned=False)} papers.")
+    hide = _flag_action("hidden", True, description="Hide selected papers", done="Hid")
+    unhide = _flag_action("hidden", False, description="Unhide selected papers", done="Unhid")
+    pin = _flag_action("pinned", True, description="Pin selected papers", done="Pinned")
+    unpin = _flag_action("pinned", False, description="Unpin selected papers", done="Unpinned")
 
     @admin.action(description="Retag selected papers (curator tags are kept)")
-    def retag(self, request, queryset):
+    def retag(self, request: HttpRequest, queryset: QuerySet[Paper]) -> None:
         count = papers_retag(paper_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Retagged {count} papers.")
 
     @admin.action(description="Fetch the featured days of selected papers again now")
-    def fetch_days_again(self, request, queryset):
+    def fetch_days_again(self, request: HttpRequest, queryset: QuerySet[Paper]) -> None:
         days = sorted({day for day in queryset.values_list("featured_on", flat=True) if day})
         for day in days:
             queue_fetch(day, "hf")
@@ -304,7 +310,7 @@ class PaperAdmin(admin.ModelAdmin):
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("name", "slug", "is_active", "paper_count", "phrase_count")
     list_filter = ("is_active",)
     search_fields = ("name", "slug", "description", "phrases")
@@ -312,14 +318,16 @@ class TopicAdmin(admin.ModelAdmin):
     actions = ["retag_all"]
     fields = ("name", "slug", "description", "phrases", "is_active")
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Topic | None = None) -> tuple[str, ...]:
         # Slugs are referenced by subscribers' preferences; new topics choose theirs once.
         return ("slug",) if obj else ()
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Topic]:
         return topics_with_paper_counts(super().get_queryset(request))
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
+    def formfield_for_dbfield(
+        self, db_field: models.Field[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
         if db_field.name == "phrases":
             kwargs["widget"] = forms.Textarea(attrs={"rows": 24, "cols": 60, "spellcheck": "false"})
         return super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -332,7 +340,7 @@ class TopicAdmin(admin.ModelAdmin):
     def phrase_count(self, topic: Topic) -> int:
         return len(topic.phrase_list)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Topic, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if change and {"phrases", "name", "description", "is_active"} & set(form.changed_data):
             self.message_user(
@@ -343,13 +351,13 @@ class TopicAdmin(admin.ModelAdmin):
             )
 
     @admin.action(description="Retag all papers with the current topics")
-    def retag_all(self, request, queryset):
+    def retag_all(self, request: HttpRequest, queryset: QuerySet[Topic]) -> None:
         count = papers_retag(paper_ids=None)
         self.message_user(request, f"Retagged {count} papers.")
 
 
 @admin.register(TermAlias)
-class TermAliasAdmin(admin.ModelAdmin):
+class TermAliasAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Acronyms and synonyms the analyser folds together, for tagging and interests alike."""
 
     list_display = ("term", "expansion_list", "is_active", "updated_at")
@@ -361,7 +369,7 @@ class TermAliasAdmin(admin.ModelAdmin):
     def expansion_list(self, alias: TermAlias) -> str:
         return " · ".join(line.strip() for line in alias.expansions.splitlines() if line.strip())
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: TermAlias, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         self.message_user(
             request,

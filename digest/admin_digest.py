@@ -1,6 +1,8 @@
 """Admin for the nightly run: runs with a 30-day chart, deliveries, previews,
 test sends, re-sends and starting a run by hand."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -12,7 +14,7 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.mail import get_connection
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -37,7 +39,7 @@ class StartRunForm(forms.Form):
     fetch = forms.BooleanField(required=False, initial=True, help_text="Fetch yesterday's papers first.")
 
     def clean_edition(self) -> date:
-        edition = self.cleaned_data["edition"]
+        edition: date = self.cleaned_data["edition"]
         try:
             deliveries_retention_guard(edition=edition)
         except EditionTooOld as exc:
@@ -45,7 +47,9 @@ class StartRunForm(forms.Form):
         return edition
 
 
-class ReaderField(forms.ModelChoiceField):
+# Form fields, ModelAdmin and the inlines take their model as a type argument only in
+# django-stubs; at runtime the bases stay bare.
+class ReaderField(forms.ModelChoiceField):  # type: ignore[type-arg]
     """A subscriber picked by the admin's autocomplete (their id), or given by address in a link."""
 
     def to_python(self, value: object) -> Subscriber | None:
@@ -68,7 +72,7 @@ class PreviewForm(forms.Form):
     )
     edition = forms.DateField(help_text="YYYY-MM-DD", widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, data: "QueryDict | dict | None" = None, **kwargs: Any) -> None:
+    def __init__(self, data: QueryDict | dict[str, Any] | None = None, **kwargs: Any) -> None:
         # Links give the address; the autocomplete shows and sends the id.
         self.missing_address = ""
         if data is not None and data.get("subscriber") and not str(data["subscriber"]).isdigit():
@@ -91,7 +95,7 @@ class TestSendForm(forms.Form):
     to = forms.EmailField(label="Send a test copy to", max_length=254)
 
     def clean_to(self) -> str:
-        to = self.cleaned_data["to"]
+        to: str = self.cleaned_data["to"]
         if not test_send_allowed(to):
             raise forms.ValidationError(
                 "Test copies go only to a staff user's address or one in DIGEST_TEST_SEND_ALLOWED."
@@ -131,18 +135,18 @@ def run_progress(run: DigestRun) -> dict[str, Any]:
     }
 
 
-def count_column(field: str, label: str) -> Callable[[admin.ModelAdmin, DigestRun], int]:
+def count_column(field: str, label: str) -> Callable[[admin.ModelAdmin[DigestRun], DigestRun], int]:
     """A list column showing one of the run's counters under a short header."""
 
     @admin.display(description=label, ordering=field)
-    def column(model_admin: admin.ModelAdmin, run: DigestRun) -> int:
+    def column(model_admin: admin.ModelAdmin[DigestRun], run: DigestRun) -> int:
         return int(getattr(run, field))
 
     return column
 
 
 @admin.register(DigestRun)
-class DigestRunAdmin(admin.ModelAdmin):
+class DigestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "edition",
         "status_link",
@@ -204,7 +208,9 @@ class DigestRunAdmin(admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra_context = {**(extra_context or {}), **runs_chart()}
         return super().changelist_view(request, extra_context=extra_context)
 
@@ -302,7 +308,7 @@ def test_send_allowed(address: str) -> bool:
     return User.objects.filter(is_staff=True, is_active=True, email__iexact=wanted).exists()
 
 
-def runs_chart() -> dict:
+def runs_chart() -> dict[str, Any]:
     """Sent and failed digests per edition for the last 30 days, as SVG bar geometry."""
     since = timezone.now().date() - timedelta(days=CHART_DAYS - 1)
     totals = {
@@ -343,7 +349,7 @@ def runs_chart() -> dict:
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # The ESP message id is long and rarely read: it is searchable and on each delivery's page.
     list_display = ("edition", "subscriber", "status", "attempts", "sent_at", "short_error")
     list_filter = ("status", "edition")
@@ -363,16 +369,16 @@ class DeliveryAdmin(admin.ModelAdmin):
     def short_error(self, delivery: Delivery) -> str:
         return Truncator(delivery.error).chars(120)
 
-    def has_resend_permission(self, request) -> bool:
-        return request.user.has_perm("digest.resend_delivery")
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("digest.resend_delivery"))
 
     @admin.action(description="Re-send selected failed deliveries", permissions=["resend"])
-    def resend(self, request, queryset):
+    def resend(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         count = deliveries_resend(delivery_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"Queued {count} failed deliveries to be sent again.", messages.SUCCESS)
 
 
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(admin.TabularInline):  # type: ignore[type-arg]
     """A subscriber's delivery history, newest first."""
 
     model = Delivery
@@ -386,7 +392,7 @@ class DeliveryInline(admin.TabularInline):
     verbose_name_plural = "Delivery history"
 
 
-class DeliveryRollupInline(admin.TabularInline):
+class DeliveryRollupInline(admin.TabularInline):  # type: ignore[type-arg]
     """A subscriber's history before DIGEST_DELIVERY_RETENTION_DAYS: the purged rows, counted per month."""
 
     model = SubscriberDeliveryRollup

@@ -29,7 +29,7 @@ kept only when they are plain http(s) links (`digest.papers`).
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -193,7 +193,7 @@ def _compile(rendered: str) -> list[str]:
     return PLACEHOLDER.split(rendered)
 
 
-def _fill_marks(text: str, fills: dict[str, str]) -> str:
+def _fill_marks(text: str, fills: Mapping[str, str]) -> str:
     for mark, value in fills.items():
         text = text.replace(mark, value)
     return text

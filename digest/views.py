@@ -15,9 +15,10 @@ from digest.models import Delivery, Topic
 from digest.sample import sample_digest_html
 from digest.selectors import day_topics, featured_days, latest_featured_day, neighbour_days, papers_of_day
 from digest.services.feedback import VOTES, FeedbackRejected, feedback_record, feedback_target_resolve
-from digest.signed_links import InvalidLink, feed_url, read_feed_token, read_view_token
+from digest.signed_links import feed_url, read_feed_token, read_view_token
 from digest.web import sent_digest_page
 from subscribers.models import Subscriber
+from subscribers.tokens import InvalidToken
 
 # Readers who left (or whose address was suppressed) have no feed any more.
 FEED_STATUSES = (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED, Subscriber.Status.PENDING)
@@ -35,7 +36,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def feedback(request, token: str, vote: str):
+def feedback(request: HttpRequest, token: str, vote: str) -> HttpResponse:
     """GET shows the paper and a button (mail scanners open links); only the POST votes."""
     if vote not in VOTES:
         return render(request, "digest/feedback_invalid.html", {"reason": "That is not a vote."}, status=400)
@@ -73,7 +74,7 @@ def sent_digest(request: HttpRequest, token: str) -> HttpResponse:
     """One sent digest in the browser, from the signed link in its header."""
     try:
         ref = read_view_token(token)
-    except InvalidLink:
+    except InvalidToken:
         return _link_error(request, status=400)
     delivery = (
         Delivery.objects.select_related("subscriber").filter(pk=ref.id, status=Delivery.Status.SENT).first()
@@ -94,7 +95,7 @@ def reader_feed(request: HttpRequest, token: str) -> HttpResponse:
     """A reader's Atom feed, behind a signed link that bumping token_version revokes."""
     try:
         ref = read_feed_token(token)
-    except InvalidLink:
+    except InvalidToken:
         return _link_error(request, status=400)
     subscriber = Subscriber.objects.filter(
         pk=ref.id, token_version=ref.token_version, status__in=FEED_STATUSES

@@ -1,11 +1,14 @@
+from __future__ import annotations
+
 import csv
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -26,6 +29,17 @@ CONSENT_FIELDS = (
     "confirm_ip",
     "confirm_user_agent",
     "consent_source",
+)
+# What happened to a reader after signing up; shown, never edited.
+HISTORY_FIELDS = (
+    "unsubscribed_at",
+    "unsubscribe_reason",
+    "suppressed_at",
+    "suppression_reason",
+    "paused_at",
+    "resumed_at",
+    "last_digest_at",
+    "soft_bounce_count",
 )
 
 
@@ -50,15 +64,16 @@ class ImportForm(forms.Form):
     )
     dry_run = forms.BooleanField(required=False, label="Only check the file", initial=False)
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("consented") and not (data.get("source") or "").strip():
             self.add_error("source", "Say where these readers gave their consent: it is kept as proof.")
         return data
 
 
+# ModelAdmin takes its model as a type argument only in django-stubs; at runtime the bases stay bare.
 @admin.register(Subscriber)
-class SubscriberAdmin(admin.ModelAdmin):
+class SubscriberAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # Days, not timestamps, so the list fits a 1280 px screen; each page has the exact times.
     list_display = (
         "email",
@@ -85,14 +100,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     readonly_fields = (
         "preview_link",
         *CONSENT_FIELDS,
-        "unsubscribed_at",
-        "unsubscribe_reason",
-        "suppressed_at",
-        "suppression_reason",
-        "paused_at",
-        "resumed_at",
-        "last_digest_at",
-        "soft_bounce_count",
+        *HISTORY_FIELDS,
         "created_at",
         "updated_at",
     )
@@ -118,14 +126,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             "History",
             {
                 "fields": (
-                    "unsubscribed_at",
-                    "unsubscribe_reason",
-                    "suppressed_at",
-                    "suppression_reason",
-                    "paused_at",
-                    "resumed_at",
-                    "last_digest_at",
-                    "soft_bounce_count",
+                    *HISTORY_FIELDS,
                     "token_version",
                     "created_at",
                     "updated_at",
@@ -134,8 +135,9 @@ class SubscriberAdmin(admin.ModelAdmin):
         ),
     )
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(topic_total=Count("topics", distinct=True))
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Subscriber]:
+        people: QuerySet[Subscriber] = super().get_queryset(request)
+        return people.annotate(topic_total=Count("topics", distinct=True))
 
     def get_urls(self) -> list[URLPattern]:
         own = [
@@ -176,7 +178,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/subscribers/subscriber/import.html", context)
 
     @admin.display(description="Digest")
-    def preview_link(self, obj) -> str:
+    def preview_link(self, obj: Subscriber) -> str:
         if not obj.pk:
             return "–"
         preview = reverse("admin:digest_digestrun_preview")
@@ -206,10 +208,12 @@ class SubscriberAdmin(admin.ModelAdmin):
         return _day(obj.last_digest_at)
 
     @admin.display(description="Topics", ordering="topic_total")
-    def topic_count(self, obj) -> int:
-        return obj.topic_total
+    def topic_count(self, obj: Subscriber) -> int:
+        return int(getattr(obj, "topic_total", 0))
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         growth = subscriber_growth(days=30)
         peak = max([max(day["signups"], day["confirmations"]) for day in growth] + [1])
         bar_width = 18
@@ -246,7 +250,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context=extra_context)
 
     @admin.action(description="Suppress selected subscribers (never email again)")
-    def suppress_selected(self, request, queryset):
+    def suppress_selected(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
         done = sum(
             services.subscriber_suppress(subscriber=subscriber, reason="suppressed by an admin")
             for subscriber in queryset
@@ -254,7 +258,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         self.message_user(request, f"Suppressed {done} subscriber(s).", messages.SUCCESS)
 
     @admin.action(description="Resend the confirmation email (pending only)")
-    def resend_confirmation(self, request, queryset):
+    def resend_confirmation(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
         sent = sum(
             services.subscriber_resend_confirmation(subscriber=subscriber)
             for subscriber in queryset.filter(status=Subscriber.Status.PENDING)
@@ -267,7 +271,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Export selected subscribers as CSV")
-    def export_csv(self, request, queryset):
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="subscribers-{stamp}.csv"'
@@ -304,24 +308,24 @@ def _csv_safe(value: str) -> str:
 
 
 @admin.register(SuppressionEvent)
-class SuppressionEventAdmin(admin.ModelAdmin):
+class SuppressionEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("received_at", "email", "event_type", "esp", "reason")
     list_filter = ("event_type", "esp")
     search_fields = ("email", "event_id")
     raw_id_fields = ("subscriber",)
     readonly_fields = ("event_id", "email", "event_type", "reason", "esp", "received_at", "subscriber")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
 @admin.register(DeletionRecord)
-class DeletionRecordAdmin(admin.ModelAdmin):
+class DeletionRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("date", "reason", "count")
     list_filter = ("reason",)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: DeletionRecord | None = None) -> bool:
         return False

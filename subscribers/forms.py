@@ -1,3 +1,6 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -26,33 +29,55 @@ class AddressField(forms.CharField):
         attrs={"inputmode": "email", "autocomplete": "email", "autocapitalize": "none", "spellcheck": "false"}
     )
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", MAX_EMAIL_LENGTH)
         super().__init__(**kwargs)
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> str | None:
         # Checked before CharField strips whitespace, so "a@b.c\r\nBcc: x" is
         # refused outright rather than quietly cut.
         if isinstance(value, str) and ("\r" in value or "\n" in value):
             raise ValidationError("An email address cannot contain line breaks.", code="line_break")
         return super().to_python(value)
 
-    def clean(self, value):
+    def clean(self, value: Any) -> str:
         value = super().clean(value)
         return normalize_email(value) if value else value
 
 
-class InterestsField(forms.CharField):
-    """Free-text interests, one per line or comma separated; cleaned to one per line."""
+class OptionalTextField(forms.CharField):
+    """Text a reader may leave empty, at most ``default_max_length`` characters unless told otherwise."""
 
-    widget = forms.Textarea(attrs={"rows": 3})
+    default_max_length = 1000
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", INTERESTS_MAX_LENGTH)
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", self.default_max_length)
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
 
-    def clean(self, value):
+
+class ListTextField(OptionalTextField):
+    """A list typed as text: shown joined by ``joiner``, cleaned to a list by ``to_list``."""
+
+    joiner = ", "
+
+    def prepare_value(self, value: Any) -> Any:
+        return self.joiner.join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return self.to_list(super().clean(value))
+
+    def to_list(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+
+class InterestsField(OptionalTextField):
+    """Free-text interests, one per line or comma separated; cleaned to one per line."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+    default_max_length = INTERESTS_MAX_LENGTH
+
+    def clean(self, value: Any) -> str:
         value = super().clean(value)
         if any(ord(char) < 32 and char not in "\r\n\t" for char in value):
             raise ValidationError("Interests cannot contain control characters.", code="control")
@@ -73,18 +98,14 @@ class InterestsField(forms.CharField):
         return "\n".join(items)
 
 
-class LikedPapersField(forms.CharField):
+class LikedPapersField(OptionalTextField):
     """arXiv ids or links (arxiv.org, Hugging Face), separated by spaces, commas or lines; cleaned
     to a list of bare ids without version."""
 
     widget = forms.Textarea(attrs={"rows": 2})
+    default_max_length = 5000
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 5000)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
-
-    def clean(self, value):
+    def clean(self, value: Any) -> list[str]:
         value = super().clean(value)
         ids: list[str] = []
         bad: list[str] = []
@@ -108,39 +129,27 @@ class LikedPapersField(forms.CharField):
         return ids
 
 
-class ArxivCategoriesField(forms.CharField):
+class ArxivCategoriesField(ListTextField):
     """arXiv category codes separated by commas or spaces; cleaned to a list in arXiv's spelling."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 400)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
+    default_max_length = 400
 
-    def prepare_value(self, value: Any) -> Any:
-        return ", ".join(value) if isinstance(value, list | tuple) else value
-
-    def clean(self, value: Any) -> list[str]:
-        return clean_arxiv_categories(split_categories(super().clean(value)))
+    def to_list(self, text: str) -> list[str]:
+        return clean_arxiv_categories(split_categories(text))
 
 
-class AuthorsField(forms.CharField):
+class AuthorsField(ListTextField):
     """Author names, one per line; cleaned to a list."""
 
     widget = forms.Textarea(attrs={"rows": 2})
+    default_max_length = 3000
+    joiner = "\n"
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 3000)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        return "\n".join(value) if isinstance(value, list | tuple) else value
-
-    def clean(self, value: Any) -> list[str]:
-        return clean_author_names(split_authors(super().clean(value)))
+    def to_list(self, text: str) -> list[str]:
+        return clean_author_names(split_authors(text))
 
 
-def _topic_field() -> forms.ModelMultipleChoiceField:
+def _topic_field() -> forms.ModelMultipleChoiceField[Topic]:
     return forms.ModelMultipleChoiceField(
         queryset=Topic.objects.filter(is_active=True).order_by("name"),
         to_field_name="slug",
@@ -155,6 +164,18 @@ def _topic_field() -> forms.ModelMultipleChoiceField:
 
 
 class PreferencesForm(forms.Form):
+    # What the form hands to the services, in the order it shows them: the reader's choices,
+    # not the address or the honeypot.
+    PREFERENCES: tuple[str, ...] = (
+        "topics",
+        "interests",
+        "liked_papers",
+        "arxiv_categories",
+        "followed_authors",
+        "frequency",
+        "weekday",
+    )
+
     interests = InterestsField(
         label="Anything more specific? (optional)",
         help_text="Papers about… one per line or separated by commas, e.g. "
@@ -187,25 +208,13 @@ class PreferencesForm(forms.Form):
         help_text="Only used with the weekly digest.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["topics"] = _topic_field()
-        self.order_fields(
-            [
-                "email",
-                "topics",
-                "interests",
-                "liked_papers",
-                "arxiv_categories",
-                "followed_authors",
-                "frequency",
-                "weekday",
-                "digest_size",
-            ]
-        )
+        self.order_fields(["email", *self.PREFERENCES])
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         chosen = ("topics", "interests", "arxiv_categories", "followed_authors")
         if not self.errors and not any(cleaned.get(name) for name in chosen):
             raise ValidationError(
@@ -213,6 +222,10 @@ class PreferencesForm(forms.Form):
                 code="empty",
             )
         return cleaned
+
+    def preferences(self) -> dict[str, Any]:
+        """The cleaned choices, by the names the subscriber services take them."""
+        return {name: self.cleaned_data[name] for name in self.PREFERENCES}
 
 
 class SignupForm(PreferencesForm):
@@ -230,6 +243,8 @@ class SignupForm(PreferencesForm):
 
 
 class ManageForm(PreferencesForm):
+    PREFERENCES = (*PreferencesForm.PREFERENCES, "digest_size", "show_trending", "with_abstracts")
+
     digest_size = forms.IntegerField(
         min_value=DIGEST_SIZE_MIN,
         max_value=DIGEST_SIZE_MAX,
@@ -249,7 +264,7 @@ class ManageForm(PreferencesForm):
     )
 
     @classmethod
-    def for_subscriber(cls, subscriber: Subscriber, data=None) -> "ManageForm":
+    def for_subscriber(cls, subscriber: Subscriber, data: Mapping[str, Any] | None = None) -> ManageForm:
         initial = {
             "topics": list(subscriber.topics.values_list("slug", flat=True)),
             "interests": subscriber.interests,

@@ -19,14 +19,14 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu import pools
@@ -97,7 +97,7 @@ def outgoing_email_kick() -> None:
         )
 
 
-def _waiting(now):
+def _waiting(now: datetime) -> QuerySet[OutgoingEmail]:
     return OutgoingEmail.objects.filter(
         sent_at__isnull=True, failed_at__isnull=True, available_at__lte=now
     ).filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
@@ -110,7 +110,7 @@ def _claim(limit: int) -> tuple[str, list[OutgoingEmail]]:
     return token, _take(ids, token=token, now=now)
 
 
-def _take(ids: list[int], *, token: str, now) -> list[OutgoingEmail]:
+def _take(ids: list[int], *, token: str, now: datetime) -> list[OutgoingEmail]:
     """Claim those of `ids` still waiting. The conditions are in the UPDATE itself:
     a row another worker claimed since `ids` were read no longer matches."""
     if not ids:
@@ -131,7 +131,7 @@ def outgoing_email_drain(*, batch: int = BATCH) -> int:
     return sent
 
 
-def _mine(row: OutgoingEmail, token: str):
+def _mine(row: OutgoingEmail, token: str) -> QuerySet[OutgoingEmail]:
     return OutgoingEmail.objects.filter(pk=row.pk, claim_token=token)
 
 
@@ -242,7 +242,7 @@ def _message(row: OutgoingEmail) -> EmailMessage:
     else:
         raise ValueError(f"unknown outgoing email kind {row.kind!r}")
     link_values = links.email_links(subscriber_id=subscriber.pk, token_version=subscriber.token_version)
-    message = build_email(
+    message: EmailMessage = build_email(
         name=name,
         to=subscriber.email,
         subject=subject,

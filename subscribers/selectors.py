@@ -2,6 +2,7 @@
 
 from collections import Counter
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.db.models import Count, Value
 from django.db.models.functions import Lower, TruncDate
@@ -48,7 +49,7 @@ def subscriber_status_counts() -> dict[str, int]:
     return counts
 
 
-def subscriber_growth(*, days: int = 30, today: date | None = None) -> list[dict]:
+def subscriber_growth(*, days: int = 30, today: date | None = None) -> list[dict[str, Any]]:
     """New signups and confirmations per day for the last ``days`` days, oldest first."""
     today = today or timezone.localdate()
     start = today - timedelta(days=days - 1)

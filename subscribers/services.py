@@ -5,12 +5,15 @@ Every function takes keyword-only arguments. Emails go through the outbox
 worker, so a rolled-back change never sends mail and a committed one always does.
 """
 
+from __future__ import annotations
+
 import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import IntegrityError, transaction
@@ -22,6 +25,12 @@ from subscribers.follows import clean_arxiv_categories, clean_author_names
 from subscribers.models import DeletionRecord, OutgoingEmail, Subscriber, SuppressionEvent
 from subscribers.outbox import outgoing_email_queue, outgoing_emails_queue
 from subscribers.selectors import subscriber_get_by_email
+
+if TYPE_CHECKING:
+    from digest.models import Topic
+
+    # A topic, or its primary key.
+    TopicRef = Topic | int
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +59,7 @@ def _clip(user_agent: str | None) -> str:
 def subscriber_signup_request(
     *,
     email: str,
-    topics: Iterable,
+    topics: Iterable[Topic],
     interests: str,
     frequency: str,
     weekday: int,
@@ -88,7 +97,7 @@ def subscriber_signup_request(
 def subscriber_signup(
     *,
     email: str,
-    topics: Iterable,
+    topics: Iterable[TopicRef],
     interests: str,
     frequency: str,
     weekday: int,
@@ -168,7 +177,7 @@ class NewSubscriber:
     """One reader an admin adds: by hand, or as a line of an imported list."""
 
     email: str
-    topics: tuple = ()
+    topics: tuple[TopicRef, ...] = ()
     interests: str = ""
     frequency: str = Subscriber.Frequency.DAILY
     weekday: int = 0
@@ -179,7 +188,7 @@ class NewSubscriber:
 def subscriber_add(
     *,
     email: str,
-    topics: Iterable,
+    topics: Iterable[TopicRef],
     interests: str = "",
     frequency: str = Subscriber.Frequency.DAILY,
     weekday: int = 0,
@@ -278,7 +287,7 @@ def _follows(*, arxiv_categories: Iterable[str], followed_authors: Iterable[str]
 def subscriber_update_preferences(
     *,
     subscriber: Subscriber,
-    topics: Iterable,
+    topics: Iterable[TopicRef],
     interests: str,
     frequency: str,
     weekday: int,
@@ -329,7 +338,7 @@ def _queue_model_fit(subscriber_id: int) -> None:
     transaction.on_commit(lambda: reader_model_fit_task.delay(subscriber_id))
 
 
-def _transition(subscriber: Subscriber, *, from_statuses: Iterable[str], **changes) -> bool:
+def _transition(subscriber: Subscriber, *, from_statuses: Iterable[str], **changes: Any) -> bool:
     changed = Subscriber.objects.filter(pk=subscriber.pk, status__in=list(from_statuses)).update(
         updated_at=timezone.now(), **changes
     )
@@ -413,10 +422,10 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         _count_deletions(DeletionRecord.Reason.REQUEST, 1)
 
 
-def subscriber_export(*, subscriber: Subscriber) -> dict:
+def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
     """Everything stored about a subscriber, as JSON-ready data."""
 
-    def stamp(value):
+    def stamp(value: Any) -> str | None:
         return value.isoformat() if value else None
 
     data = {

@@ -5,6 +5,9 @@ changes happen on POST. Bad links get a friendly 400 page, never a 500.
 """
 
 import json
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib import messages
@@ -42,8 +45,39 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
+def _page(
+    request: HttpRequest, template: str, context: dict[str, Any] | None = None, status: int = 200
+) -> HttpResponse:
+    """A page behind a personal link."""
+    return _private(render(request, template, context, status=status))
+
+
 def bad_link(request: HttpRequest, *, reason: str = "") -> HttpResponse:
-    return _private(render(request, "subscribers/bad_link.html", {"reason": reason}, status=400))
+    return _page(request, "subscribers/bad_link.html", {"reason": reason}, status=400)
+
+
+PersonalView = Callable[[HttpRequest, Subscriber, str], HttpResponse]
+LinkView = Callable[[HttpRequest, str], HttpResponse]
+
+
+def _personal_link(
+    purpose: str, *, methods: Sequence[str] = ("GET", "HEAD", "POST")
+) -> Callable[[PersonalView], LinkView]:
+    """A view behind a signed link: never cached, only ``methods`` allowed, and called with the
+    subscriber the token belongs to; a bad, expired or revoked token gets the friendly 400 page."""
+
+    def decorate(view: PersonalView) -> LinkView:
+        @wraps(view)
+        def read_token(request: HttpRequest, token: str) -> HttpResponse:
+            try:
+                subscriber = subscriber_from_token(token=token, purpose=purpose)
+            except InvalidToken:
+                return bad_link(request, reason=purpose)
+            return view(request, subscriber, token)
+
+        return never_cache(require_http_methods(list(methods))(read_token))
+
+    return decorate
 
 
 def _unsubscribe_token(subscriber: Subscriber) -> str:
@@ -67,19 +101,12 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("subscribers:signup_done")
     if not form.is_valid():
         return render(request, "subscribers/signup.html", {"form": form}, status=400)
-    data = form.cleaned_data
     # Stored as submitted and applied by the outbox worker: the same work, the
     # same time and the same page whether the address is new, pending, active,
     # unsubscribed or suppressed.
     services.subscriber_signup_request(
-        email=data["email"],
-        topics=data["topics"],
-        interests=data["interests"],
-        liked_papers=data["liked_papers"],
-        frequency=data["frequency"],
-        weekday=data["weekday"],
-        arxiv_categories=data["arxiv_categories"],
-        followed_authors=data["followed_authors"],
+        email=form.cleaned_data["email"],
+        **form.preferences(),
         ip=client_ip(request),
         user_agent=_user_agent(request),
     )
@@ -94,29 +121,24 @@ def signup_done(request: HttpRequest) -> HttpResponse:
 # --- Double opt-in ---------------------------------------------------------------------
 
 
-@never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
-def confirm(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber = subscriber_from_token(token=token, purpose="confirm")
-    except InvalidToken:
-        return bad_link(request, reason="confirm")
+@_personal_link("confirm")
+def confirm(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
     if subscriber.status in (Status.UNSUBSCRIBED, Status.SUPPRESSED):
         return bad_link(request, reason="used")
     context = {"subscriber": subscriber}
     if subscriber.status != Status.PENDING:
         # A replayed link: already confirmed, nothing to do. A used link is no
         # key to the preference centre: it may sit in a forwarded or archived mail.
-        return _private(render(request, "subscribers/confirm.html", {**context, "already": True}))
+        return _page(request, "subscribers/confirm.html", {**context, "already": True})
     if request.method == "POST":
         confirmed = services.subscriber_confirm(
             subscriber=subscriber, ip=client_ip(request), user_agent=_user_agent(request)
         )
         if not confirmed:  # another request confirmed it a moment ago
-            return _private(render(request, "subscribers/confirm.html", {**context, "already": True}))
+            return _page(request, "subscribers/confirm.html", {**context, "already": True})
         links = email_links(subscriber_id=subscriber.pk, token_version=subscriber.token_version)
-        return _private(render(request, "subscribers/confirmed.html", {**context, **links}))
-    return _private(render(request, "subscribers/confirm.html", context))
+        return _page(request, "subscribers/confirmed.html", {**context, **links})
+    return _page(request, "subscribers/confirm.html", context)
 
 
 # --- Preference centre -------------------------------------------------------------
@@ -137,16 +159,41 @@ def _manage_page(
         "unsubscribe_token": _unsubscribe_token(subscriber),
         "feed_url": feed_url(subscriber_id=subscriber.pk, token_version=subscriber.token_version),
     }
-    return _private(render(request, "subscribers/manage.html", context, status=status))
+    return _page(request, "subscribers/manage.html", context, status=status)
 
 
-@never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
-def manage(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber = subscriber_from_token(token=token, purpose="manage")
-    except InvalidToken:
-        return bad_link(request, reason="manage")
+class _ManageAction(NamedTuple):
+    """A preference-centre button that changes one thing and comes back to the page."""
+
+    service: Callable[..., bool | None]
+    done: str
+    # Said when the service answers False: the change did not apply to this reader.
+    not_applied: str = ""
+
+
+_MANAGE_ACTIONS = {
+    "pause": _ManageAction(
+        services.subscriber_pause,
+        "Your digest is paused. Resume it here whenever you like.",
+        "Only an active digest can be paused.",
+    ),
+    "resume": _ManageAction(
+        services.subscriber_resume,
+        "Welcome back: your digest is on again.",
+        "Only a paused digest can be resumed.",
+    ),
+    "data_link": _ManageAction(
+        services.subscriber_request_data_link,
+        "We emailed you a link to download or delete your data. It works for one hour.",
+    ),
+    "data_export": _ManageAction(
+        services.subscriber_request_data_export, "We emailed you your data as a JSON file."
+    ),
+}
+
+
+@_personal_link("manage")
+def manage(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
     if request.method != "POST":
         return _manage_page(request, subscriber, token)
 
@@ -156,48 +203,20 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
         form = ManageForm(request.POST)
         if not form.is_valid():
             return _manage_page(request, subscriber, token, form=form, status=400)
-        data = form.cleaned_data
-        services.subscriber_update_preferences(
-            subscriber=subscriber,
-            topics=data["topics"],
-            interests=data["interests"],
-            frequency=data["frequency"],
-            weekday=data["weekday"],
-            digest_size=data["digest_size"],
-            liked_papers=data["liked_papers"],
-            show_trending=data["show_trending"],
-            with_abstracts=data["with_abstracts"],
-            arxiv_categories=data["arxiv_categories"],
-            followed_authors=data["followed_authors"],
-        )
+        services.subscriber_update_preferences(subscriber=subscriber, **form.preferences())
         messages.success(request, "Your preferences are saved.")
         return redirect(here)
-    if action == "pause":
-        if services.subscriber_pause(subscriber=subscriber):
-            messages.success(request, "Your digest is paused. Resume it here whenever you like.")
+    if action in _MANAGE_ACTIONS:
+        service, done, not_applied = _MANAGE_ACTIONS[action]
+        if service(subscriber=subscriber) is False:
+            messages.info(request, not_applied)
         else:
-            messages.info(request, "Only an active digest can be paused.")
-        return redirect(here)
-    if action == "resume":
-        if services.subscriber_resume(subscriber=subscriber):
-            messages.success(request, "Welcome back: your digest is on again.")
-        else:
-            messages.info(request, "Only a paused digest can be resumed.")
+            messages.success(request, done)
         return redirect(here)
     if action == "unsubscribe":
         services.subscriber_unsubscribe(subscriber=subscriber, reason="preference centre")
         context = {"subscriber": subscriber, "unsubscribe_token": _unsubscribe_token(subscriber)}
-        return _private(render(request, "subscribers/unsubscribed.html", context))
-    if action == "data_link":
-        services.subscriber_request_data_link(subscriber=subscriber)
-        messages.success(
-            request, "We emailed you a link to download or delete your data. It works for one hour."
-        )
-        return redirect(here)
-    if action == "data_export":
-        services.subscriber_request_data_export(subscriber=subscriber)
-        messages.success(request, "We emailed you your data as a JSON file.")
-        return redirect(here)
+        return _page(request, "subscribers/unsubscribed.html", context)
     messages.error(request, "That action is not available. Nothing was changed.")
     return _manage_page(request, subscriber, token, status=400)
 
@@ -205,31 +224,21 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
 # --- Data rights: download and delete, behind a fresh one-hour link ----------------
 
 
-@never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
-def data(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber = subscriber_from_token(token=token, purpose="data")
-    except InvalidToken:
-        return bad_link(request, reason="data")
+@_personal_link("data")
+def data(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
     delete_form = DeleteForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         if request.POST.get("action") != "delete" or not delete_form.is_valid():
             context = {"subscriber": subscriber, "token": token, "delete_form": delete_form}
-            return _private(render(request, "subscribers/data.html", context, status=400))
+            return _page(request, "subscribers/data.html", context, status=400)
         services.subscriber_delete(subscriber=subscriber)
-        return _private(render(request, "subscribers/deleted.html"))
+        return _page(request, "subscribers/deleted.html")
     context = {"subscriber": subscriber, "token": token, "delete_form": DeleteForm()}
-    return _private(render(request, "subscribers/data.html", context))
+    return _page(request, "subscribers/data.html", context)
 
 
-@never_cache
-@require_GET
-def export(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber = subscriber_from_token(token=token, purpose="data")
-    except InvalidToken:
-        return bad_link(request, reason="data")
+@_personal_link("data", methods=["GET"])
+def export(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
     body = json.dumps(services.subscriber_export(subscriber=subscriber), cls=DjangoJSONEncoder, indent=2)
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{settings.PRODUCT_NAME.lower()}-my-data.json"'
@@ -247,13 +256,8 @@ def _one_click(request: HttpRequest) -> bool:
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies or a CSRF token
-@never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
-def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber = subscriber_from_token(token=token, purpose="unsubscribe")
-    except InvalidToken:
-        return bad_link(request, reason="unsubscribe")
+@_personal_link("unsubscribe")
+def unsubscribe(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
     # The unsubscribe link sits in every List-Unsubscribe header, where forwarded
     # mails, scanners and archives see it: it unsubscribes and resubscribes, nothing more.
     context = {"subscriber": subscriber, "unsubscribe_token": token}
@@ -261,21 +265,16 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         reason = "one-click" if _one_click(request) else "unsubscribe page"
         services.subscriber_unsubscribe(subscriber=subscriber, reason=reason)
         # 200 with a page, never a redirect: one-click clients do not follow them.
-        return _private(render(request, "subscribers/unsubscribed.html", context))
-    return _private(render(request, "subscribers/unsubscribe.html", context))
+        return _page(request, "subscribers/unsubscribed.html", context)
+    return _page(request, "subscribers/unsubscribe.html", context)
 
 
-@never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
-def resubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber = subscriber_from_token(token=token, purpose="unsubscribe")
-    except InvalidToken:
-        return bad_link(request, reason="unsubscribe")
+@_personal_link("unsubscribe")
+def resubscribe(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
     context = {"subscriber": subscriber, "unsubscribe_token": token}
     if request.method == "POST" and subscriber.status == Status.UNSUBSCRIBED:
         services.subscriber_resubscribe(
             subscriber=subscriber, ip=client_ip(request), user_agent=_user_agent(request)
         )
-        return _private(render(request, "subscribers/resubscribe.html", {**context, "done": True}))
-    return _private(render(request, "subscribers/resubscribe.html", context))
+        return _page(request, "subscribers/resubscribe.html", {**context, "done": True})
+    return _page(request, "subscribers/resubscribe.html", context)

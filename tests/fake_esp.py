@@ -321,6 +321,28 @@ def _substitute(
     return pattern.sub(replace, text), missing
 
 
+def _filled_copy(
+    *,
+    to: str,
+    from_email: str,
+    parts: dict[str, str],
+    headers: dict[str, str],
+    fill: Callable[[str, str], tuple[str, list[str]]],
+) -> tuple[Copy, list[str]]:
+    """One recipient's copy, each of its parts (subject, html, text) and headers passed
+    through `fill(part, text)`; with the placeholders nothing filled."""
+    copy = Copy(to=to, from_email=from_email, subject="", html="", text="", headers={})
+    missing: list[str] = []
+    for name, text in parts.items():
+        filled, lost = fill(name, text)
+        setattr(copy, name, filled)
+        missing += lost
+    for name, value in headers.items():
+        copy.headers[name], lost = fill("header", value)
+        missing += lost
+    return copy, missing
+
+
 MAILGUN_VARIABLE = re.compile(r"%recipient\.([^%\s]+)%")
 MAILGUN_LEFTOVER = re.compile(r"%recipient\.")
 
@@ -342,25 +364,16 @@ def mailgun_copies(form: dict[str, list[str]]) -> tuple[list[Copy], list[str]]:
     for address in to:
         mine = (variables or {}).get(address, {})
 
-        def fill(text: str, mine: dict = mine) -> tuple[str, list[str]]:
+        def fill(part: str, text: str, mine: dict = mine) -> tuple[str, list[str]]:
             return _substitute(MAILGUN_VARIABLE, text, lambda m: mine.get(m.group(1)))
 
-        copy = Copy(
+        copy, missing = _filled_copy(
             to=address if variables is not None else ",".join(to),
             from_email=(form.get("from") or [""])[0],
-            subject="",
-            html="",
-            text="",
-            headers={},
+            parts={name: (form.get(name) or [""])[0] for name in ("subject", "html", "text")},
+            headers=headers_template,
+            fill=fill,
         )
-        missing: list[str] = []
-        for name in ("subject", "html", "text"):
-            filled, lost = fill((form.get(name) or [""])[0])
-            setattr(copy, name, filled)
-            missing += lost
-        for name, value in headers_template.items():
-            copy.headers[name], lost = fill(value)
-            missing += lost
         if missing:
             copy.problems.append(f"no recipient variable for {', '.join(sorted(set(missing)))}")
         copies.append(copy)
@@ -436,27 +449,17 @@ def sparkpost_copies(payload: dict) -> tuple[list[Copy], list[str]]:
                 return None
             return html_escape(str(value)) if escape and not raw else str(value)
 
+        def fill(part: str, text: str) -> tuple[str, list[str]]:
+            return _substitute(SPARKPOST_VARIABLE, text, partial(value_of, escape=part == "html"))
+
         address = recipient.get("address") or {}
-        copy = Copy(
+        copy, missing = _filled_copy(
             to=str(address.get("email", "")),
             from_email=str(content.get("from", "")),
-            subject="",
-            html="",
-            text="",
-            headers={},
+            parts={name: str(content.get(name) or "") for name in ("subject", "html", "text")},
+            headers={name: str(value) for name, value in (content.get("headers") or {}).items()},
+            fill=fill,
         )
-        missing: list[str] = []
-        for name in ("subject", "html", "text"):
-            filled, lost = _substitute(
-                SPARKPOST_VARIABLE, str(content.get(name) or ""), partial(value_of, escape=name == "html")
-            )
-            setattr(copy, name, filled)
-            missing += lost
-        for name, value in (content.get("headers") or {}).items():
-            copy.headers[name], lost = _substitute(
-                SPARKPOST_VARIABLE, str(value), partial(value_of, escape=False)
-            )
-            missing += lost
         if missing:
             copy.problems.append(f"no substitution data for {', '.join(sorted(set(missing)))}")
         copies.append(copy)

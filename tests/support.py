@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,20 @@ def app_env(**overrides) -> dict:
         else:
             env[key] = str(value)
     return env
+
+
+def run_python(code: str, *, timeout: float = 60, check: bool = False, **env) -> subprocess.CompletedProcess:
+    """`code` in a fresh Python process of this project, on config.settings with `env` on top
+    (a None value removes the variable)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env=app_env(DJANGO_SETTINGS_MODULE="config.settings", **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def test_database_url() -> str:

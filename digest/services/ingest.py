@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -28,24 +29,6 @@ from digest.tagging.tagger import get_tagger
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-# Fields a scrape may change; curator fields (hidden, pinned, note) are not among them.
-SCRAPED_FIELDS = (
-    "title",
-    "abstract",
-    "authors",
-    "published_at",
-    "featured_on",
-    "upvotes",
-    "num_comments",
-    "github_repo",
-    "github_stars",
-    "project_page",
-    "thumbnail_url",
-    "ai_keywords",
-    "ai_summary",
-    "sources",
-    "categories",
-)
 # A change in one of these means the paper's topics may change too.
 TEXT_FIELDS = frozenset({"title", "abstract", "ai_keywords"})
 # ...and these are the fields interest matching counts words in.
@@ -83,7 +66,7 @@ def _is_hf(record: PaperRecord) -> bool:
     return record.source in (SOURCE_HF_API, SOURCE_HF_PAGE)
 
 
-def merge_records(records: Iterable[PaperRecord]) -> dict[str, dict]:
+def merge_records(records: Iterable[PaperRecord]) -> dict[str, dict[str, Any]]:
     """Combine records of the same paper into one dict of field values.
 
     Hugging Face decides upvotes, counts, the featured day, keywords and links;
@@ -91,7 +74,7 @@ def merge_records(records: Iterable[PaperRecord]) -> dict[str, dict]:
     where Hugging Face left them empty. Hugging Face records are applied
     first, whatever order the records come in.
     """
-    merged: dict[str, dict] = {}
+    merged: dict[str, dict[str, Any]] = {}
     ordered = sorted(records, key=lambda record: 0 if _is_hf(record) else 1)
     for record in ordered:
         values = merged.get(record.arxiv_id)
@@ -103,7 +86,7 @@ def merge_records(records: Iterable[PaperRecord]) -> dict[str, dict]:
     return merged
 
 
-def _apply(values: dict, record: PaperRecord) -> None:
+def _apply(values: dict[str, Any], record: PaperRecord) -> None:
     hf = _is_hf(record)
     for name, value in (
         ("title", record.title),
@@ -137,7 +120,7 @@ def _apply(values: dict, record: PaperRecord) -> None:
 HF_TEXT_FIELDS = frozenset({"title", "abstract", "authors", "published_at"})
 
 
-def _changes(paper: Paper, values: dict) -> dict:
+def _changes(paper: Paper, values: dict[str, Any]) -> dict[str, Any]:
     """Field values that differ from the stored paper. Empty never overwrites non-empty,
     and arXiv alone (a later night's listing) never overwrites Hugging Face's text."""
     changed = {}
@@ -302,7 +285,7 @@ def papers_retag(*, paper_ids: Iterable[int] | None = None) -> int:
     return count
 
 
-def papers_fetch(*, day: date, source: str = SOURCE_HF_API, **fetch_options) -> IngestResult:
+def papers_fetch(*, day: date, source: str = SOURCE_HF_API, **fetch_options: Any) -> IngestResult:
     """Fetch one day from a source and ingest it whole.
 
     "hf" is the JSON API with the papers page as fallback: when the API fails

@@ -5,7 +5,6 @@ import json
 import logging
 import logging.config
 import subprocess
-import sys
 
 import pytest
 from django.core.mail import EmailMessage
@@ -14,9 +13,10 @@ from config.logging import current_log_context, log_context, log_context_bind, l
 from digest.models import DigestRun
 from digest.tasks import nightly_run
 from mail.send import send_with_retries
+from tests import support
 from tests.digest.builders import EDITION
 from tests.digest.sending_support import make_readers
-from tests.support import BASE_DIR, app_env, wait_for
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -115,14 +115,7 @@ def test_a_retry_line_names_the_delivery(json_lines, settings):
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env=app_env(DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=None, REDIS_URL=None, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return support.run_python(code, DATABASE_URL=None, REDIS_URL=None, **env)
 
 
 LOG_ONE_LINE = (

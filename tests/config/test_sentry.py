@@ -2,15 +2,13 @@
 
 import gzip
 import json
-import subprocess
-import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support import BASE_DIR, app_env
+from tests.support import run_python
 
 PROBE = """
 import json, django
@@ -67,19 +65,12 @@ def sentry_server():
 
 
 def probe(tmp_path, **env) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=BASE_DIR,
-        env=app_env(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL=None,
-            REDIS_URL=None,
-            VAR_DIR=tmp_path,
-            **{"SENTRY_DSN": None, "SENTRY_ENVIRONMENT": None, "SENTRY_TRACES_SAMPLE_RATE": None, **env},
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_python(
+        PROBE,
+        DATABASE_URL=None,
+        REDIS_URL=None,
+        VAR_DIR=tmp_path,
+        **{"SENTRY_DSN": None, "SENTRY_ENVIRONMENT": None, "SENTRY_TRACES_SAMPLE_RATE": None, **env},
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[0])
@@ -122,19 +113,12 @@ def test_environment_defaults_to_the_deployment_mode(tmp_path, sentry_server):
 
 
 def test_a_sample_rate_out_of_range_stops_startup(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=BASE_DIR,
-        env=app_env(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL=None,
-            VAR_DIR=tmp_path,
-            SENTRY_DSN="http://publickey@127.0.0.1:9/1",
-            SENTRY_TRACES_SAMPLE_RATE="5",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_python(
+        "import django; django.setup()",
+        DATABASE_URL=None,
+        VAR_DIR=tmp_path,
+        SENTRY_DSN="http://publickey@127.0.0.1:9/1",
+        SENTRY_TRACES_SAMPLE_RATE="5",
     )
     assert result.returncode != 0
     assert "SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1" in result.stderr

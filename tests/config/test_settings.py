@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.support import BASE_DIR, app_env
+from tests.support import BASE_DIR, app_env, run_python
 
 PROBE = """
 import json, django
@@ -31,14 +31,7 @@ EMBEDDED_ENV = {"DATABASE_URL": None, "REDIS_URL": None, "DJANGO_SECRET_KEY": No
 
 
 def run_probe(**env):
-    return subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=BASE_DIR,
-        env=app_env(DJANGO_SETTINGS_MODULE="config.settings", **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_python(PROBE, **env)
 
 
 def test_embedded_mode_when_nothing_is_configured(tmp_path):

@@ -2,10 +2,8 @@
 
 import json
 import re
-import subprocess
-import sys
 
-from tests.support import BASE_DIR, app_env
+from tests.support import run_python
 
 PROBE = """
 import json, django
@@ -28,20 +26,14 @@ print(json.dumps({
 
 
 def run_probe(tmp_path, **env) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=BASE_DIR,
-        env=app_env(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            STATIC_ROOT=tmp_path / "static",
-            VAR_DIR=tmp_path / "var",
-            ALLOWED_HOSTS="testserver",
-            DJANGO_DEBUG="false",
-            **env,
-        ),
-        capture_output=True,
-        text=True,
+    result = run_python(
+        PROBE,
         timeout=120,
+        STATIC_ROOT=tmp_path / "static",
+        VAR_DIR=tmp_path / "var",
+        ALLOWED_HOSTS="testserver",
+        DJANGO_DEBUG="false",
+        **env,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])

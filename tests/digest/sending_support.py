@@ -1,9 +1,13 @@
 """Helpers shared by the single-message and batched sending tests."""
 
+import re
+
 from django.test import TestCase
 
+from digest.feedback import read_feedback_token
 from digest.models import DigestRun
 from digest.tasks import nightly_run
+from subscribers.tokens import read_manage_token, read_unsubscribe_token
 from tests.digest.builders import EDITION, make_paper, make_reader
 
 
@@ -28,6 +32,18 @@ def assert_each_once(esp, readers):
     assert {r.email for r in readers} == set(counts), counts
     assert set(counts.values()) == {1}
     assert esp.stats()["invalid"] == 0
+
+
+def assert_links_are_the_readers(message, reader) -> str:
+    """The message's unsubscribe, preference-centre and vote links are signed for this reader;
+    returns the unsubscribe token."""
+    unsubscribe = re.search(r"/unsubscribe/([^/\"<>\s]+)/", message.html).group(1)
+    assert read_unsubscribe_token(unsubscribe).subscriber_id == reader.id
+    manage = re.search(r"/manage/([^/\"<>\s]+)/", message.text).group(1)
+    assert read_manage_token(manage).subscriber_id == reader.id
+    votes = re.findall(r"/feedback/([^/\"<>\s]+)/up/", message.html)
+    assert votes and all(read_feedback_token(token).subscriber_id == reader.id for token in votes)
+    return unsubscribe
 
 
 class WorkerDied(BaseException):

@@ -36,60 +36,37 @@ def test_daily_window_is_yesterday_and_weekly_the_last_seven_days():
     assert (weekly.start, weekly.kind) == (days_before(7), "weekly")
 
 
-def test_back_from_a_pause_the_window_opens_on_the_day_the_pause_began():
+# Moments are (days before the edition, hour UTC); the window starts that many days before it.
+@pytest.mark.parametrize(
+    ("frequency", "last_digest", "paused", "resumed", "start", "kind"),
+    [
+        ("daily", (6, 6), (6, 9), (1, 20), 6, "catchup"),
+        ("weekly", (21, 6), (17, 6), (5, 6), CATCHUP_MAX_DAYS, "catchup"),  # then the weekday 5 days later
+        ("daily", (30, 6), (30, 6), (2, 6), 1, "daily"),
+        ("daily", (1, 6), (8, 6), (2, 6), 1, "daily"),  # the catch-up went out yesterday
+        ("weekly", (7, 6), (5, 6), (3, 6), 7, "weekly"),
+    ],
+    ids=[
+        "back_from_a_pause_the_window_opens_on_the_day_the_pause_began",
+        "a_catch_up_reaches_back_at_most_fourteen_days",
+        "a_pause_longer_than_fourteen_days_gets_no_backlog",
+        "only_one_catch_up_after_a_pause",
+        "a_pause_inside_a_weekly_window_needs_no_catch_up",
+    ],
+)
+def test_the_window_around_a_pause(frequency, last_digest, paused, resumed, start, kind):
+    def moment(days_and_hour):
+        days, hour = days_and_hour
+        return at(days_before(days), hour)
+
     window = digest_window(
         edition=EDITION,
-        frequency="daily",
-        last_digest_at=at(days_before(6)),
-        paused_at=at(days_before(6), 9),
-        resumed_at=at(days_before(1), 20),
+        frequency=frequency,
+        last_digest_at=moment(last_digest),
+        paused_at=moment(paused),
+        resumed_at=moment(resumed),
     )
-    assert (window.start, window.kind) == (days_before(6), "catchup")
-
-
-def test_a_catch_up_reaches_back_at_most_fourteen_days():
-    # Weekly reader: a 12-day pause, then their weekday comes five days later.
-    window = digest_window(
-        edition=EDITION,
-        frequency="weekly",
-        last_digest_at=at(days_before(21)),
-        paused_at=at(days_before(17)),
-        resumed_at=at(days_before(5)),
-    )
-    assert (window.start, window.kind) == (days_before(CATCHUP_MAX_DAYS), "catchup")
-
-
-def test_a_pause_longer_than_fourteen_days_gets_no_backlog():
-    window = digest_window(
-        edition=EDITION,
-        frequency="daily",
-        last_digest_at=at(days_before(30)),
-        paused_at=at(days_before(30)),
-        resumed_at=at(days_before(2)),
-    )
-    assert (window.start, window.kind) == (YESTERDAY, "daily")
-
-
-def test_only_one_catch_up_after_a_pause():
-    window = digest_window(
-        edition=EDITION,
-        frequency="daily",
-        last_digest_at=at(days_before(1)),  # the catch-up went out yesterday
-        paused_at=at(days_before(8)),
-        resumed_at=at(days_before(2)),
-    )
-    assert (window.start, window.kind) == (YESTERDAY, "daily")
-
-
-def test_a_pause_inside_a_weekly_window_needs_no_catch_up():
-    window = digest_window(
-        edition=EDITION,
-        frequency="weekly",
-        last_digest_at=at(days_before(7)),
-        paused_at=at(days_before(5)),
-        resumed_at=at(days_before(3)),
-    )
-    assert (window.start, window.kind) == (days_before(7), "weekly")
+    assert (window.start, window.kind) == (days_before(start), kind)
 
 
 # --- Whole nights ----------------------------------------------------------------------

@@ -72,19 +72,6 @@ def test_a_token_for_another_purpose_is_refused(settings):
         read_feedback_token(make_manage_token(7, 1))
 
 
-@pytest.mark.parametrize("value", ["1z-7Q-1", "", "ünïcode", "a" * 300])
-@pytest.mark.parametrize("key", ["one key", b"bytes key"])
-def test_the_signer_that_derives_its_key_once_signs_exactly_as_djangos(value, key):
-    from django.core import signing
-
-    from digest.feedback import KeyedSigner
-
-    ours = KeyedSigner(key=key, salt="digest.feedback", sep=".")
-    assert ours.sign(value) == signing.Signer(key=key, salt="digest.feedback", sep=".").sign(value)
-    assert ours.sign(value) == ours.sign(value)  # the cached key is not consumed by a signature
-    assert ours.unsign(ours.sign(value)) == value
-
-
 def test_a_changed_secret_key_signs_with_the_new_key(settings):
     token = make_feedback_token(7, 8, 1)
     settings.SECRET_KEY = "another secret key for this test only 0123456789abcdef"

@@ -1,10 +1,8 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support import BASE_DIR, app_env
+from tests.support import run_python
 
 pytestmark = pytest.mark.django_db
 
@@ -69,19 +67,12 @@ def test_healthz_503_names_database_when_it_is_down():
         "import django, json; django.setup(); from django.test import Client; "
         "r = Client().get('/healthz'); print(json.dumps({'status': r.status_code, 'body': r.json()}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=BASE_DIR,
-        env=app_env(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere",
-            REDIS_URL=None,
-            DJANGO_SECRET_KEY="probe-key",
-            ALLOWED_HOSTS="testserver",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_python(
+        probe,
+        DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere",
+        REDIS_URL=None,
+        DJANGO_SECRET_KEY="probe-key",
+        ALLOWED_HOSTS="testserver",
     )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

@@ -54,11 +54,11 @@ def test_view_and_feed_tokens_round_trip_and_do_not_open_each_other():
     feed = make_feed_token(subscriber_id=99, token_version=3)
     assert (read_view_token(view).id, read_view_token(view).token_version) == (99, 3)
     assert (read_feed_token(feed).id, read_feed_token(feed).token_version) == (99, 3)
-    from digest.signed_links import InvalidLink
+    from subscribers.tokens import InvalidToken
 
-    with pytest.raises(InvalidLink):
+    with pytest.raises(InvalidToken):
         read_view_token(feed)
-    with pytest.raises(InvalidLink):
+    with pytest.raises(InvalidToken):
         read_feed_token(view)
 
 

@@ -25,6 +25,19 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = BASE_DIR / "artifacts" / "screenshots"
 PHONE, DESKTOP = 375, 1280
+# The bundled sample day of papers the demo loads.
+SAMPLE_PAPERS = BASE_DIR / "digest" / "sample_data" / "daily_papers.json"
+
+
+def in_the_browser(*, timeout: int = 180) -> list[pytest.MarkDecorator]:
+    """The marks of a browser test: the live server's threads see the test's committed rows,
+    and the migrations' seed data is back after each test."""
+    return [
+        pytest.mark.browser,
+        pytest.mark.timeout(timeout),
+        pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    ]
+
 
 # Text that sticks out of the viewport: an element, other than one taken out of
 # the flow on purpose, whose box reaches past the right (or left) edge.

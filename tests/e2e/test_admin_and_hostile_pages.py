@@ -6,13 +6,9 @@ import pytest
 from digest.feedback import make_feedback_token
 from tests.digest.builders import EDITION, make_paper, make_reader
 from tests.digest.sending_support import run_night
-from tests.e2e.conftest import DESKTOP, html_part, outbox_messages
+from tests.e2e.conftest import DESKTOP, html_part, in_the_browser, outbox_messages
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(120),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = in_the_browser(timeout=120)
 
 TITLE = 'Attention <script>alert("title")</script> "><img src=x onerror=alert(1)> is all you need'
 

@@ -14,13 +14,9 @@ from digest.sources.base import SourceError
 from subscribers.models import Subscriber
 from tests.digest.builders import EDITION, make_paper, make_reader
 from tests.digest.sending_support import run_night
-from tests.e2e.conftest import DESKTOP, screenshot
+from tests.e2e.conftest import DESKTOP, in_the_browser, screenshot
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(180),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = in_the_browser()
 
 PASSWORD = "a-long-password-1"
 LONG_TITLE = (

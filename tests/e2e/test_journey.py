@@ -5,21 +5,24 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from digest.models import Delivery, Paper
 from digest.services.ingest import papers_load_file
 from subscribers.models import Subscriber
-from tests.e2e.conftest import DESKTOP, PHONE, html_part, link_in, outbox_messages, screenshot
+from tests.e2e.conftest import (
+    DESKTOP,
+    PHONE,
+    SAMPLE_PAPERS,
+    html_part,
+    in_the_browser,
+    link_in,
+    outbox_messages,
+    screenshot,
+)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(180),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = in_the_browser()
 
-SAMPLE = Path(django_settings.BASE_DIR) / "digest" / "sample_data" / "daily_papers.json"
 READER = "journey@example.org"
 
 
@@ -113,7 +116,7 @@ def test_signup_confirm_tune_receive_and_leave(site, watched, isolated_outbox, t
     screenshot(phone, "preferences")
 
     # 6. The night runs on the bundled sample papers.
-    papers_load_file(path=SAMPLE)
+    papers_load_file(path=SAMPLE_PAPERS)
     latest = Paper.objects.order_by("-featured_on").first().featured_on
     edition = latest + timedelta(days=1)
     call_command("run_digest", date=edition.isoformat(), no_fetch=True)

@@ -6,23 +6,26 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from digest.compose import MAX_HTML_BYTES
 from digest.models import Delivery, Feedback, Paper
 from digest.services.ingest import papers_load_file
 from subscribers.models import Subscriber
-from tests.e2e.conftest import DESKTOP, PHONE, html_part, link_in, outbox_messages, screenshot
+from tests.e2e.conftest import (
+    DESKTOP,
+    PHONE,
+    SAMPLE_PAPERS,
+    html_part,
+    in_the_browser,
+    link_in,
+    outbox_messages,
+    screenshot,
+)
 from tests.subscribers.factories import SubscriberFactory
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(180),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = in_the_browser()
 
-SAMPLE = Path(django_settings.BASE_DIR) / "digest" / "sample_data" / "daily_papers.json"
 READER = "skimmer@example.org"
 MAX_ITEM_HEIGHT = 220
 TAP = 44
@@ -56,7 +59,7 @@ def site(live_server, settings, isolated_outbox):
 
 def _night() -> Delivery:
     """The demo papers, one reader with broad interests, and the night's run."""
-    papers_load_file(path=SAMPLE)
+    papers_load_file(path=SAMPLE_PAPERS)
     SubscriberFactory(
         email=READER,
         topics=["reasoning", "efficiency", "agents", "multimodal", "code", "video", "evaluation"],
@@ -146,7 +149,7 @@ def test_digest_is_skimmable_on_a_phone_and_opens_in_the_browser(site, watched, 
 
 
 def test_daily_pages_page_through_days_filter_topics_and_hide_hidden_papers(site, watched):
-    papers_load_file(path=SAMPLE)
+    papers_load_file(path=SAMPLE_PAPERS)
     days = sorted(set(Paper.objects.values_list("featured_on", flat=True)))
     hidden = Paper.objects.filter(featured_on=days[-1]).order_by("-upvotes").first()
     hidden.hidden = True

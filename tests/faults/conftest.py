@@ -18,6 +18,16 @@ from tests.support import wait_for
 SITE_URL = "https://digest.example.org"
 
 
+def on_real_services(*, timeout: int = 150) -> list[pytest.MarkDecorator]:
+    """The marks of a fault test on the real PostgreSQL and Redis: committed rows, so workers
+    and the test see each other's writes, and the migrations' seed data back after each test."""
+    return [
+        pytest.mark.services,
+        pytest.mark.timeout(timeout),
+        pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    ]
+
+
 def esp_env(esp: FakeESP, **extra) -> dict:
     """Worker settings: anymail's Postmark backend pointed at the fake ESP, short waits."""
     env = {

@@ -1,32 +1,34 @@
 """An unwell ESP, through a real Celery worker on Redis and PostgreSQL: every due
 reader ends with exactly one digest or a recorded failure."""
 
-import pytest
-
 from digest.models import DigestRun
 from digest.tasks import nightly_run
 from tests.digest.builders import EDITION
 from tests.fake_esp import FakeESP
-from tests.faults.conftest import assert_one_digest_or_recorded_failure, esp_env, seed_readers, wait_for_night
+from tests.faults.conftest import (
+    assert_one_digest_or_recorded_failure,
+    esp_env,
+    on_real_services,
+    seed_readers,
+    wait_for_night,
+)
 
-pytestmark = [
-    pytest.mark.services,
-    pytest.mark.timeout(120),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = on_real_services(timeout=120)
 
 
-def run_night_on(worker) -> None:
+def night_on_a_worker(celery_worker_factory, env: dict, *, concurrency: int = 1, timeout: float = 60):
+    """The edition's night on a real worker with these settings, waited out: the worker and the run."""
+    worker = celery_worker_factory(concurrency=concurrency, extra_env=env)
     nightly_run.apply_async(args=[EDITION.isoformat(), False], queue=worker.queue).get(timeout=60)
+    (run,) = wait_for_night(EDITION, timeout=timeout, workers=[worker])
+    return worker, run
 
 
 def test_a_fifth_of_esp_calls_failing_with_500(postgres_required, celery_worker_factory):
     emails = seed_readers(30)
     with FakeESP() as esp:
         esp.set_faults(fail_rate=0.2, seed=11)
-        worker = celery_worker_factory(concurrency=2, extra_env=esp_env(esp))
-        run_night_on(worker)
-        (run,) = wait_for_night(EDITION, timeout=90, workers=[worker])
+        _worker, run = night_on_a_worker(celery_worker_factory, esp_env(esp), concurrency=2, timeout=90)
         assert esp.stats()["faulted"]["500"] >= 5
         outcome = assert_one_digest_or_recorded_failure(esp, emails, EDITION)
     assert run.status == DigestRun.Status.SUCCEEDED
@@ -41,9 +43,7 @@ def test_esp_rate_limit_with_retry_after_is_waited_out(postgres_required, celery
         # More 429s than one message's in-place tries: every sender pauses for the
         # ESP's Retry-After and tries again, without spending an attempt.
         esp.set_faults(rate_limit_first=4, retry_after=1)
-        worker = celery_worker_factory(extra_env=esp_env(esp))
-        run_night_on(worker)
-        wait_for_night(EDITION, timeout=60, workers=[worker])
+        worker, _run = night_on_a_worker(celery_worker_factory, esp_env(esp))
         assert esp.stats()["faulted"]["429"] == 4
         outcome = assert_one_digest_or_recorded_failure(esp, emails, EDITION)
     assert outcome == {"sent": 20, "failed": 0}
@@ -57,9 +57,7 @@ def test_esp_hanging_past_the_timeout_is_abandoned_and_retried(postgres_required
     with FakeESP() as esp:
         # Each hung call would hold the worker for 20 s; EMAIL_TIMEOUT cuts it at 1 s.
         esp.set_faults(hang_first=2, hang_seconds=20)
-        worker = celery_worker_factory(extra_env=esp_env(esp, EMAIL_TIMEOUT=1))
-        run_night_on(worker)
-        wait_for_night(EDITION, timeout=60, workers=[worker])
+        worker, _run = night_on_a_worker(celery_worker_factory, esp_env(esp, EMAIL_TIMEOUT=1))
         assert esp.stats()["faulted"]["hang"] == 2
         outcome = assert_one_digest_or_recorded_failure(esp, emails, EDITION)
     assert outcome == {"sent": 12, "failed": 0}
@@ -74,9 +72,9 @@ def test_esp_refusing_for_good_ends_in_recorded_failures(postgres_required, cele
     emails = seed_readers(10)
     with FakeESP() as esp:
         esp.set_faults(fail_rate=1.0)
-        worker = celery_worker_factory(extra_env=esp_env(esp, DIGEST_SEND_ATTEMPTS=2, DIGEST_MAX_ATTEMPTS=2))
-        run_night_on(worker)
-        (run,) = wait_for_night(EDITION, timeout=60, workers=[worker])
+        _worker, run = night_on_a_worker(
+            celery_worker_factory, esp_env(esp, DIGEST_SEND_ATTEMPTS=2, DIGEST_MAX_ATTEMPTS=2)
+        )
         outcome = assert_one_digest_or_recorded_failure(esp, emails, EDITION)
     assert outcome == {"sent": 0, "failed": 10}
     assert (run.status, run.failed_count) == (DigestRun.Status.SUCCEEDED, 10)

@@ -5,21 +5,16 @@ the rest and sends, and every due reader gets exactly one digest."""
 from datetime import timedelta
 
 import psycopg
-import pytest
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
 from digest.tasks import nightly_run, recover_runs
 from tests.digest.builders import EDITION
 from tests.fake_esp import FakeESP
-from tests.faults.conftest import esp_env, seed_readers
+from tests.faults.conftest import esp_env, on_real_services, seed_readers
 from tests.support import test_database_url, wait_for
 
-pytestmark = [
-    pytest.mark.services,
-    pytest.mark.timeout(150),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = on_real_services()
 
 ADMIN = "ops@example.org"
 

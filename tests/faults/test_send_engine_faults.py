@@ -7,8 +7,6 @@ import os
 import signal
 import time
 
-import pytest
-
 from digest.models import Delivery, DigestRun
 from digest.services.runs import deliveries_resend
 from digest.tasks import nightly_run, recover_runs
@@ -18,16 +16,13 @@ from tests.faults.conftest import (
     SlowESP,
     assert_one_digest_or_recorded_failure,
     esp_env,
+    on_real_services,
     seed_readers,
     wait_for_night,
 )
 from tests.support import wait_for
 
-pytestmark = [
-    pytest.mark.services,
-    pytest.mark.timeout(150),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = on_real_services()
 
 
 def start_night(worker) -> None:

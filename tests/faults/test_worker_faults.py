@@ -15,16 +15,13 @@ from tests.faults.conftest import (
     SlowESP,
     assert_one_digest_or_recorded_failure,
     esp_env,
+    on_real_services,
     seed_readers,
     wait_for_night,
 )
 from tests.support import wait_for
 
-pytestmark = [
-    pytest.mark.services,
-    pytest.mark.timeout(150),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = on_real_services()
 
 
 def claimed_tokens() -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from subscribers.tokens import make_unsubscribe_token
 from tests.subscribers.factories import SubscriberFactory
-from tests.support import BASE_DIR, app_env
+from tests.support import BASE_DIR, app_env, run_python
 
 pytestmark = pytest.mark.django_db
 
@@ -95,14 +95,7 @@ print(json.dumps({
 
 
 def test_production_cookies_hsts_redirect_and_admin_path():
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=BASE_DIR,
-        env=app_env(DJANGO_SETTINGS_MODULE="config.settings", **PRODUCTION),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(PROBE, **PRODUCTION)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["session_secure"] and seen["csrf_secure"] and seen["session_httponly"]

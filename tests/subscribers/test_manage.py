@@ -10,6 +10,7 @@ from django.urls import reverse
 from subscribers import tokens
 from subscribers.models import DeletionRecord, Subscriber, SuppressionEvent
 from tests.subscribers.factories import SubscriberFactory
+from tests.subscribers.helpers import assert_bad_link_page, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def export_path(subscriber) -> str:
 
 
 def prefs(**overrides) -> dict:
-    data = {
+    defaults = {
         "action": "save",
         "topics": ["video", "3d"],
         "interests": "gaussian splatting\nNeRF",
@@ -39,8 +40,18 @@ def prefs(**overrides) -> dict:
         "weekday": "2",
         "digest_size": "12",
     }
-    data.update(overrides)
-    return {key: value for key, value in data.items() if value is not None}
+    return form_data(defaults, overrides)
+
+
+def assert_refused_without_change(client, subscriber, data: dict, message: str) -> None:
+    """The preference centre answers 400 naming what is wrong, and stores nothing."""
+    before = Subscriber.objects.values().get(pk=subscriber.pk)
+    topics = sorted(subscriber.topics.values_list("slug", flat=True))
+    response = client.post(manage_path(subscriber), data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Subscriber.objects.values().get(pk=subscriber.pk) == before
+    assert sorted(subscriber.topics.values_list("slug", flat=True)) == topics
 
 
 def test_page_shows_current_preferences(client, active):
@@ -95,12 +106,8 @@ def test_readers_choose_abstracts_in_the_email_and_can_turn_them_off(client, act
     ],
 )
 def test_bad_preferences_show_an_error_and_change_nothing(client, active, overrides, message):
-    before = Subscriber.objects.values().get(pk=active.pk)
-    response = client.post(manage_path(active), prefs(**overrides))
-    assert response.status_code == 400
-    assert message in response.content.decode()
-    assert Subscriber.objects.values().get(pk=active.pk) == before
     assert sorted(active.topics.values_list("slug", flat=True)) == ["efficiency", "reasoning"]
+    assert_refused_without_change(client, active, prefs(**overrides), message)
 
 
 def test_pause_and_resume(client, active):
@@ -190,9 +197,7 @@ def test_delete_erases_the_person_and_keeps_only_an_anonymous_count(client, acti
     "path", ["/manage/abc/", "/data/abc/", "/data/abc/export.json", "/manage/1-1.forged/", "/data/1-1.x.y/"]
 )
 def test_bad_manage_links_get_friendly_400(client, path):
-    response = client.get(path)
-    assert response.status_code == 400
-    assert "This link does not work" in response.content.decode()
+    assert_bad_link_page(client.get(path))
 
 
 def test_unsubscribe_token_does_not_open_the_preference_centre(client, active):

@@ -9,7 +9,7 @@ from django.utils.html import escape
 
 from subscribers.models import Subscriber
 from tests.subscribers.factories import SubscriberFactory
-from tests.subscribers.helpers import html_of, links_in, only_message, path_of
+from tests.subscribers.helpers import form_data, html_of, links_in, only_message, path_of
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ SIGNUP = "/"
 
 
 def form(**overrides) -> dict:
-    data = {
+    defaults = {
         "email": "ada@example.org",
         "topics": ["reasoning", "agents"],
         "interests": "speculative decoding, protein folding",
@@ -25,8 +25,7 @@ def form(**overrides) -> dict:
         "weekday": "0",
         "website": "",
     }
-    data.update(overrides)
-    return {key: value for key, value in data.items() if value is not None}
+    return form_data(defaults, overrides)
 
 
 def test_front_page_explains_the_digest_and_shows_a_sample(client):

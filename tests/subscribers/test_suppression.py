@@ -200,25 +200,15 @@ def test_no_webhook_answers_without_an_esp_backend(client, settings):
 
 def test_the_tracking_webhook_follows_email_backend():
     """ESP_TRACKING_WEBHOOK defaults to the ESP of EMAIL_BACKEND, in a fresh process."""
-    import subprocess
-    import sys
 
-    from tests.support import BASE_DIR, app_env
+    from tests.support import run_python
 
     probe = (
         "import django; django.setup(); from django.conf import settings as s; print(s.ESP_TRACKING_WEBHOOK)"
     )
     seen = {}
     for backend in ("anymail.backends.amazon_ses.EmailBackend", "mail.backends.OutboxEmailBackend"):
-        result = subprocess.run(
-            [sys.executable, "-c", probe],
-            cwd=BASE_DIR,
-            env=app_env(DJANGO_SETTINGS_MODULE="config.settings", EMAIL_BACKEND=backend, DATABASE_URL=None),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        result = run_python(probe, check=True, EMAIL_BACKEND=backend, DATABASE_URL=None)
         seen[backend] = result.stdout.strip()
     assert seen == {
         "anymail.backends.amazon_ses.EmailBackend": "amazon_ses",

@@ -85,3 +85,36 @@ def test_tokens_of_deleted_subscribers_are_invalid(active):
     active.delete()
     with pytest.raises(InvalidToken):
         subscriber_from_token(token=token, purpose="unsubscribe")
+
+
+def test_a_token_carrying_more_or_fewer_numbers_than_expected_is_refused():
+    three = tokens.sign_numbers("some.purpose", 1, 2, 3)
+    assert tokens.read_numbers("some.purpose", three, count=3) == (1, 2, 3)
+    for count in (2, 4):
+        with pytest.raises(InvalidToken):
+            tokens.read_numbers("some.purpose", three, count=count)
+
+
+@pytest.mark.parametrize("value", ["-5-1", "5-", "5-!", "5-" + "z" * 13, "5"])
+def test_a_validly_signed_value_that_is_not_base62_numbers_is_refused(value):
+    token = signing.Signer(salt="some.purpose", sep=".").sign(value)
+    with pytest.raises(InvalidToken):
+        tokens.read_numbers("some.purpose", token, count=2)
+
+
+def test_negative_numbers_are_never_signed():
+    with pytest.raises(ValueError):
+        tokens.sign_numbers("some.purpose", -1, 1)
+
+
+@pytest.mark.parametrize("value", ["1z-7Q-1", "", "ünïcode", "a" * 300])
+@pytest.mark.parametrize("key", ["one key", b"bytes key"])
+def test_the_signer_that_derives_its_key_once_signs_exactly_as_djangos(value, key):
+    from django.core import signing
+
+    from subscribers.tokens import KeyedSigner
+
+    ours = KeyedSigner(key=key, salt="digest.feedback", sep=".")
+    assert ours.sign(value) == signing.Signer(key=key, salt="digest.feedback", sep=".").sign(value)
+    assert ours.sign(value) == ours.sign(value)  # the cached key is not consumed by a signature
+    assert ours.unsign(ours.sign(value)) == value

@@ -1,5 +1,5 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from digest.models import Topic
 from subscribers.follows import clean_arxiv_categories, clean_author_names, split_authors, split_categories
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         "with it they are active at once, for admins and the demo."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("email")
         parser.add_argument("--topics", default="", help="Comma-separated topic slugs, e.g. reasoning,agents")
         parser.add_argument("--interests", default="", help='Free text, e.g. "speculative decoding, RLHF"')
@@ -34,8 +34,18 @@ class Command(BaseCommand):
         parser.add_argument("--confirmed", action="store_true", help="Skip the confirmation email")
 
     def handle(
-        self, *args, email, topics, interests, frequency, weekday, confirmed, categories, authors, **options
-    ):
+        self,
+        *args: object,
+        email: str,
+        topics: str,
+        interests: str,
+        frequency: str,
+        weekday: int,
+        confirmed: bool,
+        categories: str,
+        authors: str,
+        **options: object,
+    ) -> None:
         slugs = [slug.strip() for slug in topics.split(",") if slug.strip()]
         found = {topic.slug: topic for topic in Topic.objects.filter(slug__in=slugs, is_active=True)}
         unknown = [slug for slug in slugs if slug not in found]
@@ -46,16 +56,16 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(f"Invalid --interests: {' '.join(exc.messages)}") from exc
         try:
-            categories = clean_arxiv_categories(split_categories(categories))
+            category_list = clean_arxiv_categories(split_categories(categories))
         except ValidationError as exc:
             raise CommandError(
                 f"Invalid --categories: {' '.join(exc.messages)} Nothing was changed."
             ) from exc
         try:
-            authors = clean_author_names(split_authors(authors))
+            author_list = clean_author_names(split_authors(authors))
         except ValidationError as exc:
             raise CommandError(f"Invalid --authors: {' '.join(exc.messages)} Nothing was changed.") from exc
-        if not slugs and not interests and not categories and not authors:
+        if not slugs and not interests and not category_list and not author_list:
             raise CommandError(
                 "Give at least one topic (--topics), some --interests, --categories or --authors."
             )
@@ -70,8 +80,8 @@ class Command(BaseCommand):
                 frequency=frequency,
                 weekday=weekday,
                 confirmed=confirmed,
-                arxiv_categories=categories,
-                followed_authors=authors,
+                arxiv_categories=category_list,
+                followed_authors=author_list,
             )
         except ValidationError as exc:
             raise CommandError(f"Invalid email: {' '.join(exc.messages)}") from exc

@@ -3,6 +3,7 @@ SendGrid backend (batches), and the `esp_path` fixture that runs a test on both.
 
 import pytest
 
+from tests.digest.sending_support import make_readers
 from tests.fake_esp import FakeESP
 
 
@@ -52,3 +53,9 @@ def esp_path(request, settings):
         (use_postmark if request.param == "single" else use_sendgrid)(settings, server)
         server.path = request.param
         yield server
+
+
+@pytest.fixture
+def readers(db):
+    """Twelve readers who all get the same two-paper digest."""
+    return make_readers()

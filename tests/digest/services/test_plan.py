@@ -68,6 +68,15 @@ def fail_after(monkeypatch, batches: int, fault) -> list[int]:
     return done
 
 
+def start_with_planning_cut(monkeypatch, *, after: int, fault=None) -> DigestRun:
+    """Start the night with planning cut off after `after` batches (the database is lost,
+    unless another `fault` is given), then give the planner back as a restored database would."""
+    fail_after(monkeypatch, after, fault or database_lost)
+    run = digest_run_start(edition=EDITION, fetch=False)
+    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    return run
+
+
 def quiet_for_recovery() -> None:
     """Make every planning run's progress marker count as gone quiet (older than
     DIGEST_CLAIM_TIMEOUT, which stays as it is: send tasks lease rows for that long)."""
@@ -103,9 +112,7 @@ def test_planning_interrupted_stays_in_planning_and_tells_the_admins(night, monk
 @pytest.mark.django_db
 def test_recover_leaves_a_run_alone_while_its_planner_makes_progress(night, monkeypatch):
     seed(10)
-    fail_after(monkeypatch, 1, database_lost)
-    run = digest_run_start(edition=EDITION, fetch=False)
-    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    run = start_with_planning_cut(monkeypatch, after=1)
     night.DIGEST_CLAIM_TIMEOUT = 300  # the marker moved a moment ago
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert digest_runs_recover() == 0
@@ -115,9 +122,7 @@ def test_recover_leaves_a_run_alone_while_its_planner_makes_progress(night, monk
 @pytest.mark.django_db
 def test_recover_finishes_planning_and_sends_every_due_reader_once(night, monkeypatch):
     emails = seed(30)
-    fail_after(monkeypatch, 2, database_lost)
-    run = digest_run_start(edition=EDITION, fetch=False)
-    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    run = start_with_planning_cut(monkeypatch, after=2)
     quiet_for_recovery()
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert digest_runs_recover() >= 1
@@ -148,12 +153,10 @@ def test_a_run_that_cannot_finish_planning_is_failed_and_the_admins_mailed(night
 @pytest.mark.django_db
 def test_running_the_night_again_adopts_what_a_failed_run_left_unsent(night, monkeypatch):
     emails = seed(25)
-    fail_after(monkeypatch, 2, database_lost)
-    first = digest_run_start(edition=EDITION, fetch=False)
+    first = start_with_planning_cut(monkeypatch, after=2)
     DigestRun.objects.filter(id=first.id).update(status=DigestRun.Status.FAILED)
     left = Delivery.objects.filter(run=first).count()
     assert 0 < left < 25
-    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
     with TestCase.captureOnCommitCallbacks(execute=True):
         from digest.tasks import nightly_run
 
@@ -168,9 +171,7 @@ def test_running_the_night_again_adopts_what_a_failed_run_left_unsent(night, mon
 @pytest.mark.django_db
 def test_running_the_night_again_takes_over_a_run_whose_planner_died(night, monkeypatch):
     emails = seed(25)
-    fail_after(monkeypatch, 2, database_lost)
-    stuck = digest_run_start(edition=EDITION, fetch=False)
-    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    stuck = start_with_planning_cut(monkeypatch, after=2)
     assert stuck.status == DigestRun.Status.PLANNING
     quiet_for_recovery()
     with TestCase.captureOnCommitCallbacks(execute=True):
@@ -190,9 +191,7 @@ def test_running_the_night_again_takes_over_a_run_whose_planner_died(night, monk
 @pytest.mark.django_db
 def test_a_new_run_never_takes_rows_of_a_live_planner(night, monkeypatch):
     seed(10)
-    fail_after(monkeypatch, 1, database_lost)
-    alive = digest_run_start(edition=EDITION, fetch=False)  # its marker moved a moment ago
-    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    alive = start_with_planning_cut(monkeypatch, after=1)  # its marker moved a moment ago
     second = DigestRun.objects.create(edition=EDITION, status=DigestRun.Status.PLANNING)
     assert deliveries_plan(run=second) == 3
     assert Delivery.objects.filter(run=alive).count() == 7
@@ -246,9 +245,7 @@ def test_postgresql_lost_mid_plan_then_every_due_reader_gets_exactly_one_digest(
     emails = seed(60)
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
-    fail_after(monkeypatch, 3, lambda: terminate_backend(pid))
-    run = digest_run_start(edition=EDITION, fetch=False)
-    monkeypatch.setattr(plan_module, "plan_batch", REAL_PLAN_BATCH)
+    run = start_with_planning_cut(monkeypatch, after=3, fault=lambda: terminate_backend(pid))
     assert run.status == DigestRun.Status.PLANNING
     assert connection.connection is None or connection.connection.info.backend_pid != pid
     planned = Delivery.objects.filter(run=run).count()

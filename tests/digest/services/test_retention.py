@@ -1,9 +1,6 @@
 """Retention: finished delivery rows past DIGEST_DELIVERY_RETENTION_DAYS are
 counted into rollups, then deleted, without opening a way to send twice."""
 
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
 
 import pytest
@@ -14,7 +11,7 @@ from digest.services.retention import EditionTooOld, deliveries_purge, retention
 from digest.services.runs import digest_run_start
 from subscribers.services import subscriber_export
 from tests.digest.builders import make_reader
-from tests.support import BASE_DIR, app_env
+from tests.support import run_python
 
 pytestmark = pytest.mark.django_db
 
@@ -143,15 +140,8 @@ def test_the_nightly_purge_is_in_the_beat_schedule(readers):
 
 
 def test_a_retention_under_30_days_is_refused_at_startup():
-    env = app_env(DIGEST_DELIVERY_RETENTION_DAYS="7")
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=BASE_DIR,
-        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings", "PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_python(
+        "import django; django.setup()", DIGEST_DELIVERY_RETENTION_DAYS="7", DATABASE_URL=None
     )
     assert result.returncode != 0
     assert "DIGEST_DELIVERY_RETENTION_DAYS must be at least 30" in result.stderr

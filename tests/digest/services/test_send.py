@@ -6,11 +6,6 @@ from digest.models import Delivery
 from digest.services import send as send_service
 from digest.services.runs import digest_run_start
 from tests.digest.builders import EDITION
-from tests.digest.sending_support import (
-    assert_each_once,
-    make_readers,
-    run_night,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -18,35 +13,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def esp(postmark_esp):
     return postmark_esp
-
-
-@pytest.fixture
-def readers(db):
-    return make_readers()
-
-
-def test_every_reader_gets_exactly_one_valid_message(esp, readers):
-    run = run_night()
-    assert run.sent_count == len(readers)
-    assert_each_once(esp, readers)
-    accepted_ids = {message.message_id for message in esp.accepted}
-    stored_ids = set(Delivery.objects.values_list("esp_message_id", flat=True))
-    assert stored_ids == accepted_ids
-    one = esp.accepted[0]
-    assert one.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert one.headers["Message-ID"].startswith("<digest.20261124.")
-    assert "Why: Topic Reasoning" in one.text
-
-
-def test_permanent_refusal_fails_only_that_delivery_with_reason(esp, readers):
-    esp.set_faults(reject={readers[0].email})
-    run = run_night()
-    failed = Delivery.objects.get(subscriber=readers[0])
-    assert failed.status == Delivery.Status.FAILED
-    assert "recipient refused" in failed.error
-    run.refresh_from_db()
-    assert run.failed_count == 1
-    assert run.sent_count == len(readers) - 1
 
 
 def test_a_second_claimant_cannot_take_rows_already_claimed(esp, readers):

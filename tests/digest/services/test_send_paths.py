@@ -13,19 +13,10 @@ from tests.digest.sending_support import (
     DyingConnection,
     WorkerDied,
     assert_each_once,
-    make_readers,
     run_night,
 )
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.filterwarnings("ignore:django-anymail has dropped official support for SendGrid"),
-]
-
-
-@pytest.fixture
-def readers(db):
-    return make_readers()
+pytestmark = pytest.mark.django_db
 
 
 def planned_ids() -> tuple[DigestRun, list[int]]:
@@ -39,8 +30,30 @@ def test_every_reader_gets_one_message_with_its_id_recorded(esp_path, readers):
     assert_each_once(esp_path, readers)
     stored = set(Delivery.objects.values_list("esp_message_id", flat=True))
     assert all(stored) and len(stored) == len(readers)
+    if esp_path.path == "single":
+        # Postmark answers each call with the message's id; a batch's ids are anymail's own.
+        assert stored == {message.message_id for message in esp_path.accepted}
     # Nobody is left in flight or with a claim.
     assert set(Delivery.objects.values_list("status", "claim_token")) == {(Delivery.Status.SENT, "")}
+    one = esp_path.accepted[0]
+    assert one.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert one.headers["Message-ID"].startswith("<digest.20261124.")
+    assert "Why: Topic Reasoning" in one.text
+
+
+def test_a_refused_recipient_fails_alone_with_the_reason(esp_path, readers):
+    refused = readers[1]
+    esp_path.set_faults(reject={refused.email})
+    run = run_night()
+    failed = Delivery.objects.get(subscriber=refused)
+    assert failed.status == Delivery.Status.FAILED
+    assert "recipient refused" in failed.error
+    if esp_path.path == "batch":  # the error says which of the call's recipients it was
+        assert refused.email in failed.error
+    run.refresh_from_db()
+    assert run.failed_count == 1
+    assert run.sent_count == len(readers) - 1
+    assert_each_once(esp_path, [reader for reader in readers if reader != refused])
 
 
 def test_twenty_percent_500s_are_retried_without_duplicates(esp_path, readers, settings):
@@ -114,21 +127,26 @@ def test_esp_down_for_good_ends_in_recorded_failures_not_loss(esp_path, readers,
     assert esp_path.state.recipients() == {}
 
 
-def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp_path, readers, monkeypatch):
+def send_until_the_worker_dies(run: DigestRun, ids: list[int], *, claim_token: str) -> None:
+    """Send the run's rows on a connection whose process dies before its second ESP call."""
     from django.core.mail import get_connection
 
-    run, ids = planned_ids()
-    # The process vanishes before its second call: no bulk write of outcomes happens.
-    real_write = send_service.deliveries_record_outcomes
-    monkeypatch.setattr(send_service, "deliveries_record_outcomes", lambda **kwargs: None)
     with pytest.raises(WorkerDied):
         deliveries_send_chunk(
             run_id=run.id,
             id_from=ids[0],
             id_to=ids[-1],
-            claim_token="task-1:a",
+            claim_token=claim_token,
             connection=DyingConnection(get_connection(), die_after=1),
         )
+
+
+def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp_path, readers, monkeypatch):
+    run, ids = planned_ids()
+    # The process vanishes before its second call: no bulk write of outcomes happens.
+    real_write = send_service.deliveries_record_outcomes
+    monkeypatch.setattr(send_service, "deliveries_record_outcomes", lambda **kwargs: None)
+    send_until_the_worker_dies(run, ids, claim_token="task-1:a")
     first_call = esp_path.stats()["accepted"]
     assert first_call == (1 if esp_path.path == "single" else 5)
     in_flight = set(
@@ -161,19 +179,10 @@ def test_worker_death_mid_chunk_resends_only_what_the_esp_never_got(esp_path, re
 
 
 def test_uncertain_rows_are_sent_again_when_the_setting_says_resend(esp_path, readers, monkeypatch, settings):
-    from django.core.mail import get_connection
-
     settings.DIGEST_UNCERTAIN = "resend"
     run, ids = planned_ids()
     monkeypatch.setattr(send_service, "deliveries_record_outcomes", lambda **kwargs: None)
-    with pytest.raises(WorkerDied):
-        deliveries_send_chunk(
-            run_id=run.id,
-            id_from=ids[0],
-            id_to=ids[-1],
-            claim_token="t:a",
-            connection=DyingConnection(get_connection(), die_after=1),
-        )
+    send_until_the_worker_dies(run, ids, claim_token="t:a")
     monkeypatch.undo()
     Delivery.objects.update(claimed_at="2000-01-01T00:00:00Z")
     deliveries_send_chunk(run_id=run.id, id_from=ids[0], id_to=ids[-1], claim_token="t:b")

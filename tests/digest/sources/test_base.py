@@ -2,16 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.sources import detect_format
-from digest.sources.base import (
-    SourceError,
-    clean_int,
-    clean_str_list,
-    clean_text,
-    clean_url,
-    normalise_arxiv_id,
-    parse_timestamp,
-)
+from digest.sources import base, detect_format
 
 
 @pytest.mark.parametrize(
@@ -29,7 +20,7 @@ from digest.sources.base import (
     ],
 )
 def test_normalise_arxiv_id_strips_prefixes_and_version(raw, expected):
-    assert normalise_arxiv_id(raw) == expected
+    assert base.normalise_arxiv_id(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -37,47 +28,49 @@ def test_normalise_arxiv_id_strips_prefixes_and_version(raw, expected):
 )
 def test_normalise_arxiv_id_rejects_junk(raw):
     with pytest.raises(ValueError):
-        normalise_arxiv_id(raw)
+        base.normalise_arxiv_id(raw)
 
 
 def test_clean_text_collapses_hard_line_breaks_and_runs_of_spaces():
     assert (
-        clean_text("Sparse  Mixture of\n  Adapters\tfor\r\nTuning ")
+        base.clean_text("Sparse  Mixture of\n  Adapters\tfor\r\nTuning ")
         == "Sparse Mixture of Adapters for Tuning"
     )
 
 
 def test_clean_text_removes_nul_and_control_characters_and_ignores_wrong_types():
-    assert clean_text("a\x00b\x07c") == "a b c"
-    assert clean_text(42) == ""
-    assert clean_text(None) == ""
+    assert base.clean_text("a\x00b\x07c") == "a b c"
+    assert base.clean_text(42) == ""
+    assert base.clean_text(None) == ""
 
 
 def test_clean_url_keeps_only_http_urls():
-    assert clean_url("https://github.com/a/b") == "https://github.com/a/b"
-    assert clean_url("javascript:alert(1)") == ""
-    assert clean_url("data:text/html,hi") == ""
-    assert clean_url("https://x/" + "a" * 600) == ""
-    assert clean_url(["https://github.com/a/b"]) == ""
+    assert base.clean_url("https://github.com/a/b") == "https://github.com/a/b"
+    assert base.clean_url("javascript:alert(1)") == ""
+    assert base.clean_url("data:text/html,hi") == ""
+    assert base.clean_url("https://x/" + "a" * 600) == ""
+    assert base.clean_url(["https://github.com/a/b"]) == ""
 
 
 def test_clean_int_and_lists_tolerate_wrong_types():
-    assert clean_int("12") == 0
-    assert clean_int(True) == 0
-    assert clean_int(-5) == 0
-    assert clean_int(7.9) == 7
-    assert clean_str_list(["a", " a ", 3, "b"]) == ("a", "b")
-    assert clean_str_list("a, b") == ()
+    assert base.clean_int("12") == 0
+    assert base.clean_int(True) == 0
+    assert base.clean_int(-5) == 0
+    assert base.clean_int(7.9) == 7
+    assert base.clean_str_list(["a", " a ", 3, "b"]) == ("a", "b")
+    assert base.clean_str_list("a, b") == ()
 
 
 def test_parse_timestamp_reads_zulu_and_rejects_junk():
-    assert parse_timestamp("2024-03-12T00:41:10.113Z") == datetime(2024, 3, 12, 0, 41, 10, 113000, tzinfo=UTC)
-    assert parse_timestamp("yesterday") is None
-    assert parse_timestamp(1710000000) is None
+    assert base.parse_timestamp("2024-03-12T00:41:10.113Z") == datetime(
+        2024, 3, 12, 0, 41, 10, 113000, tzinfo=UTC
+    )
+    assert base.parse_timestamp("yesterday") is None
+    assert base.parse_timestamp(1710000000) is None
 
 
 def test_source_error_names_source_url_and_what_was_missing():
-    error = SourceError("hf", "https://example.test/api", "no 'paper' object")
+    error = base.SourceError("hf", "https://example.test/api", "no 'paper' object")
     assert (error.source, error.url, error.detail) == ("hf", "https://example.test/api", "no 'paper' object")
     assert str(error) == "hf: no 'paper' object (url: https://example.test/api)"
 
@@ -100,5 +93,5 @@ def test_detect_format_recognises_each_saved_response(fixture_text, name, expect
     "text", ["", "hello", '{"dailyPapers": []}', "\x00\x01", "<?xml version='1.0'?><rss/>"]
 )
 def test_detect_format_rejects_anything_else_with_a_clear_error(text):
-    with pytest.raises(SourceError, match="unrecognised format"):
+    with pytest.raises(base.SourceError, match="unrecognised format"):
         detect_format(text, name="upload.bin")
