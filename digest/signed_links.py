@@ -10,11 +10,11 @@ polls the same URL for years.
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from django.conf import settings
 from django.urls import reverse
 
+from subscribers.links import token_url
 from subscribers.tokens import read_numbers, sign_numbers
 
 _VIEW_SALT = "digest.view"
@@ -50,17 +50,9 @@ def read_feed_token(token: str) -> SignedRef:
     return _read(_FEED_SALT, token)
 
 
-@lru_cache(maxsize=8)
-def _view_prefix(site_url: str) -> tuple[str, str]:
-    # Every digest carries one of these links, so the URL is resolved once, not per reader.
-    before, _, after = f"{site_url}{reverse('digest:view', args=['TOKEN'])}".partition("TOKEN")
-    return before, after
-
-
 def view_url(*, delivery_id: int, token_version: int) -> str:
     """Absolute "view in browser" URL of one sent digest."""
-    before, after = _view_prefix(settings.SITE_URL)
-    return before + make_view_token(delivery_id=delivery_id, token_version=token_version) + after
+    return token_url("digest:view", make_view_token(delivery_id=delivery_id, token_version=token_version))
 
 
 def feed_url(*, subscriber_id: int, token_version: int) -> str:

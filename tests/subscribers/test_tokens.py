@@ -118,3 +118,18 @@ def test_the_signer_that_derives_its_key_once_signs_exactly_as_djangos(value, ke
     assert ours.sign(value) == signing.Signer(key=key, salt="digest.feedback", sep=".").sign(value)
     assert ours.sign(value) == ours.sign(value)  # the cached key is not consumed by a signature
     assert ours.unsign(ours.sign(value)) == value
+
+
+@pytest.mark.parametrize(
+    "viewname", ["subscribers:unsubscribe", "subscribers:manage", "digest:view", "digest:feed"]
+)
+def test_a_spliced_token_url_is_the_one_reverse_builds(settings, viewname):
+    from django.urls import reverse
+
+    from subscribers.links import token_url
+    from subscribers.tokens import make_manage_token
+
+    token = make_manage_token(12345, 3)
+    assert token_url(viewname, token) == settings.SITE_URL + reverse(viewname, args=[token])
+    settings.SITE_URL = "https://papers.example.net"
+    assert token_url(viewname, token) == "https://papers.example.net" + reverse(viewname, args=[token])
