@@ -65,22 +65,20 @@ def nightly_run(
 
     from django.utils import timezone
 
-    from digest.models import DigestRun
-    from digest.services.runs import digest_run_dispatch, digest_run_fail_unexpected, digest_run_start
+    from digest.services.runs import digest_run_fail_unexpected, digest_run_start
 
     edition = date.fromisoformat(edition_iso) if edition_iso else timezone.now().date()
     # digest_run_start binds the run's id, so the fetch, the planning and the
     # dispatch all log it.
     with log_context():
         try:
-            run = digest_run_start(edition=edition, fetch=fetch, source=source, run_id=run_id)
+            # Send tasks are queued as planning goes; a run left in planning
+            # (its database went away) is finished by recover_runs.
+            run = digest_run_start(edition=edition, fetch=fetch, source=source, run_id=run_id, dispatch=True)
         except Exception as exc:
             if run_id is not None:  # an admin is watching this row: never leave it "running"
                 digest_run_fail_unexpected(run_id=run_id, error=exc)
             raise
-        # A run left in planning (its database went away) is finished by recover_runs.
-        if run.status == DigestRun.Status.SENDING:
-            digest_run_dispatch(run_id=run.pk)
     return run.pk
 
 

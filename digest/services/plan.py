@@ -2,7 +2,7 @@
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 
 from django.conf import settings
@@ -34,7 +34,9 @@ PLAN_BATCH_SIZE = 5000
 RUN_TIMED_OUT = "run timed out"
 
 
-def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
+def deliveries_plan(
+    *, run: DigestRun, only_email: str | None = None, on_batch: Callable[[], object] | None = None
+) -> int:
     """One Delivery row per due subscriber for this run; returns the run's rows.
 
     Idempotent and resumable: each batch of rows commits with the run's progress
@@ -48,7 +50,10 @@ def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
     Rows are created in order of the readers' preferences (topics, interests,
     frequency, size), so delivery ids, and the chunks cut from them, keep
     readers who will get the same digest together: a chunk ranks and renders
-    each list once and can hand its readers to the ESP in one batch."""
+    each list once and can hand its readers to the ESP in one batch.
+
+    `on_batch` is called after each batch commits (the planner queues its
+    chunks there, so sending starts while the rest is planned)."""
     due = due_subscribers(edition=run.edition, only_email=only_email or run.only_email or None)
     deliveries_adopt(run=run, due=due)
     unplanned = due.exclude(
@@ -69,6 +74,8 @@ def deliveries_plan(*, run: DigestRun, only_email: str | None = None) -> int:
         if len(batch) >= PLAN_BATCH_SIZE:
             plan_batch(run=run, subscriber_ids=batch)
             batch = []
+            if on_batch is not None:
+                on_batch()
     if batch:
         plan_batch(run=run, subscriber_ids=batch)
     return Delivery.objects.filter(run=run).count()
@@ -160,12 +167,18 @@ def chunk_ranges(ids: Iterable[int], size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def pending_ranges(*, run: DigestRun, stale_only: bool = False) -> list[tuple[int, int]]:
+def pending_ranges(*, run: DigestRun, stale_only: bool = False, after_id: int = 0) -> list[tuple[int, int]]:
     """Ranges of this run's rows still to send: planned, or claimed by a worker
-    that has gone quiet for longer than DIGEST_CLAIM_TIMEOUT."""
+    that has gone quiet for longer than DIGEST_CLAIM_TIMEOUT; only rows past
+    `after_id` when the ones before it are queued already."""
     stale = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_TIMEOUT)
     pending = Q(status__in=(Status.SENDING, Status.INFLIGHT), claimed_at__lt=stale)
     if not stale_only:
         pending |= Q(status=Status.PLANNED)
-    ids = Delivery.objects.filter(run=run).filter(pending).order_by("id").values_list("id", flat=True)
+    ids = (
+        Delivery.objects.filter(run=run, id__gt=after_id)
+        .filter(pending)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     return chunk_ranges(ids.iterator(chunk_size=10000), settings.DIGEST_CHUNK_SIZE)

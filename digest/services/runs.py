@@ -42,6 +42,7 @@ def digest_run_start(
     source: str | None = None,
     only_email: str | None = None,
     run_id: int | None = None,
+    dispatch: bool = False,
 ) -> DigestRun:
     """Fetch yesterday's papers from every source (DIGEST_SOURCES, or just `source`)
     and plan today's deliveries, on a new run row or on the one `digest_run_launch` created.
@@ -53,6 +54,10 @@ def digest_run_start(
     fails while planning, the run stays in planning with what it has written
     so far; the admins are told, and `recover_runs` plans the rest and sends
     the run once the database answers again.
+
+    With `dispatch`, send tasks are queued as planning goes, each batch's
+    chunks as soon as the batch commits, so workers send while the rest is
+    planned; the caller then has nothing left to dispatch.
     """
     deliveries_retention_guard(edition=edition)
     if run_id:
@@ -66,7 +71,7 @@ def digest_run_start(
     run.planned_at = timezone.now()
     run.save(update_fields=["papers_count", "errors", "status", "planned_at"])
     try:
-        digest_run_plan(run=run)
+        digest_run_plan(run=run, dispatch=dispatch)
     except DatabaseError as exc:
         _planning_interrupted(run=run, exc=exc)
     return run
@@ -107,13 +112,35 @@ def papers_fetch_for_run(*, run: DigestRun, sources: Sequence[str]) -> bool:
     return True
 
 
-def digest_run_plan(*, run: DigestRun) -> bool:
-    """Plan (or finish planning) a run and open it for sending. Returns False
-    when another planner got there first."""
-    run.due_count = deliveries_plan(run=run)
+class _QueueAsPlanned:
+    """Queues the send tasks of a run's rows as planning commits them, each
+    row once: `after_id` is the last row already queued."""
+
+    def __init__(self, run: DigestRun):
+        self.run = run
+        self.after_id = 0
+        self.queued = 0
+
+    def __call__(self) -> None:
+        ranges = pending_ranges(run=self.run, after_id=self.after_id)
+        if ranges:
+            self.queued += send_tasks_queue(run_id=self.run.pk, ranges=ranges)
+            self.after_id = ranges[-1][1]
+
+
+def digest_run_plan(*, run: DigestRun, dispatch: bool = False) -> bool:
+    """Plan (or finish planning) a run and open it for sending; with `dispatch`,
+    queue its send tasks as it goes (see digest_run_start). Returns False when
+    another planner got there first."""
+    queue = _QueueAsPlanned(run) if dispatch else None
+    run.due_count = deliveries_plan(run=run, on_batch=queue)
     opened = DigestRun.objects.filter(id=run.pk, status=DigestRun.Status.PLANNING).update(
         status=DigestRun.Status.SENDING, due_count=run.due_count, planned_at=timezone.now()
     )
+    if opened and queue is not None:
+        queue()
+        # Chunks that finished while the run was still planning could not close it.
+        digest_run_finish_if_done(run_id=run.pk)
     run.refresh_from_db()
     logger.info(
         "run %s for %s: %s papers, %s deliveries planned",

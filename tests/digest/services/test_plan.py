@@ -258,3 +258,38 @@ def test_postgresql_lost_mid_plan_then_every_due_reader_gets_exactly_one_digest(
     assert run.status == DigestRun.Status.SUCCEEDED, run.errors
     assert (run.due_count, run.sent_count) == (60, 60)
     assert_every_reader_one_digest(emails)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_night_queues_each_batchs_chunks_as_it_is_planned_and_every_row_once(night, monkeypatch):
+    from digest.tasks import send_chunk
+
+    night.DIGEST_CHUNK_SIZE = 4
+    emails = seed(17)  # three planning batches of at most 7
+    queued: list[tuple[int, int, str, int]] = []
+
+    def record(run_id, first, last):
+        planned = Delivery.objects.filter(run_id=run_id).count()
+        queued.append((first, last, DigestRun.objects.get(id=run_id).status, planned))
+
+    monkeypatch.setattr(send_chunk, "delay", record)
+    # Outside a test transaction each batch commits, and its tasks are queued, at once.
+    run = digest_run_start(edition=EDITION, fetch=False, dispatch=True)
+    assert run.status == DigestRun.Status.SENDING and run.due_count == 17
+    # The first batch's chunks went out while the rest was still to be planned.
+    assert queued[0][2] == DigestRun.Status.PLANNING and queued[0][3] < 17
+    ids = sorted(Delivery.objects.filter(run=run).values_list("id", flat=True))
+    covered = [i for first, last, *_ in queued for i in ids if first <= i <= last]
+    assert sorted(covered) == ids  # every row in exactly one queued range
+    assert {row.subscriber.email for row in Delivery.objects.filter(run=run)} == set(emails)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_night_whose_chunks_all_finished_during_planning_is_closed(night):
+    night.DIGEST_CHUNK_SIZE = 4
+    emails = seed(7)  # one full batch: its chunks go, and finish, before planning ends
+    # In-process tasks: each batch's chunks are sent before the next batch is planned.
+    run = digest_run_start(edition=EDITION, fetch=False, dispatch=True)
+    run.refresh_from_db()
+    assert run.status == DigestRun.Status.SUCCEEDED
+    assert_every_reader_one_digest(emails)
