@@ -355,6 +355,8 @@ def main(argv=None) -> dict:
         DIGEST_ESP_BATCH_SIZE=args.batch_size,
         DIGEST_SEND_CONCURRENCY=args.concurrency,
         PAPERBOY_COUNT_QUERIES="1",
+        # As the image sets it (Dockerfile).
+        MALLOC_ARENA_MAX="2",
     )
     workers = None
     result: dict = {

@@ -375,7 +375,7 @@ if DIGEST_CLAIM_TIMEOUT <= 0:
 # per call, no per-call request preparation); False sends them through plain requests.
 MAIL_LEAN_HTTP = env.bool("MAIL_LEAN_HTTP", default=True)
 # ESP calls a worker process keeps in flight at once (one connection each).
-DIGEST_SEND_CONCURRENCY = env.int("DIGEST_SEND_CONCURRENCY", default=64)
+DIGEST_SEND_CONCURRENCY = env.int("DIGEST_SEND_CONCURRENCY", default=32)
 if not 1 <= DIGEST_SEND_CONCURRENCY <= 256:
     raise ImproperlyConfigured("DIGEST_SEND_CONCURRENCY must be between 1 and 256")
 # Messages per second for all workers together (one limit in Redis); 0 = unlimited.

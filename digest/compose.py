@@ -79,7 +79,7 @@ NUMBER_MARK = "PBXLNUMBERPBX"
 LIST_MARKS = ("PBXLSUBJECTPBX", "PBXLPREHEADERPBX", "PBXLCOUNTPBX", "PBXLSUMMARYPBX")
 # Assembled lists kept per composer; assembling again after eviction is cheap.
 # Both caches are bounded so a worker's memory does not grow with the night.
-RENDER_CACHE_SIZE = 64
+RENDER_CACHE_SIZE = 32
 RANKING_CACHE_SIZE = 2048
 
 
