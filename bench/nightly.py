@@ -1,8 +1,8 @@
 """
 The whole nightly run at scale, end to end, on real services; prints one JSON object.
 
-    .venv/bin/python bench/nightly.py --subscribers 100000 --papers 300 --workers 2
-    .venv/bin/python bench/nightly.py --subscribers 100000 --papers 300 --workers 2 --naive
+    .venv/bin/python bench/nightly.py --subscribers 100000 --papers 300
+    .venv/bin/python bench/nightly.py --subscribers 100000 --esp postmark --esp-latency-ms 100 --naive --naive-sample 300
     .venv/bin/python bench/nightly.py --subscribers 10000 --esp postmark   # one call per reader
 
 It creates its own PostgreSQL database (default `bench`, dropped at the end
@@ -112,7 +112,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10000)
     parser.add_argument("--papers", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=4, help="worker processes (docker-compose runs 4: two per core)"
+    )
     parser.add_argument("--naive", action="store_true", help="also time the naive per-reader loop")
     parser.add_argument("--naive-sample", type=int, default=2000, help="due readers the naive loop sends to")
     parser.add_argument("--chunk-size", type=int, default=None, help="DIGEST_CHUNK_SIZE for the workers")
