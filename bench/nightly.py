@@ -2,7 +2,7 @@
 The whole nightly run at scale, end to end, on real services; prints one JSON object.
 
     .venv/bin/python bench/nightly.py --subscribers 100000 --papers 300
-    .venv/bin/python bench/nightly.py --subscribers 100000 --esp postmark --esp-latency-ms 100 --naive --naive-sample 300
+    .venv/bin/python bench/nightly.py --subscribers 100000 --esp postmark --esp-latency-ms 100 --naive
     .venv/bin/python bench/nightly.py --subscribers 10000 --esp postmark   # one call per reader
 
 It creates its own PostgreSQL database (default `bench`, dropped at the end
