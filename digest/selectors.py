@@ -46,7 +46,7 @@ def ranked_slugs(scores: dict[str, float]) -> list[str]:
     return [slug for slug, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
 
 
-def papers_export(*, day: date | None = None) -> list[dict]:
+def papers_export(*, day: date | None = None) -> list[dict[str, Any]]:
     """Plain dicts for ``export_papers``: one per paper, topics strongest first."""
     queryset = Paper.objects.all() if day is None else Paper.objects.filter(featured_on=day)
     papers = list(queryset.order_by("-featured_on", "-upvotes", "arxiv_id"))

@@ -116,7 +116,7 @@ class RedisRateLimiter:
 
     pause_poll = 0.2
 
-    def __init__(self, rate: float, client=None, prefix: str | None = None):
+    def __init__(self, rate: float, client: Any = None, prefix: str | None = None):
         prefix = prefix or f"{settings.CACHES['default'].get('KEY_PREFIX', 'paperboy')}:esp"
         self.keys = [f"{prefix}:tat", f"{prefix}:pause"]
         self.interval_us = int(1_000_000 / rate) if rate > 0 else 0
@@ -147,7 +147,7 @@ class RedisRateLimiter:
             self.checked_at = time.monotonic()
 
 
-_shared: dict[tuple, RateLimiter] = {}
+_shared: dict[tuple[Any, ...], RateLimiter] = {}
 _shared_lock = threading.RLock()
 _clients: dict[str, Any] = {}
 

@@ -112,7 +112,7 @@ class LeanSession(requests.Session):
 
     def _head(
         self, method: str, host: str, port: int, scheme: str, path: str, headers: Any, auth: Any, size: int
-    ):
+    ) -> tuple[bytes, CaseInsensitiveDict[Any]]:
         default_port = 443 if scheme == "https" else 80
         merged = CaseInsensitiveDict(self.headers)
         merged["Host"] = host if port == default_port else f"{host}:{port}"

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 Status = Delivery.Status
 
 
-def due_subscribers(*, edition: date, only_email: str | None = None):
+def due_subscribers(*, edition: date, only_email: str | None = None) -> QuerySet[Subscriber]:
     """Active subscribers whose digest is due on this edition."""
     due = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).filter(
         Q(frequency=Subscriber.Frequency.DAILY)
@@ -135,7 +135,7 @@ def deliveries_adopt(*, run: DigestRun, due: QuerySet[Subscriber]) -> int:
     return adopted
 
 
-def _ids_in_preference_order(due) -> list[int]:
+def _ids_in_preference_order(due: QuerySet[Subscriber]) -> list[int]:
     """The same order as the PostgreSQL query, sorted here: the embedded mode
     (SQLite) has no array aggregate, and its subscriber lists are small."""
     topics: dict[int, list[int]] = defaultdict(list)
