@@ -278,3 +278,37 @@ class CPUMeter:
                 sum(max(0.0, cpu_seconds(pid) - self.before.get(pid, 0.0)) for pid in find()), 1
             )
         return used
+
+
+def celery_worker_command(
+    *,
+    queue: str,
+    hostname: str,
+    pool: str = "solo",
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The `celery worker` command line of a worker that takes only `queue`, for
+    benchmarks and tests: no gossip or mingle, so it starts at once."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--queues",
+        queue,
+        "--hostname",
+        hostname,
+        "--without-gossip",
+        "--without-mingle",
+        *extra,
+    ]

@@ -52,6 +52,7 @@ from bench.common import (
     CPUMeter,
     FakeESPProcess,
     app_environment,
+    celery_worker_command,
     create_database,
     database_url,
     machine,
@@ -169,28 +170,13 @@ class Workers:
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         self.processes = []
         for index in range(count):
-            command = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                pool,
-                *(["--concurrency", "1"] if pool == "gevent" else []),
-                "--queues",
-                queue,
-                "--hostname",
-                f"{queue}-{index}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--include",
-                "bench.probe",
-                "--loglevel",
-                "WARNING",
-            ]
+            command = celery_worker_command(
+                queue=queue,
+                hostname=f"{queue}-{index}@%h",
+                pool=pool,
+                loglevel="WARNING",
+                extra=("--without-heartbeat", "--include", "bench.probe"),
+            )
             self.processes.append(
                 subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
             )

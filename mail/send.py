@@ -26,6 +26,7 @@ import smtplib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import requests
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
@@ -147,20 +148,19 @@ def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def send_one(
-    connection,
-    message,
-    *,
-    attempts: int | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    limiter: RateLimiter | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> Accepted:
+class SendOptions(TypedDict, total=False):
+    """What `send_with_retries` takes besides the connection and the message."""
+
+    attempts: int | None
+    sleep: Callable[[float], None]
+    limiter: RateLimiter | None
+    should_stop: Callable[[], bool]
+
+
+def send_one(connection, message, **options: Unpack[SendOptions]) -> Accepted:
     """Send one message over an open connection; return the ESP's message id
     ("" when the ESP took it but its answer could not be read)."""
-    if not send_with_retries(
-        connection, message, attempts=attempts, sleep=sleep, limiter=limiter, should_stop=should_stop
-    ):
+    if not send_with_retries(connection, message, **options):
         return Accepted(message_id="")
     return Accepted(message_id=_message_id(message))
 

@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
+from bench.common import celery_worker_command
 from tests.support import BASE_DIR, WorkerProcess, app_env, test_database_url
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -168,26 +168,12 @@ def celery_worker_factory(redis_url, tmp_path, eager_celery):
             overrides["DATABASE_URL"] = test_database_url()
         overrides.update(extra_env or {})
         log_path = tmp_path / f"worker-{len(started)}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--pool",
-            "prefork" if concurrency > 1 else "solo",
-            "--concurrency",
-            str(concurrency),
-            "--queues",
-            queue,
-            "--hostname",
-            f"{queue}-{len(started)}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ]
+        command = celery_worker_command(
+            queue=queue,
+            hostname=f"{queue}-{len(started)}@%h",
+            pool="prefork" if concurrency > 1 else "solo",
+            concurrency=concurrency,
+        )
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, cwd=BASE_DIR, env=app_env(**overrides), stdout=log, stderr=subprocess.STDOUT
