@@ -93,7 +93,7 @@ class LeanSession(requests.Session):
             and not any(self.hooks.values())
             and isinstance(data, str | bytes | type(None))
             and (auth is None or (isinstance(auth, tuple) and len(auth) == 2))
-            and (self.verify is True or target[0] == "http")
+            and (self.verify is True or isinstance(self.verify, str) or target[0] == "http")
             and self.cert is None
             and self.auth is None
         )
@@ -227,8 +227,9 @@ class LeanSession(requests.Session):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":
             if self._tls is None:
-                # The same CA bundle requests verifies against.
-                self._tls = ssl.create_default_context(cafile=certifi.where())
+                # The CA bundle requests would verify against: the session's own, or certifi's.
+                bundle = self.verify if isinstance(self.verify, str) else certifi.where()
+                self._tls = ssl.create_default_context(cafile=bundle)
             try:
                 sock = self._tls.wrap_socket(sock, server_hostname=host)
             except (OSError, ssl.SSLError) as exc:

@@ -29,7 +29,7 @@ class ScriptedHTTP:
     answer with, None to close the connection without answering, or
     (bytes, "then close") to answer and then hang up without saying so."""
 
-    def __init__(self, action: Callable[[dict], bytes | tuple[bytes, str] | None]):
+    def __init__(self, action: Callable[[dict], bytes | tuple[bytes, str] | None], tls=None):
         self.action = action
         self.requests: list[dict] = []
         self.connections = 0
@@ -77,13 +77,16 @@ class ScriptedHTTP:
                     self.request.sendall(answer)
 
         self.server = _Server(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> ScriptedHTTP:
         self.thread.start()
@@ -279,3 +282,37 @@ def test_headers_and_body_leave_in_one_write():
         session.request("POST", server.url + "/email", data=json.dumps({"HtmlBody": "x" * 60_000}), timeout=5)
     assert counting.writes == 1
     assert len(server.requests[1]["body"]) > 60_000
+
+
+@pytest.fixture
+def tls_server_context(tmp_path):
+    """A TLS context for a loopback server, and the CA file that trusts it."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context, str(ca_file)
+
+
+def test_https_calls_verify_the_server_against_the_sessions_ca_bundle(tls_server_context):
+    context, ca_file = tls_server_context
+    with ScriptedHTTP(lambda request: ok({"MessageID": "tls"}), tls=context) as server:
+        session = LeanSession()
+        session.verify = ca_file
+        response = session.request("POST", server.url + "/email", data="{}", timeout=5)
+    assert response.json() == {"MessageID": "tls"}
+    assert session.lean_calls == 1
+
+
+def test_https_refuses_a_server_its_ca_bundle_does_not_trust(tls_server_context):
+    context, _ = tls_server_context
+    with ScriptedHTTP(lambda request: ok(), tls=context) as server:
+        session = LeanSession()  # certifi's bundle, as requests would use
+        with pytest.raises(requests.exceptions.SSLError):
+            session.request("POST", server.url + "/email", data="{}", timeout=5)
+    assert server.requests == []
