@@ -11,9 +11,6 @@ polls the same URL for years.
 
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.urls import reverse
-
 from subscribers.links import token_url
 from subscribers.tokens import read_numbers, sign_numbers
 
@@ -57,5 +54,4 @@ def view_url(*, delivery_id: int, token_version: int) -> str:
 
 def feed_url(*, subscriber_id: int, token_version: int) -> str:
     """Absolute URL of a reader's personal Atom feed."""
-    token = make_feed_token(subscriber_id=subscriber_id, token_version=token_version)
-    return f"{settings.SITE_URL}{reverse('digest:feed', args=[token])}"
+    return token_url("digest:feed", make_feed_token(subscriber_id=subscriber_id, token_version=token_version))

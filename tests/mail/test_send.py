@@ -110,24 +110,15 @@ def test_an_unreadable_accept_gives_an_empty_id():
     assert send_one(ScriptedConnection(api_error(200)), Message()).message_id == ""
 
 
-def test_find_sent_asks_postmark_by_delivery_id(settings):
+def test_find_sent_asks_postmark_by_delivery_id(settings, postmark_at_fake_esp):
     from django.core.mail import get_connection
 
-    from tests.fake_esp import FakeESP
-
-    with FakeESP() as esp:
-        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-        settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "POSTMARK_API_URL": esp.url}
-        connection = get_connection()
-        connection.open()
-        try:
-            with esp.state.lock:
-                esp.state.remember("pm-123", {"delivery_id": "42"})
-            assert find_sent(connection, 42) == "pm-123"
-            assert find_sent(connection, 43) is None
-            assert esp.stats()["searches"] == 2
-        finally:
-            connection.close()
+    esp, connection = postmark_at_fake_esp
+    with esp.state.lock:
+        esp.state.remember("pm-123", {"delivery_id": "42"})
+    assert find_sent(connection, 42) == "pm-123"
+    assert find_sent(connection, 43) is None
+    assert esp.stats()["searches"] == 2
     settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
     settings.ANYMAIL = {"SENDGRID_API_KEY": "k"}
     with pytest.raises(LookupUnavailable):
