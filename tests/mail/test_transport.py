@@ -248,6 +248,32 @@ def test_the_digest_backend_sends_through_it(postmark_at_fake_esp):
     assert [accepted.to for accepted in esp.accepted] == ["reader@example.org"]
 
 
+class CountingSocket:
+    """A socket that counts its writes."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.writes = 0
+
+    def sendall(self, data):
+        self.writes += 1
+        return self.sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_headers_and_body_leave_in_one_write():
+    with ScriptedHTTP(lambda request: ok()) as server:
+        session = LeanSession()
+        session.request("POST", server.url + "/email", data="{}", timeout=5)
+        ((key, sock),) = session._sockets.items()
+        counting = session._sockets[key] = CountingSocket(sock)
+        session.request("POST", server.url + "/email", data=json.dumps({"HtmlBody": "x" * 60_000}), timeout=5)
+    assert counting.writes == 1
+    assert len(server.requests[1]["body"]) > 60_000
+
+
 @pytest.fixture
 def tls_server_context(tmp_path):
     """A TLS context for a loopback server, and the CA file that trusts it."""
