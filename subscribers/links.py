@@ -30,6 +30,7 @@ def absolute(path: str) -> str:
 
 @lru_cache(maxsize=32)
 def _around_token(viewname: str, site_url: str, urlconf: str) -> tuple[str, str]:
+    # `urlconf` is part of the cache key only: a changed ROOT_URLCONF resolves afresh.
     before, _, after = f"{site_url}{reverse(viewname, args=['TOKEN'])}".partition("TOKEN")
     return before, after
 

@@ -85,10 +85,11 @@ class KeyedSigner(signing.Signer):
 
     def signature(self, value: str | bytes, key: str | bytes | None = None) -> str:
         key = key or self.key
-        base = self._macs.get(force_str(key))
+        name = force_str(key)
+        base = self._macs.get(name)
         if base is None:
             derived = hashlib.sha256(force_bytes(self.salt) + b"signer" + force_bytes(key)).digest()
-            base = self._macs[force_str(key)] = hmac.new(derived, digestmod=hashlib.sha256)
+            base = self._macs[name] = hmac.new(derived, digestmod=hashlib.sha256)
         mac = base.copy()
         mac.update(force_bytes(value))
         return signing.b64_encode(mac.digest()).decode()

@@ -119,12 +119,11 @@ class _QueueAsPlanned:
     def __init__(self, run: DigestRun):
         self.run = run
         self.after_id = 0
-        self.queued = 0
 
     def __call__(self) -> None:
         ranges = pending_ranges(run=self.run, after_id=self.after_id)
         if ranges:
-            self.queued += send_tasks_queue(run_id=self.run.pk, ranges=ranges)
+            send_tasks_queue(run_id=self.run.pk, ranges=ranges)
             self.after_id = ranges[-1][1]
 
 
