@@ -567,11 +567,20 @@ class Ranker:
         self._by_topic: dict[str, list[Candidate]] = defaultdict(list)
         # ...and, for ranking by topics alone, by the topics whose tag passes the gate.
         self._gated_by_topic: dict[str, list[tuple[Candidate, float]]] = defaultdict(list)
+        # ...and, for `_rank_by_topics`, as (paper id, tag, score if this topic is its best),
+        # with each paper's place in the ranking worked out once per night, not per reader.
+        self._gated_scores: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+        self._gated_tags: dict[str, dict[int, float]] = defaultdict(dict)
         for candidate in self.candidates:
+            trend = self.trend.get(candidate.id, 0.0)
             for slug, tag in candidate.topic_scores.items():
                 self._by_topic[slug].append(candidate)
                 if tag and min(1.0, tag) >= gate:
-                    self._gated_by_topic[slug].append((candidate, min(1.0, tag)))
+                    capped = min(1.0, tag)
+                    self._gated_by_topic[slug].append((candidate, capped))
+                    score = round(capped + trend_weight * trend, 6)
+                    self._gated_scores[slug].append((candidate.id, capped, score))
+                    self._gated_tags[slug][candidate.id] = capped
         most_upvoted = sorted(
             (c for c in self.candidates if c.featured_on is not None),
             key=lambda c: (-c.upvotes, -self.trend.get(c.id, 0.0), c.id),
@@ -682,6 +691,45 @@ class Ranker:
             self._reasons[key] = reason
         return reason
 
+    def _relevance(
+        self,
+        candidate: Candidate,
+        prefs: Preferences,
+        affinity: dict,
+        interests: list[dict[int, InterestMatch]],
+    ) -> tuple[float, str] | None:
+        """The relevance and primary match that `match` gives the paper, without
+        writing its reasons; None where `match` gives None. Each stated match
+        scores as in `match`, the first of equal scores leads."""
+        topic_scores = candidate.topic_scores
+        best = 0.0
+        primary = ""
+        for slug in prefs.topics:
+            tag = topic_scores.get(slug)
+            if tag:
+                score = min(1.0, tag * (1 + affinity.get(slug, 0.0)) if affinity else tag)
+                if not primary or score > best:
+                    best, primary = score, slug
+        for slug, change in affinity.items():
+            if change > 0 and slug not in prefs.topics and slug in topic_scores:
+                score = topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
+                if not primary or score > best:
+                    best, primary = score, slug
+        for raw, matches in zip(prefs.interests, interests, strict=True):
+            found = matches.get(candidate.id)
+            if found is not None and (not primary or found.relevance > best):
+                best, primary = found.relevance, f"interest:{raw}"
+        relevance = best
+        learned_reason = False
+        if prefs.learned is not None:
+            probability, words = self.learned_scores(prefs.learned).get(candidate.id, (0.0, ()))
+            relevance = (1 - LEARNED_WEIGHT) * best + LEARNED_WEIGHT * probability
+            learned_reason = probability >= LEARNED_REASON_FLOOR and bool(words)
+        stated_reason = bool(primary) and best >= self.gate
+        if relevance < self.gate or not (stated_reason or learned_reason):
+            return None
+        return relevance, primary if stated_reason else "learned"
+
     def match(
         self,
         candidate: Candidate,
@@ -694,22 +742,37 @@ class Ranker:
         if interests is None:
             interests = [self.interest_matches(raw) for raw in prefs.interests]
         topic_scores = candidate.topic_scores
-        scored: list[tuple[float, str, str]] = []  # (score, reason, primary key)
+        # (score, what matched): a topic or voted topic slug, or an interest's index.
+        # Reasons are written only for a paper that passes.
+        scored: list[tuple[float, str | int]] = []
         for slug in prefs.topics:
             tag = topic_scores.get(slug)
             if tag:
                 score = min(1.0, tag * (1 + affinity.get(slug, 0.0)) if affinity else tag)
-                scored.append((score, self._topic_reason(slug, candidate), slug))
+                scored.append((score, slug))
+        voted = len(scored)
         for slug, change in affinity.items():
-            if change > 0 and slug not in prefs.topics and slug in candidate.topic_scores:
-                score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
-                scored.append((score, f"Like papers you upvoted: {self.topic_label(slug)}", slug))
-        for raw, matches in zip(prefs.interests, interests, strict=True):
+            if change > 0 and slug not in prefs.topics and slug in topic_scores:
+                scored.append((topic_scores[slug] * (change / MAX_AFFINITY) * 0.6, slug))
+        asked = len(scored)
+        for index, matches in enumerate(interests):
             found = matches.get(candidate.id)
             if found is not None:
-                scored.append((found.relevance, found.reason, f"interest:{raw}"))
-        scored.sort(key=lambda item: item[0], reverse=True)
-        stated = scored[0][0] if scored else 0.0
+                scored.append((found.relevance, index))
+        gate = self.gate
+        if prefs.learned is None and not any(score >= gate for score, _ in scored):
+            return None
+
+        def reason_and_primary(position: int, what: str | int) -> tuple[str, str]:
+            if position < voted:
+                return self._topic_reason(str(what), candidate), str(what)
+            if position < asked:
+                return f"Like papers you upvoted: {self.topic_label(str(what))}", str(what)
+            raw = prefs.interests[int(what)]
+            return interests[int(what)][candidate.id].reason, f"interest:{raw}"
+
+        order = sorted(range(len(scored)), key=lambda position: scored[position][0], reverse=True)
+        stated = scored[order[0]][0] if scored else 0.0
         relevance = stated
         learned_reason = ""
         if prefs.learned is not None:
@@ -717,43 +780,72 @@ class Ranker:
             relevance = (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT * probability
             if probability >= LEARNED_REASON_FLOOR and words:
                 learned_reason = f"Like papers you voted up: {', '.join(words)}"
-        if relevance < self.gate or not (scored or learned_reason):
+        if relevance < gate or not (scored or learned_reason):
             return None
         # Name every stated match that is itself strong enough, strongest first.
-        reasons = [reason for score, reason, _ in scored if score >= self.gate]
+        named = [
+            reason_and_primary(position, scored[position][1])
+            for position in order
+            if scored[position][0] >= gate
+        ]
+        reasons = [reason for reason, _ in named]
         if learned_reason:
             reasons.append(learned_reason)
         if not reasons:
             return None
-        primary = scored[0][2] if scored and scored[0][0] >= self.gate else "learned"
+        primary = named[0][1] if named and scored[order[0]][0] >= gate else "learned"
         return Match(relevance=relevance, reasons=tuple(dict.fromkeys(reasons))[:3], primary=primary)
 
-    def _topic_matches(
-        self, topics: frozenset[str], exclude: frozenset[int]
-    ) -> Iterator[tuple[Candidate, Match]]:
-        """What `match` finds for topics alone (no interests, no votes), most
-        readers' case, from per-topic lists of the papers whose tag passes the
-        gate: a paper with no such tag cannot pass, and only such tags are named
-        as reasons. Thousands of distinct topic sets a night cost a few list
-        walks each instead of a full match per paper."""
-        found: dict[int, list[tuple[float, str]]] = {}
-        papers: dict[int, Candidate] = {}
-        for slug in topics:  # the order `match` scores them in, so ties break alike
-            for candidate, score in self._gated_by_topic.get(slug, ()):
-                entry = found.get(candidate.id)
-                if entry is None:
-                    found[candidate.id] = [(score, slug)]
-                    papers[candidate.id] = candidate
-                else:
-                    entry.append((score, slug))
-        for paper_id, scored in found.items():
+    def _rank_by_topics(
+        self, topics: frozenset[str], exclude: frozenset[int], limit: int
+    ) -> list[RankedItem]:
+        """`rank` for topics alone (no interests, votes or follows), most readers'
+        case, from per-topic lists of the papers whose tag passes the gate: a paper
+        with no such tag cannot pass, and only such tags are named as reasons. A
+        paper's relevance is its best tag among the reader's topics, the first of
+        them on a tie (the order `match` scores them in). Papers are ordered by
+        plain tuples and only the chosen few become items with reasons, so
+        thousands of distinct topic sets a night cost a few list walks each."""
+        best: dict[int, tuple[float, float, str]] = {}  # paper -> (tag, score, topic)
+        for slug in topics:
+            for paper_id, tag, score in self._gated_scores.get(slug, ()):
+                current = best.get(paper_id)
+                if current is None or tag > current[0]:
+                    best[paper_id] = (tag, score, slug)
+        pinned: list[RankedItem] = []
+        keyed: list[tuple[float, int, str, float]] = []  # (-score, paper, primary topic, relevance)
+        for paper_id, (tag, score, slug) in best.items():
             if paper_id in exclude:
                 continue
-            if len(scored) > 1:
-                scored.sort(key=lambda item: item[0], reverse=True)
-            candidate = papers[paper_id]
-            reasons = tuple(dict.fromkeys(self._topic_reason(slug, candidate) for _, slug in scored))
-            yield candidate, Match(relevance=scored[0][0], reasons=reasons[:3], primary=scored[0][1])
+            if self._by_id[paper_id].pinned:
+                pinned.append(self._topic_item(paper_id, tag, score, topics))
+            else:
+                keyed.append((-score, paper_id, slug, tag))
+        pinned.sort(key=lambda item: (-item.score, item.paper_id))
+        chosen = pinned[:limit]
+        picks = _diversify_keyed(_best_keyed(keyed, limit), limit - len(chosen))
+        return chosen + [self._topic_item(paper_id, tag, -key, topics) for key, paper_id, _, tag in picks]
+
+    def _topic_item(
+        self, paper_id: int, relevance: float, score: float, topics: frozenset[str]
+    ) -> RankedItem:
+        """The item for a paper matched by topics alone: every reader topic it passes
+        the gate for names a reason, strongest first (stable, in the order of `topics`)."""
+        candidate = self._by_id[paper_id]
+        tags = [
+            (self._gated_tags[slug][paper_id], slug) for slug in topics if paper_id in self._gated_tags[slug]
+        ]
+        if len(tags) > 1:
+            tags.sort(key=lambda item: item[0], reverse=True)
+        reasons = tuple(dict.fromkeys(self._topic_reason(slug, candidate) for _, slug in tags))
+        return RankedItem(
+            paper_id=paper_id,
+            score=score,
+            relevance=round(relevance, 6),
+            trend=round(self.trend.get(paper_id, 0.0), 6),
+            reasons=reasons[:3],
+            pinned=candidate.pinned,
+        )
 
     def _pool(self, prefs: Preferences) -> Iterable[Candidate]:
         if prefs.learned is not None:
@@ -777,45 +869,56 @@ class Ranker:
         papers a particular reader has already received and still fill the list.
         """
         limit = prefs.max_items + extra
-        pinned: list[RankedItem] = []
-        scored: list[tuple[RankedItem, str]] = []
         affinity = prefs.affinity.as_dict()
         follows = follow_matches(self, prefs, exclude)
-        matches: Iterable[tuple[Candidate, Match | None]]
-        if affinity or prefs.interests or prefs.learned is not None:
-            interests = [self.interest_matches(raw) for raw in prefs.interests]
-            matches = (
-                (candidate, self.match(candidate, prefs, affinity, interests))
-                for candidate in self._pool(prefs)
-                if candidate.id not in exclude
-            )
-        else:
-            matches = self._topic_matches(prefs.topics, exclude)
+        if not (affinity or prefs.interests or prefs.learned is not None or follows):
+            return self._rank_by_topics(prefs.topics, exclude, limit)
+        interests = [self.interest_matches(raw) for raw in prefs.interests]
+        pinned: list[RankedItem] = []
+        # (-score, paper, primary, match or None, trend): ordered as tuples; reasons
+        # and items are made only for the papers chosen.
+        keyed: list[tuple[float, int, str, Match | None, float]] = []
+        trend_weight = self.trend_weight
+        pool = (candidate for candidate in self._pool(prefs) if candidate.id not in exclude)
         if follows:
-            matches = with_follows(matches, follows)
-        for candidate, found in matches:
-            if found is None:
-                continue
-            trend = self.trend.get(candidate.id, 0.0)
-            item = RankedItem(
-                paper_id=candidate.id,
-                score=round(found.relevance + self.trend_weight * trend, 6),
-                relevance=round(found.relevance, 6),
-                trend=round(trend, 6),
-                reasons=found.reasons,
-                pinned=candidate.pinned,
-                followed=found.by_author,
+            matches = with_follows(
+                ((candidate, self.match(candidate, prefs, affinity, interests)) for candidate in pool),
+                follows,
             )
-            if candidate.pinned or found.by_author:
-                pinned.append(item)
-            else:
-                scored.append((item, found.primary))
+            for candidate, found in matches:
+                if found is None:
+                    continue
+                trend = self.trend.get(candidate.id, 0.0)
+                score = round(found.relevance + trend_weight * trend, 6)
+                if candidate.pinned or found.by_author:
+                    pinned.append(_item(candidate, found, score, trend))
+                else:
+                    keyed.append((-score, candidate.id, found.primary, found, trend))
+        else:
+            for candidate in pool:
+                relevance_and_primary = self._relevance(candidate, prefs, affinity, interests)
+                if relevance_and_primary is None:
+                    continue
+                relevance, primary = relevance_and_primary
+                trend = self.trend.get(candidate.id, 0.0)
+                score = round(relevance + trend_weight * trend, 6)
+                if candidate.pinned:
+                    found = self.match(candidate, prefs, affinity, interests)
+                    assert found is not None  # the same computation passed it
+                    pinned.append(_item(candidate, found, score, trend))
+                else:
+                    keyed.append((-score, candidate.id, primary, None, trend))
         pinned.sort(key=lambda item: (not item.followed, -item.score, item.paper_id))
         chosen = pinned[: max(limit, sum(item.followed for item in pinned))]
-        if len(scored) > 4 * limit:
-            # Diversity only reorders near the top: the best few times the list length are enough.
-            scored = heapq.nsmallest(4 * limit, scored, key=lambda pair: (-pair[0].score, pair[0].paper_id))
-        return chosen + diversify(scored, limit - len(chosen))
+        picks = _diversify_keyed(_best_keyed(keyed, limit), limit - len(chosen))
+        items = []
+        for key, paper_id, _, found, trend in picks:
+            candidate = self._by_id[paper_id]
+            if found is None:
+                found = self.match(candidate, prefs, affinity, interests)
+                assert found is not None
+            items.append(_item(candidate, found, -key, trend))
+        return chosen + items
 
     def also_trending(
         self, chosen: Iterable[int], *, exclude: frozenset[int] = frozenset(), limit: int = TRENDING_LIMIT
@@ -931,25 +1034,68 @@ def trending(ranker: Ranker, limit: int, *, exclude: frozenset[int] = frozenset(
     ]
 
 
-def diversify(scored: list[tuple[RankedItem, str]], limit: int) -> list[RankedItem]:
-    """Greedy pick by score, where each item already chosen for the same primary
-    match multiplies the next one's score by DIVERSITY_DECAY."""
+def _item(candidate: Candidate, found: Match, score: float, trend: float) -> RankedItem:
+    return RankedItem(
+        paper_id=candidate.id,
+        score=score,
+        relevance=round(found.relevance, 6),
+        trend=round(trend, 6),
+        reasons=found.reasons,
+        pinned=candidate.pinned,
+        followed=found.by_author,
+    )
+
+
+_Keyed = tuple  # (-score, paper id, primary, ...): ordered by score, then paper id
+
+
+def _best_keyed(keyed: list[_Keyed], limit: int) -> list[_Keyed]:
+    """The entries diversity can choose from, best first. It only reorders near
+    the top: the best four times the list length are enough. Paper ids are
+    unique, so tuples never compare past them."""
+    if len(keyed) > 4 * limit:
+        return heapq.nsmallest(4 * limit, keyed)
+    keyed.sort()
+    return keyed
+
+
+def _diversify_keyed(ordered: list[_Keyed], limit: int) -> list[_Keyed]:
+    """Greedy pick from entries sorted best first, where each entry already
+    chosen for the same primary match multiplies the next one's score by
+    DIVERSITY_DECAY.
+
+    Within one primary match every entry carries the same decay, so the best
+    entry left is always the first one of some primary: each pick compares the
+    heads of the primaries' queues, and a tie goes to the entry ranked first."""
     if limit <= 0:
         return []
-    remaining = sorted(scored, key=lambda pair: (-pair[0].score, pair[0].paper_id))
-    used: dict[str, int] = defaultdict(int)
-    chosen: list[RankedItem] = []
-    while remaining and len(chosen) < limit:
-        best_index = 0
+    queues: dict[str, list[_Keyed]] = {}
+    for entry in ordered:
+        queue = queues.get(entry[2])
+        if queue is None:
+            queues[entry[2]] = [entry]
+        else:
+            queue.append(entry)
+    if len(queues) == 1:
+        return ordered[:limit]
+    heads = dict.fromkeys(queues, 0)
+    used = dict.fromkeys(queues, 0)
+    chosen: list[_Keyed] = []
+    while len(chosen) < limit:
+        best: _Keyed | None = None
+        best_primary = ""
         best_value = -1.0
-        for index, (item, primary) in enumerate(remaining):
-            value = item.score * (DIVERSITY_DECAY ** used[primary])
-            if value > best_value:
-                best_index, best_value = index, value
-            # Sorted by score: nothing later can beat an undecayed value.
-            if used[primary] == 0:
-                break
-        item, primary = remaining.pop(best_index)
-        used[primary] += 1
-        chosen.append(item)
+        for primary, queue in queues.items():
+            head = heads[primary]
+            if head == len(queue):
+                continue
+            entry = queue[head]
+            value = -entry[0] * (DIVERSITY_DECAY ** used[primary])
+            if value > best_value or (value == best_value and best is not None and entry < best):
+                best, best_primary, best_value = entry, primary, value
+        if best is None:
+            break
+        heads[best_primary] += 1
+        used[best_primary] += 1
+        chosen.append(best)
     return chosen
