@@ -39,7 +39,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.text import Truncator
 
-from digest.feedback import make_feedback_token
+from digest.feedback import make_feedback_tokens
 from digest.models import Topic
 from digest.papers import PLACEHOLDER, PaperView, inert
 from digest.ranking import Affinity, Preferences, RankedItem, Ranker, split_interests, trending
@@ -154,6 +154,11 @@ class CompiledDigest:
     frequency: str = "daily"
     _templates: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
     _neutral: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False, compare=False)
+    # The placeholder of each paper's 👍/👎 token, in the order of paper_ids.
+    vote_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.vote_keys = tuple(f"FB{paper_id}" for paper_id in self.paper_ids)
 
     def personalise(self, values: dict[str, str], syntax: PlaceholderSyntax | None = None) -> tuple[str, str]:
         """HTML and text filled in for one reader; with an ESP's syntax, its markup
@@ -617,10 +622,8 @@ class DigestComposer:
             "MANAGE": links["manage_url"],
             "VIEW": view_url(delivery_id=reader.delivery_id, token_version=reader.token_version),
         }
-        for paper_id in compiled.paper_ids:
-            values[f"FB{paper_id}"] = make_feedback_token(
-                reader.subscriber_id, paper_id, reader.token_version
-            )
+        votes = make_feedback_tokens(reader.subscriber_id, compiled.paper_ids, reader.token_version)
+        values.update(zip(compiled.vote_keys, votes, strict=True))
         return values
 
     def message_parts(self, reader: Reader, delivery_id: int | None = None) -> "PersonalDigest | None":

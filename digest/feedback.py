@@ -14,11 +14,12 @@ and the fallbacks, until they age out of inboxes.
 import base64
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from subscribers.tokens import InvalidToken, read_numbers, sign_numbers
+from subscribers.tokens import InvalidToken, read_numbers, sign_many, sign_numbers
 
 _SALT = "digest.feedback"
 # The legacy HMAC tokens separate their fields with "."; current ones have one "." at most.
@@ -42,6 +43,11 @@ class FeedbackTarget:
 
 def make_feedback_token(subscriber_id: int, paper_id: int, token_version: int) -> str:
     return sign_numbers(_SALT, subscriber_id, paper_id, token_version)
+
+
+def make_feedback_tokens(subscriber_id: int, paper_ids: Iterable[int], token_version: int) -> list[str]:
+    """``make_feedback_token`` for each of a digest's papers, in their order."""
+    return sign_many(_SALT, subscriber_id, ((paper_id, token_version) for paper_id in paper_ids))
 
 
 def read_feedback_token(token: str) -> FeedbackTarget:

@@ -19,8 +19,10 @@ take plain ints, so the digest can sign them straight from ``values_list`` rows
 without loading model instances.
 """
 
+import base64
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -74,8 +76,8 @@ def _decode(text: str) -> int:
 
 class KeyedSigner(signing.Signer):
     """``django.core.signing.Signer`` that derives each key's HMAC key once
-    instead of on every signature; signatures are byte for byte the same. A
-    digest signs a dozen links per reader, so this is a hot path."""
+    instead of on every signature; signatures are byte for byte the same. A digest signs a dozen links per
+    reader, so this is a hot path."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -83,19 +85,34 @@ class KeyedSigner(signing.Signer):
             raise ValueError("KeyedSigner signs with sha256, as Django's Signer does by default")
         self._macs: dict[str, hmac.HMAC] = {}
 
-    def signature(self, value: str | bytes, key: str | bytes | None = None) -> str:
-        key = key or self.key
+    def _mac(self, key: str | bytes) -> hmac.HMAC:
         name = force_str(key)
         base = self._macs.get(name)
         if base is None:
             derived = hashlib.sha256(force_bytes(self.salt) + b"signer" + force_bytes(key)).digest()
             base = self._macs[name] = hmac.new(derived, digestmod=hashlib.sha256)
-        mac = base.copy()
-        mac.update(force_bytes(value))
-        return signing.b64_encode(mac.digest()).decode()
+        return base
+
+    def signature(self, value: str | bytes, key: str | bytes | None = None) -> str:
+        mac = self._mac(key or self.key).copy()
+        mac.update(value.encode() if isinstance(value, str) else value)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    def sign_all(self, values: Iterable[str]) -> list[str]:
+        """``sign`` for each value, with the current key."""
+        base, sep, encode = self._mac(self.key), self.sep, base64.urlsafe_b64encode
+        signed = []
+        for value in values:
+            mac = base.copy()
+            mac.update(value.encode())
+            signed.append(f"{value}{sep}{encode(mac.digest()).rstrip(b'=').decode()}")
+        return signed
+
+    def sign(self, value: str) -> str:
+        return f"{value}{self.sep}{self.signature(value)}"
 
 
-def _untimed_signer(salt: str) -> signing.Signer:
+def _untimed_signer(salt: str) -> KeyedSigner:
     return _keyed_signer(salt, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
 
 
@@ -104,10 +121,25 @@ def _keyed_signer(salt: str, key: str, fallbacks: tuple[str, ...]) -> KeyedSigne
     return KeyedSigner(key=key, fallback_keys=list(fallbacks), salt=salt, sep=_SEP)
 
 
+@lru_cache(maxsize=4096)
+def _b62(number: int) -> str:
+    """Base62 of a small number (paper ids and token versions recur on every reader)."""
+    return _encode(number)
+
+
 def sign_numbers(salt: str, *numbers: int, timed: bool = False) -> str:
     """A URL-safe signed token carrying ``numbers``; ``timed`` adds the signing time for ``max_age``."""
-    signer = signing.TimestampSigner(salt=salt, sep=_SEP) if timed else _untimed_signer(salt)
-    return signer.sign(_FIELD_SEP.join(_encode(int(number)) for number in numbers))
+    if timed:
+        value = _FIELD_SEP.join(_encode(int(number)) for number in numbers)
+        return signing.TimestampSigner(salt=salt, sep=_SEP).sign(value)
+    return _untimed_signer(salt).sign(_FIELD_SEP.join(_encode(int(number)) for number in numbers))
+
+
+def sign_many(salt: str, first: int, rest: Iterable[tuple[int, ...]]) -> list[str]:
+    """``sign_numbers(salt, first, *numbers)`` for each tuple in ``rest``: one
+    reader's links to many papers, with the reader's own field encoded once."""
+    head = _encode(int(first)) + _FIELD_SEP
+    return _untimed_signer(salt).sign_all(head + _FIELD_SEP.join(map(_b62, numbers)) for numbers in rest)
 
 
 def read_numbers(salt: str, token: str, *, count: int, max_age: timedelta | None = None) -> tuple[int, ...]:

@@ -6,7 +6,13 @@ import hmac
 
 import pytest
 
-from digest.feedback import FeedbackTarget, InvalidFeedbackToken, make_feedback_token, read_feedback_token
+from digest.feedback import (
+    FeedbackTarget,
+    InvalidFeedbackToken,
+    make_feedback_token,
+    make_feedback_tokens,
+    read_feedback_token,
+)
 from subscribers.tokens import make_manage_token, read_manage_token
 
 OLD_KEY = "the-key-digests-were-signed-with-last-year-0123456789"
@@ -24,6 +30,12 @@ def legacy_token(secret: str, subscriber_id: int, paper_id: int, version: int) -
 def test_round_trip(settings):
     token = make_feedback_token(12345, 678, 3)
     assert read_feedback_token(token) == FeedbackTarget(subscriber_id=12345, paper_id=678, token_version=3)
+
+
+def test_a_digests_tokens_signed_together_are_the_ones_signed_one_by_one(settings):
+    papers = [1, 61, 62, 3843, 238328, 5]
+    assert make_feedback_tokens(12345, papers, 3) == [make_feedback_token(12345, p, 3) for p in papers]
+    assert [read_feedback_token(t).paper_id for t in make_feedback_tokens(7, papers, 0)] == papers
 
 
 def test_old_vote_links_keep_working_after_a_key_rotation_like_manage_links(settings):
