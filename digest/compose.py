@@ -37,7 +37,7 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.urls import reverse
 from django.utils.html import escape
-from django.utils.text import Truncator
+from django.utils.text import Truncator, add_truncation_text, calculate_truncate_chars_length
 
 from digest.feedback import make_feedback_tokens
 from digest.models import Topic
@@ -81,6 +81,8 @@ LIST_MARKS = ("PBXLSUBJECTPBX", "PBXLPREHEADERPBX", "PBXLCOUNTPBX", "PBXLSUMMARY
 # Both caches are bounded so a worker's memory does not grow with the night.
 RENDER_CACHE_SIZE = 32
 RANKING_CACHE_SIZE = 2048
+# compiled_for's answer for readers whose preferences match nothing today.
+_NOTHING: tuple = ("nothing passed the gate",)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ class CompiledDigest:
     frequency: str = "daily"
     _templates: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
     _neutral: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False, compare=False)
+    # What the composer knows this list by (see DigestComposer.compiled_for).
+    key: tuple = field(default=(), repr=False, compare=False)
     # The placeholder of each paper's 👍/👎 token, in the order of paper_ids.
     vote_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -332,6 +336,8 @@ class DigestComposer:
     render_cache_size: int | None = RENDER_CACHE_SIZE
     _rankings: OrderedDict[tuple, list[RankedItem]] = field(default_factory=OrderedDict)
     _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
+    # (preferences, window, kind, frequency, abstracts) -> the key of their list in _rendered
+    _lists: OrderedDict[tuple, tuple] = field(default_factory=OrderedDict)
     # (paper id, abstract length) -> the paper's compiled HTML and raw text block,
     # and its entry in the list of titles at the top (HTML and text)
     _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
@@ -416,7 +422,37 @@ class DigestComposer:
         )
 
     def compiled_for(self, reader: Reader) -> CompiledDigest | None:
-        """The rendered digest with placeholders, or None when nothing passed the gate."""
+        """The rendered digest with placeholders, or None when nothing passed the gate.
+
+        Readers alike in everything the digest depends on (and who have not
+        received any of today's papers already) go straight to the list the
+        first of them got, while it is still cached."""
+        alike = None
+        if not reader.already_sent:
+            alike = (
+                reader.preferences,
+                reader.window_start,
+                reader.kind,
+                reader.frequency,
+                reader.with_abstracts,
+            )
+            known = self._lists.get(alike)
+            if known is not None:
+                self._lists.move_to_end(alike)
+                if known is _NOTHING:
+                    return None
+                found = self._rendered.get(known)
+                if found is not None:
+                    self._rendered.move_to_end(known)
+                    return found
+        compiled = self._compiled_for(reader)
+        if alike is not None:
+            self._lists[alike] = compiled.key if compiled is not None else _NOTHING
+            if len(self._lists) > RANKING_CACHE_SIZE:
+                self._lists.popitem(last=False)
+        return compiled
+
+    def _compiled_for(self, reader: Reader) -> CompiledDigest | None:
         ranked = self.ranked_for(reader)
         if not ranked:
             return None
@@ -442,6 +478,7 @@ class DigestComposer:
                 window_start=reader.window_start,
             )
             compiled.frequency = reader.frequency
+            compiled.key = key
             self.lists_assembled += 1
             if self.render_cache_size is not None and len(self._rendered) > self.render_cache_size:
                 self._rendered.popitem(last=False)
@@ -720,7 +757,7 @@ def digest_subject(edition: date, titles: list[str], *, kind: str = "daily") -> 
     else:
         head = f"{papers} for {edition:%a %-d %b}: "
     top = " ".join(titles[0].split()) if titles else ""
-    return head + Truncator(top).chars(max(20, 110 - len(head)))
+    return head + truncated(top, max(20, 110 - len(head)))
 
 
 def preheader(items: list[dict]) -> str:
@@ -729,7 +766,18 @@ def preheader(items: list[dict]) -> str:
     text = reasons
     if others:
         text += (" · Also: " if text else "Also: ") + " · ".join(others)
-    return Truncator(text).chars(140)
+    return truncated(text, 140)
+
+
+def truncated(text: str, limit: int) -> str:
+    """``Truncator(text).chars(limit)``, which walks every character in Python
+    (for combining marks); plain ASCII text, most titles, is cut at once, to
+    the same result."""
+    if limit > 0 and text.isascii():
+        if len(text) <= limit:
+            return text
+        return add_truncation_text(text[: calculate_truncate_chars_length(limit, None)], None)
+    return Truncator(text).chars(limit)
 
 
 # --- The digest message ---------------------------------------------------------------

@@ -586,6 +586,8 @@ class Ranker:
             key=lambda c: (-c.upvotes, -self.trend.get(c.id, 0.0), c.id),
         )
         self._most_upvoted = most_upvoted[:TRENDING_LIMIT]
+        # Their items, made once: every reader's "Also trending" section picks from them.
+        self._trending_items: list[RankedItem] | None = None
 
     @property
     def index(self) -> InterestIndex:
@@ -924,20 +926,21 @@ class Ranker:
         self, chosen: Iterable[int], *, exclude: frozenset[int] = frozenset(), limit: int = TRENDING_LIMIT
     ) -> list[RankedItem]:
         """The window's most upvoted papers that are not in the reader's list, labelled as such."""
+        if self._trending_items is None:
+            self._trending_items = [
+                RankedItem(
+                    paper_id=c.id,
+                    score=0.0,
+                    relevance=0.0,
+                    trend=round(self.trend.get(c.id, 0.0), 6),
+                    reasons=(f"Also trending: {c.upvotes} upvotes on Hugging Face",),
+                    pinned=False,
+                    trending=True,
+                )
+                for c in self._most_upvoted
+            ]
         taken = set(chosen) | exclude
-        return [
-            RankedItem(
-                paper_id=c.id,
-                score=0.0,
-                relevance=0.0,
-                trend=round(self.trend.get(c.id, 0.0), 6),
-                reasons=(f"Also trending: {c.upvotes} upvotes on Hugging Face",),
-                pinned=False,
-                trending=True,
-            )
-            for c in self._most_upvoted
-            if c.id not in taken
-        ][:limit]
+        return [item for item in self._trending_items if item.paper_id not in taken][:limit]
 
 
 # --- Followed categories and authors -------------------------------------------------

@@ -57,13 +57,18 @@ def list_headers(*, unsubscribe_url: str, frequency: str = "daily") -> dict[str,
     """RFC 2369/2919/8058 headers: one-click unsubscribe and the list's identity.
 
     Daily and weekly digests are two lists, so a reader's filters can tell them apart."""
-    host = urlsplit(settings.SITE_URL).hostname or "localhost"
     name = "weekly" if frequency == "weekly" else "daily"
     return {
         "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": f"{settings.PRODUCT_NAME} {name} digest <{name}.digest.{host}>",
+        "List-Id": _list_id(name, settings.PRODUCT_NAME, settings.SITE_URL),
     }
+
+
+@lru_cache(maxsize=8)
+def _list_id(name: str, product: str, site_url: str) -> str:
+    host = urlsplit(site_url).hostname or "localhost"
+    return f"{product} {name} digest <{name}.digest.{host}>"
 
 
 def confirm_url(*, subscriber: "Subscriber") -> str:

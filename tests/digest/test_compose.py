@@ -112,6 +112,48 @@ def test_readers_with_same_preferences_share_one_render():
     assert first.subject == second.subject
 
 
+def test_alike_readers_skip_ranking_but_one_who_already_got_papers_does_not(monkeypatch):
+    for n in range(1, 4):
+        make_paper(n, topics={"agents": 0.9}, upvotes=n)
+    composer = DigestComposer.for_edition(EDITION)
+    first = composer.compiled_for(reader(["agents"]))
+    ranked = []
+    monkeypatch.setattr(composer, "ranked_for", lambda r: ranked.append(r) or [])
+    # Alike in everything the digest depends on: the list the first reader got, unranked.
+    assert composer.compiled_for(Reader(**{**reader(["agents"]).__dict__, "subscriber_id": 7})) is first
+    assert ranked == []
+    # Not alike: a reader who already received a paper is ranked (and cut) again.
+    assert composer.compiled_for(reader(["agents"], sent={3})) is None
+    assert len(ranked) == 1
+    # Nor a reader with another digest size.
+    composer.compiled_for(reader(["agents"], size=2))
+    assert len(ranked) == 2
+
+
+def test_readers_whose_topics_match_nothing_are_remembered_as_such(monkeypatch):
+    make_paper(1, topics={"agents": 0.9})
+    composer = DigestComposer.for_edition(EDITION)
+    assert composer.compiled_for(reader(["robotics"])) is None
+    monkeypatch.setattr(composer, "ranked_for", lambda r: pytest.fail("ranked again"))
+    assert composer.compiled_for(reader(["robotics"])) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_subject_and_preheader_cut_text_as_djangos_truncator_does(seed):
+    import random
+
+    from django.utils.text import Truncator
+
+    from digest.compose import truncated
+
+    rng = random.Random(seed)
+    letters = "abc de·…é\u0301" if seed % 2 else "abcdefgh ij.,-"
+    for _ in range(2000):
+        text = "".join(rng.choice(letters) for _ in range(rng.randint(0, 160)))
+        for limit in (0, 1, 2, 20, 90, 140):
+            assert truncated(text, limit) == Truncator(text).chars(limit), (text, limit)
+
+
 def test_feedback_tokens_are_signed_per_reader_and_paper(settings):
     token = make_feedback_token(42, 7, 1)
     target = read_feedback_token(token)
