@@ -28,15 +28,16 @@ kept only when they are plain http(s) links (`digest.papers`).
 """
 
 import dataclasses
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from html import escape as html_escape
 
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils.text import Truncator, add_truncation_text, calculate_truncate_chars_length
 
 from digest.feedback import make_feedback_tokens
@@ -208,6 +209,37 @@ def _fill_marks(text: str, fills: Mapping[str, str]) -> str:
     return text
 
 
+_NO_FILLS: Mapping[str, str] = {}
+
+
+def _assemble(pieces: Iterable[tuple[list[str], Mapping[str, str]]]) -> list[str]:
+    """The parts (see _compile) of the pieces put end to end, each piece's marks
+    replaced by its fills. A fill joins the literal text around it, so what is
+    left at odd positions are the reader's own placeholders; a fill is never
+    searched for placeholders (list values are escaped and inert)."""
+    parts: list[str] = []
+    literal: list[str] = []
+    for cut, fills in pieces:
+        literal.append(cut[0])
+        for index in range(1, len(cut), 2):
+            fill = fills.get(cut[index])
+            if fill is None:
+                parts.append("".join(literal))
+                parts.append(cut[index])
+                literal = []
+            else:
+                literal.append(fill)
+            literal.append(cut[index + 1])
+    parts.append("".join(literal))
+    return parts
+
+
+def _parts_bytes(parts: list[str]) -> int:
+    """UTF-8 size of the text the parts stand for, placeholders written out (PBX<name>PBX)."""
+    size = sum(len(part.encode()) for part in parts[::2])
+    return size + sum(len(name) + 6 for name in parts[1::2])
+
+
 def _neutralise_literals(parts: list[str], syntax: PlaceholderSyntax) -> list[str]:
     out = parts[:]
     for index in range(0, len(out), 2):
@@ -346,6 +378,8 @@ class DigestComposer:
         default_factory=dict
     )
     lists_assembled: int = 0
+    # Any piece of HTML above, cut at its placeholders once (see _assemble).
+    _split: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def for_edition(cls, edition: date) -> "DigestComposer":
@@ -448,7 +482,7 @@ class DigestComposer:
         compiled = self._compiled_for(reader)
         if alike is not None:
             self._lists[alike] = compiled.key if compiled is not None else _NOTHING
-            if len(self._lists) > RANKING_CACHE_SIZE:
+            if len(self._lists) > 4 * RENDER_CACHE_SIZE:
                 self._lists.popitem(last=False)
         return compiled
 
@@ -595,11 +629,14 @@ class DigestComposer:
                 self._compile_blocks(missing, abstract_chars, issue)
         html_head, html_after_toc, html_tail, text_head, text_after_toc, text_tail = self._frames[frame]
 
-        html_toc: list[str] = []
+        # HTML goes together from pieces already cut at their placeholders, each
+        # list's own values filled in where its marks are; text is joined and tidied.
+        html_pieces: list[tuple[list[str], Mapping[str, str]]] = []
+        html_blocks: list[tuple[list[str], Mapping[str, str]]] = []
         text_toc: list[str] = []
-        html_parts: list[str] = []
         text_parts: list[str] = []
         first_trending = len(matched)
+        section_html = f"<strong>{html_escape(TRENDING_HEADING)}</strong>"
         for number, (item, paper) in enumerate(zip(ranked, papers, strict=True), start=1):
             html_block, text_block, html_entry, text_entry = self._blocks[(paper.id, abstract_chars)]
             # The email names the two strongest reasons; the web page and preview show them all.
@@ -607,13 +644,10 @@ class DigestComposer:
             opens = number - 1 == first_trending
             if number - 1 < first_trending:
                 # The list at the top names the picks; "Also trending" stays its own section below.
-                html_toc.append(html_entry)
+                html_pieces.append((self._cut(html_entry), _NO_FILLS))
                 text_toc.append(text_entry.replace(NUMBER_MARK, str(number)))
-            html_parts.append(
-                html_block.replace(WHY_MARK, escape(why)).replace(
-                    SECTION_MARK, f"<strong>{escape(TRENDING_HEADING)}</strong>" if opens else ""
-                )
-            )
+            block_fills = {"LWHY": html_escape(why), "LSECTION": section_html if opens else ""}
+            html_blocks.append((self._cut(html_block), block_fills))
             text_parts.append(
                 text_block.replace(WHY_MARK, why)
                 .replace(NUMBER_MARK, str(number))
@@ -633,24 +667,38 @@ class DigestComposer:
         }
         # The list's own marks sit in the frame only (paper text is made inert), so
         # only the frame is searched, not every paper's block.
-        html_fills = {mark: escape(value) for mark, value in fills.items()}
-        html_head, html_after_toc, html_tail = (
-            _fill_marks(part, html_fills) for part in (html_head, html_after_toc, html_tail)
+        html_fills = {mark[3:-3]: html_escape(value) for mark, value in fills.items()}
+        html_parts = _assemble(
+            [
+                (self._cut(html_head), html_fills),
+                *html_pieces,
+                (self._cut(html_after_toc), html_fills),
+                *html_blocks,
+                (self._cut(html_tail), html_fills),
+            ]
         )
         text_head, text_after_toc, text_tail = (
             _fill_marks(part, fills) for part in (text_head, text_after_toc, text_tail)
         )
-        html = "".join([html_head, *html_toc, html_after_toc, *html_parts, html_tail])
         text = tidy_text("".join([text_head, *text_toc, text_after_toc, *text_parts, text_tail]))
         return CompiledDigest(
             subject=subject,
             paper_ids=tuple(item.paper_id for item in ranked),
-            html_parts=_compile(html),
+            html_parts=html_parts,
             text_parts=_compile(text),
-            html_bytes=len(html.encode()),
+            html_bytes=_parts_bytes(html_parts),
             also_trending=tuple(item.paper_id for item in trending or ()),
             kind=kind,
         )
+
+    def _cut(self, html: str) -> list[str]:
+        """A cached piece of HTML (a frame part, a title entry, a paper's block),
+        cut at its placeholders once: the marks of the list's own values are
+        placeholders too until _assemble fills them."""
+        parts = self._split.get(html)
+        if parts is None:
+            parts = self._split[html] = _compile(html)
+        return parts
 
     def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
         links = email_links(subscriber_id=reader.subscriber_id, token_version=reader.token_version)
@@ -770,13 +818,15 @@ def preheader(items: list[dict]) -> str:
 
 
 def truncated(text: str, limit: int) -> str:
-    """``Truncator(text).chars(limit)``, which walks every character in Python
-    (for combining marks); plain ASCII text, most titles, is cut at once, to
-    the same result."""
-    if limit > 0 and text.isascii():
-        if len(text) <= limit:
-            return text
-        return add_truncation_text(text[: calculate_truncate_chars_length(limit, None)], None)
+    """``Truncator(text).chars(limit)``, which walks every character in Python to
+    skip combining marks; text without any (most titles and reasons) is cut at
+    once, to the same result."""
+    if limit > 0:
+        text = unicodedata.normalize("NFC", text)
+        if text.isascii() or not any(unicodedata.combining(char) for char in set(text) if char > "\x7f"):
+            if len(text) <= limit:
+                return text
+            return add_truncation_text(text[: calculate_truncate_chars_length(limit, None)], None)
     return Truncator(text).chars(limit)
 
 

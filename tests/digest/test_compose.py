@@ -147,11 +147,34 @@ def test_subject_and_preheader_cut_text_as_djangos_truncator_does(seed):
     from digest.compose import truncated
 
     rng = random.Random(seed)
-    letters = "abc de·…é\u0301" if seed % 2 else "abcdefgh ij.,-"
+    # Plain ASCII; other letters and marks; and combining accents (e + U+0301).
+    letters = ["abcdefgh ij.,-", "abc de·…é“”", "abc de·…é\u0301"][seed % 3]
     for _ in range(2000):
         text = "".join(rng.choice(letters) for _ in range(rng.randint(0, 160)))
         for limit in (0, 1, 2, 20, 90, 140):
             assert truncated(text, limit) == Truncator(text).chars(limit), (text, limit)
+
+
+def test_html_put_together_from_pieces_is_the_html_cut_at_its_placeholders():
+    from html import escape
+
+    from digest.compose import PBX_SYNTAX, _compile, _emit
+
+    for n in range(1, 12):
+        title = HOSTILE_TITLE if n == 3 else f"Paper {n} with “quotes” & PBX in it"
+        make_paper(n, topics={"agents": 0.9} if n < 9 else {}, upvotes=n * 10, title=title)
+    compiled = DigestComposer.for_edition(EDITION).compiled_for(reader(["agents"], interests="PBXUNSUBPBX"))
+    assert compiled.also_trending  # the section mark was filled in a block too
+    written = _emit(compiled.html_parts, PBX_SYNTAX)
+    assert _compile(written) == compiled.html_parts
+    assert compiled.html_bytes == len(written.encode())
+    names = set(compiled.html_parts[1::2])
+    assert {"UNSUB", "MANAGE", "VIEW"} <= names
+    assert names - {"UNSUB", "MANAGE", "VIEW"} == {f"FB{paper_id}" for paper_id in compiled.paper_ids}
+    assert "PBXL" not in written  # every mark of the list's own values is filled
+    assert written.count("Topic Agents") >= 8  # each pick's why line
+    assert "Also trending (not matched to your interests)" in written
+    assert escape(compiled.subject) in written
 
 
 def test_feedback_tokens_are_signed_per_reader_and_paper(settings):

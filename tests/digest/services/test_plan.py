@@ -16,6 +16,7 @@ from digest.models import Delivery, DigestRun
 from digest.services import plan as plan_module
 from digest.services.plan import deliveries_plan
 from digest.services.runs import MAX_PLAN_ATTEMPTS, digest_run_start, digest_runs_recover
+from subscribers.models import Subscriber
 from tests.digest.builders import EDITION, make_paper, make_reader
 
 REAL_PLAN_BATCH = plan_module.plan_batch
@@ -293,3 +294,42 @@ def test_a_night_whose_chunks_all_finished_during_planning_is_closed(night):
     run.refresh_from_db()
     assert run.status == DigestRun.Status.SUCCEEDED
     assert_every_reader_one_digest(emails)
+
+
+@pytest.mark.parametrize(
+    ("rows", "size", "expected"),
+    [
+        (3695, 2000, [1848, 1847]),
+        (4000, 2000, [2000, 2000]),
+        (4001, 2000, [1334, 1334, 1333]),
+        (7, 3, [3, 2, 2]),
+        (1, 2000, [1]),
+        (0, 2000, []),
+    ],
+)
+def test_chunks_are_as_even_as_the_chunk_size_allows(rows, size, expected):
+    from digest.services.plan import chunk_ranges
+
+    ids = list(range(10, 10 + 3 * rows, 3))  # sorted, with gaps, as delivery ids are
+    ranges = chunk_ranges(iter(ids), size)
+    assert [sum(1 for i in ids if first <= i <= last) for first, last in ranges] == expected
+    assert [i for first, last in ranges for i in ids if first <= i <= last] == ids
+
+
+@pytest.mark.django_db
+def test_rows_planned_in_one_statement_are_the_rows_the_orm_would_create(night, postgres_required):
+    emails = seed(5)
+    run = DigestRun.objects.create(edition=EDITION, status=DigestRun.Status.PLANNING)
+    ids = list(Subscriber.objects.filter(email__in=emails).values_list("id", flat=True))
+    plan_module.plan_batch(run=run, subscriber_ids=ids[:3])
+    plan_module.plan_batch(run=run, subscriber_ids=ids)  # the first three again: skipped, not doubled
+    assert connection.vendor == "postgresql"
+    reference = Delivery.objects.create(subscriber_id=ids[0], edition=EDITION - timedelta(days=1), run=run)
+    skip = {"id", "subscriber", "edition", "created_at", "updated_at"}
+    fields = [f.attname for f in Delivery._meta.concrete_fields if f.name not in skip]
+    planned = Delivery.objects.filter(edition=EDITION).order_by("subscriber_id")
+    assert sorted(planned.values_list("subscriber_id", flat=True)) == sorted(ids)
+    expected = {name: getattr(reference, name) for name in fields}
+    for row in planned:
+        assert {name: getattr(row, name) for name in fields} == expected
+        assert row.created_at and row.updated_at and row.created_at <= timezone.now()
