@@ -137,7 +137,7 @@ BATCH_BACKENDS: dict[str, BatchESP] = {
 }
 MAX_BATCH_SIZE = max(esp.max_batch for esp in BATCH_BACKENDS.values())
 # Distinct digests a chunk holds while their batches fill; each holds its HTML.
-MAX_WAITING_BATCHES = 32
+MAX_WAITING_BATCHES = 8
 
 
 def batch_esp(backend: str | None = None) -> BatchESP | None:
