@@ -236,8 +236,8 @@ def _assemble(pieces: Iterable[tuple[list[str], Mapping[str, str]]]) -> list[str
 
 def _parts_bytes(parts: list[str]) -> int:
     """UTF-8 size of the text the parts stand for, placeholders written out (PBX<name>PBX)."""
-    size = sum(len(part.encode()) for part in parts[::2])
-    return size + sum(len(name) + 6 for name in parts[1::2])
+    size = sum(map(len, map(str.encode, parts[::2])))
+    return size + sum(map(len, parts[1::2])) + 6 * (len(parts) // 2)
 
 
 def _neutralise_literals(parts: list[str], syntax: PlaceholderSyntax) -> list[str]:

@@ -177,6 +177,13 @@ def test_html_put_together_from_pieces_is_the_html_cut_at_its_placeholders():
     assert escape(compiled.subject) in written
 
 
+def test_the_html_keeps_to_two_byte_characters():
+    make_paper(1, topics={"agents": 0.9}, title="Agents · “quoted” …")
+    digest = compose(reader(["agents"]))
+    assert max(map(ord, digest.html)) <= 0xFFFF
+    assert "&#128077;" in digest.html and "&#128078;" in digest.html
+
+
 def test_feedback_tokens_are_signed_per_reader_and_paper(settings):
     token = make_feedback_token(42, 7, 1)
     target = read_feedback_token(token)
