@@ -370,6 +370,7 @@ class DigestComposer:
     _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
     # (preferences, window, kind, frequency, abstracts) -> the key of their list in _rendered
     _lists: OrderedDict[tuple, tuple] = field(default_factory=OrderedDict)
+    _window_ids: dict[date, frozenset[int]] = field(default_factory=dict)
     # (paper id, abstract length) -> the paper's compiled HTML and raw text block,
     # and its entry in the list of titles at the top (HTML and text)
     _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
@@ -423,6 +424,13 @@ class DigestComposer:
             )
         return ranker
 
+    def window_ids(self, start: date) -> frozenset[int]:
+        """The papers a window's ranker chooses from."""
+        ids = self._window_ids.get(start)
+        if ids is None:
+            ids = self._window_ids[start] = frozenset(c.id for c in self.ranker(start).candidates)
+        return ids
+
     def ranked_for(self, reader: Reader) -> list[RankedItem]:
         prefs = reader.preferences
         # Ranking picks greedily, so a shorter list is a prefix of a longer one:
@@ -459,9 +467,12 @@ class DigestComposer:
         """The rendered digest with placeholders, or None when nothing passed the gate.
 
         Readers alike in everything the digest depends on (and who have not
-        received any of today's papers already) go straight to the list the
-        first of them got, while it is still cached."""
+        received any of this window's papers already) go straight to the list
+        the first of them got, while it is still cached."""
         alike = None
+        if reader.already_sent and not reader.already_sent & self.window_ids(reader.window_start):
+            # Papers received before, none of them in this window: as if none.
+            reader = dataclasses.replace(reader, already_sent=frozenset())
         if not reader.already_sent:
             alike = (
                 reader.preferences,

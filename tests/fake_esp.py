@@ -196,14 +196,28 @@ class _Substituted:
         self.counts: dict[str, int] = {}
 
     def size_with(self, substitutions: dict[str, str]) -> int:
+        missing = [key for key in substitutions if key not in self.counts]
+        if missing:
+            self._count(missing)
         size = self.size
         for key, value in substitutions.items():
-            count = self.counts.get(key)
-            if count is None:
-                count = self.counts[key] = self.text.count(key)
+            count = self.counts[key]
             if count:
                 size += count * (len((value or "").encode()) - len(key.encode()))
         return size
+
+    def _count(self, keys: list[str]) -> None:
+        """Occurrences of each key, in one pass over the text when no key holds
+        another (a batch's keys are alike: every recipient has the same ones)."""
+        keys = [key for key in dict.fromkeys(keys) if key]
+        if any(a != b and a in b for a in keys for b in keys):
+            found = Counter({key: self.text.count(key) for key in keys})
+        else:
+            pattern = re.compile("|".join(map(re.escape, keys)))
+            found = Counter(pattern.findall(self.text))
+        for key in keys:
+            self.counts[key] = found[key]
+        self.counts.setdefault("", 0)
 
     def filled(self, substitutions: dict[str, str]) -> str:
         text = self.text
@@ -237,7 +251,7 @@ def sendgrid_messages(payload: dict, *, keep_bodies: bool) -> tuple[list[Accepte
                 "TextBody": text.text,
                 "Headers": [{"Name": name, "Value": value} for name, value in flat.items()],
             },
-            html_bytes=html.size_with(substitutions),
+            html_bytes=(size := html.size_with(substitutions)),
         )
         if to.lower() in seen:
             wrong.append(f"{to} appears in more than one personalization")
@@ -245,7 +259,6 @@ def sendgrid_messages(payload: dict, *, keep_bodies: bool) -> tuple[list[Accepte
         if wrong:
             problems.append({"to": to, "problems": wrong, "field": f"personalizations.{index}"})
             continue
-        size = html.size_with(substitutions)
         metadata = {**(payload.get("custom_args") or {}), **(personalization.get("custom_args") or {})}
         messages.append(
             Accepted(

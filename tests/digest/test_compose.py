@@ -125,6 +125,9 @@ def test_alike_readers_skip_ranking_but_one_who_already_got_papers_does_not(monk
     # Not alike: a reader who already received a paper is ranked (and cut) again.
     assert composer.compiled_for(reader(["agents"], sent={3})) is None
     assert len(ranked) == 1
+    # Papers received in earlier digests, none of them in this window, change nothing.
+    assert composer.compiled_for(reader(["agents"], sent={999})) is first
+    assert len(ranked) == 1
     # Nor a reader with another digest size.
     composer.compiled_for(reader(["agents"], size=2))
     assert len(ranked) == 2
