@@ -14,7 +14,8 @@ ever sent to that person.
   mail archive never holds a link that exports or erases the reader's data.
 
 ``sign_numbers`` and ``read_numbers`` are the one signer behind these and the
-digest's links (view in browser, feed, 👍/👎). The manage and unsubscribe helpers
+digest's links (view in browser, feed, 👍/👎); ``sign_many`` signs one reader's
+many 👍/👎 links at once, to the same tokens. The manage and unsubscribe helpers
 take plain ints, so the digest can sign them straight from ``values_list`` rows
 without loading model instances.
 """
