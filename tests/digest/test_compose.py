@@ -113,8 +113,7 @@ def test_readers_with_same_preferences_share_one_render():
 
 
 def test_alike_readers_skip_ranking_but_one_who_already_got_papers_does_not(monkeypatch):
-    for n in range(1, 4):
-        make_paper(n, topics={"agents": 0.9}, upvotes=n)
+    papers = [make_paper(n, topics={"agents": 0.9}, upvotes=n) for n in range(1, 4)]
     composer = DigestComposer.for_edition(EDITION)
     first = composer.compiled_for(reader(["agents"]))
     ranked = []
@@ -123,10 +122,10 @@ def test_alike_readers_skip_ranking_but_one_who_already_got_papers_does_not(monk
     assert composer.compiled_for(Reader(**{**reader(["agents"]).__dict__, "subscriber_id": 7})) is first
     assert ranked == []
     # Not alike: a reader who already received a paper is ranked (and cut) again.
-    assert composer.compiled_for(reader(["agents"], sent={3})) is None
+    assert composer.compiled_for(reader(["agents"], sent={papers[2].pk})) is None
     assert len(ranked) == 1
     # Papers received in earlier digests, none of them in this window, change nothing.
-    assert composer.compiled_for(reader(["agents"], sent={999})) is first
+    assert composer.compiled_for(reader(["agents"], sent={max(p.pk for p in papers) + 1000})) is first
     assert len(ranked) == 1
     # Nor a reader with another digest size.
     composer.compiled_for(reader(["agents"], size=2))
