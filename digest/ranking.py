@@ -752,11 +752,11 @@ class Ranker:
             if tag:
                 score = min(1.0, tag * (1 + affinity.get(slug, 0.0)) if affinity else tag)
                 scored.append((score, slug))
-        voted = len(scored)
+        topics_end = len(scored)
         for slug, change in affinity.items():
             if change > 0 and slug not in prefs.topics and slug in topic_scores:
                 scored.append((topic_scores[slug] * (change / MAX_AFFINITY) * 0.6, slug))
-        asked = len(scored)
+        votes_end = len(scored)
         for index, matches in enumerate(interests):
             found = matches.get(candidate.id)
             if found is not None:
@@ -766,9 +766,9 @@ class Ranker:
             return None
 
         def reason_and_primary(position: int, what: str | int) -> tuple[str, str]:
-            if position < voted:
+            if position < topics_end:
                 return self._topic_reason(str(what), candidate), str(what)
-            if position < asked:
+            if position < votes_end:
                 return f"Like papers you upvoted: {self.topic_label(str(what))}", str(what)
             raw = prefs.interests[int(what)]
             return interests[int(what)][candidate.id].reason, f"interest:{raw}"
