@@ -371,6 +371,8 @@ class DigestComposer:
     # (preferences, window, kind, frequency, abstracts) -> the key of their list in _rendered
     _lists: OrderedDict[tuple, tuple] = field(default_factory=OrderedDict)
     _window_ids: dict[date, frozenset[int]] = field(default_factory=dict)
+    # Each paper's analysed terms, shared by the windows' interest indexes (for one analyser).
+    _analysed: tuple[object, dict] = field(default_factory=lambda: (None, {}))
     # (paper id, abstract length) -> the paper's compiled HTML and raw text block,
     # and its entry in the list of titles at the top (HTML and text)
     _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
@@ -412,6 +414,8 @@ class DigestComposer:
                 view for view in self.papers.values() if view.day is None or start <= view.day <= last
             ]
             analyzer = current_analyzer()
+            if self._analysed[0] is not analyzer:
+                self._analysed = (analyzer, {})
             ranker = self._rankers[start] = Ranker(
                 candidates,
                 topic_names=self.names,
@@ -421,6 +425,7 @@ class DigestComposer:
                 analyzer=analyzer,
                 tagger=get_tagger(Topic.objects.filter(is_active=True).order_by("slug"), analyzer),
                 trend_by_day=start >= last,
+                analysed=self._analysed[1],
             )
         return ranker
 

@@ -184,10 +184,37 @@ class InterestMatch:
 StatsSource = CorpusStats | Callable[[set[str]], CorpusStats]
 
 
+# A paper's terms per field, and (stem, word as written) from its title and abstract in order.
+AnalysedPaper = tuple[dict[str, list[str]], list[tuple[str, str]]]
+
+
+def analyse_paper(candidate: Candidate, analyzer: Analyzer) -> AnalysedPaper:
+    per_field: dict[str, list[str]] = {}
+    words: list[tuple[str, str]] = []
+    for name, text in candidate.fields().items():
+        if not text:
+            per_field[name] = []
+            continue
+        analysed = analyzer.analyse(text)
+        per_field[name] = [stem for stem in analysed.stems if stem not in PUNCTUATION]
+        per_field[name].extend(joined for joined, _ in analysed.compounds.values())
+        if name == "title" or name == "abstract":
+            words.extend(zip(analysed.stems, analysed.raw, strict=True))
+    return per_field, words
+
+
 class InterestIndex:
     """The night's candidates as BM25F postings: term -> paper -> (field-weighted tf, fields)."""
 
-    def __init__(self, candidates: Sequence[Candidate], stats: StatsSource, analyzer: Analyzer):
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        stats: StatsSource,
+        analyzer: Analyzer,
+        analysed: dict[int, AnalysedPaper] | None = None,
+    ):
+        """`analysed` keeps each paper's terms for the next index over the same
+        papers and analyser (a weekly window holds the daily one's papers)."""
         self.analyzer = analyzer
         self.postings: dict[str, dict[int, tuple[float, int]]] = defaultdict(dict)
         self.counts: dict[str, dict[int, int]] = defaultdict(dict)  # raw counts, for learned models
@@ -197,17 +224,14 @@ class InterestIndex:
         self._position_cache: dict[tuple[int, str], dict[str, list[int]]] = {}
         self._concepts: dict[Concept, dict[int, tuple[float, int]]] = {}
         for candidate in candidates:
-            per_field: dict[str, list[str]] = {}
-            for name, text in candidate.fields().items():
-                if not text:
-                    per_field[name] = []
-                    continue
-                analysed = analyzer.analyse(text)
-                per_field[name] = [stem for stem in analysed.stems if stem not in PUNCTUATION]
-                per_field[name].extend(joined for joined, _ in analysed.compounds.values())
-                if name == "title" or name == "abstract":
-                    for stem, word in zip(analysed.stems, analysed.raw, strict=True):
-                        self.surface.setdefault(stem, word)
+            paper = analysed.get(candidate.id) if analysed is not None else None
+            if paper is None:
+                paper = analyse_paper(candidate, analyzer)
+                if analysed is not None:
+                    analysed[candidate.id] = paper
+            per_field, words = paper
+            for stem, word in words:
+                self.surface.setdefault(stem, word)
             self.sequences[candidate.id] = per_field
         if callable(stats):
             stats = stats(
@@ -547,8 +571,10 @@ class Ranker:
         analyzer: Analyzer | None = None,
         tagger: Tagger | None = None,
         trend_by_day: bool = True,
+        analysed: dict[int, AnalysedPaper] | None = None,
     ):
         self.candidates = list(candidates)
+        self._analysed = analysed
         self.topic_names = topic_names or {}
         self.gate = gate
         self.trend_weight = trend_weight
@@ -596,7 +622,7 @@ class Ranker:
             stats = self._stats
             if stats is None:
                 stats = CorpusStats.from_documents((c.fields() for c in self.candidates), self.analyzer)
-            self._index = InterestIndex(self.candidates, stats, self.analyzer)
+            self._index = InterestIndex(self.candidates, stats, self.analyzer, self._analysed)
         return self._index
 
     def reset_caches(self) -> None:

@@ -31,7 +31,7 @@ class RenderedEmail:
 
 
 @lru_cache(maxsize=64)
-def _template(path: str):
+def email_template(path: str):
     # The underlying django.template.base.Template, so the context's autoescape
     # flag can differ between the HTML and text parts.
     return cast(DjangoTemplates, engines["django"]).engine.get_template(path)
@@ -53,8 +53,8 @@ def render_email(name: str, context: dict, *, tidy: bool = True) -> RenderedEmai
     template rendered it, for callers that assemble it from pieces and tidy the whole."""
     base = {"product_name": settings.PRODUCT_NAME, "site_url": settings.SITE_URL}
     base.update(context)
-    mjml_source = _template(f"emails/{name}.mjml").render(Context(base, autoescape=True))
-    text = _template(f"emails/{name}.txt").render(Context(base, autoescape=False))
+    mjml_source = email_template(f"emails/{name}.mjml").render(Context(base, autoescape=True))
+    text = email_template(f"emails/{name}.txt").render(Context(base, autoescape=False))
     return RenderedEmail(text=tidy_text(text) if tidy else text, html=render_mjml(mjml_source))
 
 

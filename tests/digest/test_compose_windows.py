@@ -201,3 +201,33 @@ def test_a_followed_author_and_category_make_the_digest():
     night()
     message, _ = digest_for("follower@example.org")
     assert "Stair climbing" in message.body and "Why: Category: Robotics (cs.RO)" in message.body
+
+
+@pytest.mark.django_db
+def test_a_weekly_interest_index_reuses_the_daily_ones_analysis_and_equals_a_fresh_one(monkeypatch):
+    from digest.compose import DigestComposer
+    from digest.ranking import InterestIndex
+
+    make_paper(1, topics={"agents": 0.9}, title="Graph agents that plan", abstract="Agents plan over graphs.")
+    make_paper(
+        2, topics={"agents": 0.9}, day=YESTERDAY - timedelta(days=3), title="Tool use", abstract="Tools help."
+    )
+    composer = DigestComposer.for_edition(EDITION)
+    daily = composer.ranker(YESTERDAY)
+    assert daily.index.sequences
+    analysed: list[str] = []
+    real = daily.analyzer.analyse
+    monkeypatch.setattr(daily.analyzer, "analyse", lambda text: analysed.append(text) or real(text))
+    weekly = composer.ranker(YESTERDAY - timedelta(days=6))
+    assert weekly.analyzer is daily.analyzer
+    index = weekly.index
+    # Only the paper the daily window did not hold is analysed again.
+    assert analysed and all("Graph agents" not in text and "Agents plan" not in text for text in analysed)
+    monkeypatch.undo()
+    fresh = InterestIndex(weekly.candidates, index.stats, weekly.analyzer)
+    assert (fresh.postings, fresh.counts, fresh.sequences, fresh.surface) == (
+        index.postings,
+        index.counts,
+        index.sequences,
+        index.surface,
+    )
