@@ -4,12 +4,27 @@ import sys
 
 
 def test_a_ready_worker_has_the_send_path_and_the_digest_templates_loaded(settings):
-    from config.celery_app import import_the_send_path
+    from config.celery_app import prepare_worker
     from mail.build import email_template
 
     settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
     email_template.cache_clear()
-    import_the_send_path()
+    prepare_worker()
     assert "anymail.backends.sendgrid" in sys.modules
     assert "digest.services.send" in sys.modules
     assert email_template.cache_info().currsize == 2
+
+
+def test_a_ready_worker_collects_young_objects_less_often_and_never_scans_what_it_loaded():
+    import gc
+
+    from config.celery_app import WORKER_GC_THRESHOLD, prepare_worker
+
+    before = gc.get_threshold()
+    try:
+        prepare_worker()
+        assert gc.get_threshold() == WORKER_GC_THRESHOLD
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
