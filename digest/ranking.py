@@ -589,12 +589,12 @@ class Ranker:
         self._learned: dict[tuple, dict[int, tuple[float, tuple[str, ...]]]] = {}
         self._reasons: dict[tuple[str, int], str] = {}
         self._by_id = {candidate.id: candidate for candidate in self.candidates}
+        self.paper_ids = frozenset(self._by_id)
         # Only papers carrying a tag can match a topic; index them by topic.
         self._by_topic: dict[str, list[Candidate]] = defaultdict(list)
-        # ...and, for ranking by topics alone, by the topics whose tag passes the gate.
-        self._gated_by_topic: dict[str, list[tuple[Candidate, float]]] = defaultdict(list)
-        # ...and, for `_rank_by_topics`, as (paper id, tag, score if this topic is its best),
-        # with each paper's place in the ranking worked out once per night, not per reader.
+        # ...and, for ranking by topics alone, by the topics whose tag passes the gate:
+        # (paper id, tag, score if this topic is its best), so each paper's place in
+        # the ranking is worked out once per night, not per reader.
         self._gated_scores: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
         self._gated_tags: dict[str, dict[int, float]] = defaultdict(dict)
         for candidate in self.candidates:
@@ -603,7 +603,6 @@ class Ranker:
                 self._by_topic[slug].append(candidate)
                 if tag and min(1.0, tag) >= gate:
                     capped = min(1.0, tag)
-                    self._gated_by_topic[slug].append((candidate, capped))
                     score = round(capped + trend_weight * trend, 6)
                     self._gated_scores[slug].append((candidate.id, capped, score))
                     self._gated_tags[slug][candidate.id] = capped
@@ -682,7 +681,8 @@ class Ranker:
             needed = BRIDGE_SHARE * total
             for slug, concepts in named.items():
                 enough = sum(weights[i] for i in concepts) >= needed
-                for candidate, tag in self._gated_by_topic.get(slug, ()):
+                for paper_id, tag, _ in self._gated_scores.get(slug, ()):
+                    candidate = self._by_id[paper_id]
                     if not enough:
                         covered = set(concepts)
                         for other, more in named.items():
@@ -770,37 +770,22 @@ class Ranker:
         if interests is None:
             interests = [self.interest_matches(raw) for raw in prefs.interests]
         topic_scores = candidate.topic_scores
-        # (score, what matched): a topic or voted topic slug, or an interest's index.
-        # Reasons are written only for a paper that passes.
-        scored: list[tuple[float, str | int]] = []
+        scored: list[tuple[float, str, str]] = []  # (score, reason, primary key)
         for slug in prefs.topics:
             tag = topic_scores.get(slug)
             if tag:
                 score = min(1.0, tag * (1 + affinity.get(slug, 0.0)) if affinity else tag)
-                scored.append((score, slug))
-        topics_end = len(scored)
+                scored.append((score, self._topic_reason(slug, candidate), slug))
         for slug, change in affinity.items():
-            if change > 0 and slug not in prefs.topics and slug in topic_scores:
-                scored.append((topic_scores[slug] * (change / MAX_AFFINITY) * 0.6, slug))
-        votes_end = len(scored)
-        for index, matches in enumerate(interests):
+            if change > 0 and slug not in prefs.topics and slug in candidate.topic_scores:
+                score = candidate.topic_scores[slug] * (change / MAX_AFFINITY) * 0.6
+                scored.append((score, f"Like papers you upvoted: {self.topic_label(slug)}", slug))
+        for raw, matches in zip(prefs.interests, interests, strict=True):
             found = matches.get(candidate.id)
             if found is not None:
-                scored.append((found.relevance, index))
-        gate = self.gate
-        if prefs.learned is None and not any(score >= gate for score, _ in scored):
-            return None
-
-        def reason_and_primary(position: int, what: str | int) -> tuple[str, str]:
-            if position < topics_end:
-                return self._topic_reason(str(what), candidate), str(what)
-            if position < votes_end:
-                return f"Like papers you upvoted: {self.topic_label(str(what))}", str(what)
-            raw = prefs.interests[int(what)]
-            return interests[int(what)][candidate.id].reason, f"interest:{raw}"
-
-        order = sorted(range(len(scored)), key=lambda position: scored[position][0], reverse=True)
-        stated = scored[order[0]][0] if scored else 0.0
+                scored.append((found.relevance, found.reason, f"interest:{raw}"))
+        scored.sort(key=lambda item: item[0], reverse=True)
+        stated = scored[0][0] if scored else 0.0
         relevance = stated
         learned_reason = ""
         if prefs.learned is not None:
@@ -808,20 +793,15 @@ class Ranker:
             relevance = (1 - LEARNED_WEIGHT) * stated + LEARNED_WEIGHT * probability
             if probability >= LEARNED_REASON_FLOOR and words:
                 learned_reason = f"Like papers you voted up: {', '.join(words)}"
-        if relevance < gate or not (scored or learned_reason):
+        if relevance < self.gate or not (scored or learned_reason):
             return None
         # Name every stated match that is itself strong enough, strongest first.
-        named = [
-            reason_and_primary(position, scored[position][1])
-            for position in order
-            if scored[position][0] >= gate
-        ]
-        reasons = [reason for reason, _ in named]
+        reasons = [reason for score, reason, _ in scored if score >= self.gate]
         if learned_reason:
             reasons.append(learned_reason)
         if not reasons:
             return None
-        primary = named[0][1] if named and scored[order[0]][0] >= gate else "learned"
+        primary = scored[0][2] if scored and scored[0][0] >= self.gate else "learned"
         return Match(relevance=relevance, reasons=tuple(dict.fromkeys(reasons))[:3], primary=primary)
 
     def _rank_by_topics(
@@ -1100,31 +1080,26 @@ def _diversify_keyed(ordered: list[_Keyed], limit: int) -> list[_Keyed]:
         return []
     queues: dict[str, list[_Keyed]] = {}
     for entry in ordered:
-        queue = queues.get(entry[2])
-        if queue is None:
-            queues[entry[2]] = [entry]
-        else:
-            queue.append(entry)
+        queues.setdefault(entry[2], []).append(entry)
     if len(queues) == 1:
         return ordered[:limit]
-    heads = dict.fromkeys(queues, 0)
-    used = dict.fromkeys(queues, 0)
+    # Entries taken from each queue: also how often its primary was used.
+    taken = dict.fromkeys(queues, 0)
     chosen: list[_Keyed] = []
     while len(chosen) < limit:
         best: _Keyed | None = None
         best_primary = ""
         best_value = -1.0
         for primary, queue in queues.items():
-            head = heads[primary]
-            if head == len(queue):
+            used = taken[primary]
+            if used == len(queue):
                 continue
-            entry = queue[head]
-            value = -entry[0] * (DIVERSITY_DECAY ** used[primary])
+            entry = queue[used]
+            value = -entry[0] * (DIVERSITY_DECAY**used)
             if value > best_value or (value == best_value and best is not None and entry < best):
                 best, best_primary, best_value = entry, primary, value
         if best is None:
             break
-        heads[best_primary] += 1
-        used[best_primary] += 1
+        taken[best_primary] += 1
         chosen.append(best)
     return chosen
