@@ -370,19 +370,17 @@ class DigestComposer:
     _rendered: OrderedDict[tuple, CompiledDigest] = field(default_factory=OrderedDict)
     # (preferences, window, kind, frequency, abstracts) -> the key of their list in _rendered
     _lists: OrderedDict[tuple, tuple] = field(default_factory=OrderedDict)
-    _window_ids: dict[date, frozenset[int]] = field(default_factory=dict)
     # Each paper's analysed terms, shared by the windows' interest indexes (for one analyser).
     _analysed: tuple[object, dict] = field(default_factory=lambda: (None, {}))
     # (paper id, abstract length) -> the paper's compiled HTML and raw text block,
-    # and its entry in the list of titles at the top (HTML and text)
-    _blocks: dict[tuple[int, int], tuple[str, str, str, str]] = field(default_factory=dict)
+    # and its entry in the list of titles at the top (HTML and text); HTML is kept
+    # cut at its placeholders (see _assemble)
+    _blocks: dict[tuple[int, int], tuple[list[str], str, list[str], str]] = field(default_factory=dict)
     # (whether any paper has an image, kind) -> HTML and text around the titles and blocks
-    _frames: dict[tuple[bool, str, date | None], tuple[str, str, str, str, str, str]] = field(
-        default_factory=dict
+    _frames: dict[tuple[bool, str, date | None], tuple[list[str], list[str], list[str], str, str, str]] = (
+        field(default_factory=dict)
     )
     lists_assembled: int = 0
-    # Any piece of HTML above, cut at its placeholders once (see _assemble).
-    _split: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def for_edition(cls, edition: date) -> "DigestComposer":
@@ -429,13 +427,6 @@ class DigestComposer:
             )
         return ranker
 
-    def window_ids(self, start: date) -> frozenset[int]:
-        """The papers a window's ranker chooses from."""
-        ids = self._window_ids.get(start)
-        if ids is None:
-            ids = self._window_ids[start] = frozenset(c.id for c in self.ranker(start).candidates)
-        return ids
-
     def ranked_for(self, reader: Reader) -> list[RankedItem]:
         prefs = reader.preferences
         # Ranking picks greedily, so a shorter list is a prefix of a longer one:
@@ -475,7 +466,7 @@ class DigestComposer:
         received any of this window's papers already) go straight to the list
         the first of them got, while it is still cached."""
         alike = None
-        if reader.already_sent and not reader.already_sent & self.window_ids(reader.window_start):
+        if reader.already_sent and not reader.already_sent & self.ranker(reader.window_start).paper_ids:
             # Papers received before, none of them in this window: as if none.
             reader = dataclasses.replace(reader, already_sent=frozenset())
         if not reader.already_sent:
@@ -611,16 +602,23 @@ class DigestComposer:
         text, text_toc = _split_marked(rendered.text, len(papers))
         for index, paper in enumerate(papers):
             self._blocks[(paper.id, abstract_chars)] = (
-                html[index + 1],
+                _compile(html[index + 1]),
                 text[index + 1],
-                html_toc[index + 1],
+                _compile(html_toc[index + 1]),
                 text_toc[index + 1],
             )
         # An image adds a style to the head, so frames differ by whether any paper has one.
         has_image = any(self._image(paper) for paper in papers)
         self._frames.setdefault(
             (has_image, issue.kind, issue.start),
-            (html_toc[0], html_toc[-1], html[-1], text_toc[0], text_toc[-1], text[-1]),
+            (
+                _compile(html_toc[0]),
+                _compile(html_toc[-1]),
+                _compile(html[-1]),
+                text_toc[0],
+                text_toc[-1],
+                text[-1],
+            ),
         )
 
     def _render_once(
@@ -660,10 +658,10 @@ class DigestComposer:
             opens = number - 1 == first_trending
             if number - 1 < first_trending:
                 # The list at the top names the picks; "Also trending" stays its own section below.
-                html_pieces.append((self._cut(html_entry), _NO_FILLS))
+                html_pieces.append((html_entry, _NO_FILLS))
                 text_toc.append(text_entry.replace(NUMBER_MARK, str(number)))
             block_fills = {"LWHY": html_escape(why), "LSECTION": section_html if opens else ""}
-            html_blocks.append((self._cut(html_block), block_fills))
+            html_blocks.append((html_block, block_fills))
             text_parts.append(
                 text_block.replace(WHY_MARK, why)
                 .replace(NUMBER_MARK, str(number))
@@ -686,11 +684,11 @@ class DigestComposer:
         html_fills = {mark[3:-3]: html_escape(value) for mark, value in fills.items()}
         html_parts = _assemble(
             [
-                (self._cut(html_head), html_fills),
+                (html_head, html_fills),
                 *html_pieces,
-                (self._cut(html_after_toc), html_fills),
+                (html_after_toc, html_fills),
                 *html_blocks,
-                (self._cut(html_tail), html_fills),
+                (html_tail, html_fills),
             ]
         )
         text_head, text_after_toc, text_tail = (
@@ -706,15 +704,6 @@ class DigestComposer:
             also_trending=tuple(item.paper_id for item in trending or ()),
             kind=kind,
         )
-
-    def _cut(self, html: str) -> list[str]:
-        """A cached piece of HTML (a frame part, a title entry, a paper's block),
-        cut at its placeholders once: the marks of the list's own values are
-        placeholders too until _assemble fills them."""
-        parts = self._split.get(html)
-        if parts is None:
-            parts = self._split[html] = _compile(html)
-        return parts
 
     def personal_values(self, reader: Reader, compiled: CompiledDigest) -> dict[str, str]:
         links = email_links(subscriber_id=reader.subscriber_id, token_version=reader.token_version)
