@@ -77,8 +77,8 @@ def _decode(text: str) -> int:
 
 class KeyedSigner(signing.Signer):
     """``django.core.signing.Signer`` that derives each key's HMAC key once
-    instead of on every signature; signatures are byte for byte the same. A digest signs a dozen links per
-    reader, so this is a hot path."""
+    instead of on every signature; signatures are byte for byte the same. A
+    digest signs a dozen links per reader, so this is a hot path."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -95,22 +95,22 @@ class KeyedSigner(signing.Signer):
         return base
 
     def signature(self, value: str | bytes, key: str | bytes | None = None) -> str:
-        mac = self._mac(key or self.key).copy()
-        mac.update(value.encode() if isinstance(value, str) else value)
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        return _signed(self._mac(key or self.key), value.encode() if isinstance(value, str) else value)
 
     def sign_all(self, values: Iterable[str]) -> list[str]:
         """``sign`` for each value, with the current key."""
-        base, sep, encode = self._mac(self.key), self.sep, base64.urlsafe_b64encode
-        signed = []
-        for value in values:
-            mac = base.copy()
-            mac.update(value.encode())
-            signed.append(f"{value}{sep}{encode(mac.digest()).rstrip(b'=').decode()}")
-        return signed
+        base = self._mac(self.key)
+        return [f"{value}{self.sep}{_signed(base, value.encode())}" for value in values]
 
     def sign(self, value: str) -> str:
         return f"{value}{self.sep}{self.signature(value)}"
+
+
+def _signed(base: hmac.HMAC, value: bytes) -> str:
+    """The URL-safe base64 HMAC of `value` under the key `base` was made with."""
+    mac = base.copy()
+    mac.update(value)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 def _untimed_signer(salt: str) -> KeyedSigner:
@@ -130,10 +130,8 @@ def _b62(number: int) -> str:
 
 def sign_numbers(salt: str, *numbers: int, timed: bool = False) -> str:
     """A URL-safe signed token carrying ``numbers``; ``timed`` adds the signing time for ``max_age``."""
-    if timed:
-        value = _FIELD_SEP.join(_encode(int(number)) for number in numbers)
-        return signing.TimestampSigner(salt=salt, sep=_SEP).sign(value)
-    return _untimed_signer(salt).sign(_FIELD_SEP.join(_encode(int(number)) for number in numbers))
+    signer = signing.TimestampSigner(salt=salt, sep=_SEP) if timed else _untimed_signer(salt)
+    return signer.sign(_FIELD_SEP.join(_encode(int(number)) for number in numbers))
 
 
 def sign_many(salt: str, first: int, rest: Iterable[tuple[int, ...]]) -> list[str]:
