@@ -125,9 +125,18 @@ def test_pool_process_killed_mid_chunk_is_requeued_at_once(postgres_required, ce
         outcome = assert_one_digest_or_recorded_failure(esp, emails, EDITION)
     assert outcome == {"sent": 30, "failed": 0}
     log = worker.log()
-    assert "WorkerLostError" in log
-    for task_id in killed:  # reject_on_worker_lost put them back on the queue
-        assert log.count(f"digest.send_chunk[{task_id}] received") >= 2
+    assert log.count("exited with 'signal 9 (SIGKILL)'") == 2
+    # Each task that died ran again under its own id, long before the broker's
+    # visibility timeout. Celery takes one of two paths: a job its process had
+    # acknowledged fails with WorkerLostError and reject_on_worker_lost puts the
+    # message back on the queue (it is received again); a job whose
+    # acknowledgement the pool had not yet read is handed to a fresh process
+    # without a second "received". The execution that was killed never logged
+    # success, so a success line is a later run's.
+    for task_id in killed:
+        assert f"digest.send_chunk[{task_id}] succeeded" in log
+    requeued = [task_id for task_id in killed if log.count(f"digest.send_chunk[{task_id}] received") >= 2]
+    assert not requeued or "WorkerLostError" in log
 
 
 def test_redis_restarted_mid_run_loses_queued_chunks_that_recovery_brings_back(
