@@ -4,6 +4,7 @@ same errors requests would raise, so sending tells sent from not-sent as before.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import socketserver
@@ -26,8 +27,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 class ScriptedHTTP:
     """A raw HTTP/1.1 server on loopback. `action(request)` returns the bytes to
-    answer with, None to close the connection without answering, or
-    (bytes, "then close") to answer and then hang up without saying so."""
+    answer with, a list of byte strings to write one at a time (a slow network
+    cuts an answer anywhere), None to close the connection without answering,
+    or (bytes, "then close") to answer and then hang up without saying so."""
 
     def __init__(self, action: Callable[[dict], bytes | tuple[bytes, str] | None], tls=None):
         self.action = action
@@ -74,6 +76,11 @@ class ScriptedHTTP:
                     if isinstance(answer, tuple):
                         self.request.sendall(answer[0])
                         return
+                    if isinstance(answer, list):
+                        for piece in answer:
+                            self.request.sendall(piece)
+                            time.sleep(0.005)
+                        continue
                     self.request.sendall(answer)
 
         self.server = _Server(("127.0.0.1", 0), Handler)
@@ -306,3 +313,70 @@ def test_https_refuses_a_server_its_ca_bundle_does_not_trust(tls_server_context)
         with pytest.raises(requests.exceptions.SSLError):
             session.request("POST", server.url + "/email", data="{}", timeout=5)
     assert server.requests == []
+
+
+def in_pieces(data: bytes, *cuts: int) -> list[bytes]:
+    edges = [0, *cuts, len(data)]
+    return [data[start:end] for start, end in itertools.pairwise(edges)]
+
+
+def test_a_chunked_answer_cut_anywhere_is_read_whole_on_a_connection_kept_alive():
+    body = json.dumps({"MessageID": "m-7", "Message": "OK"}).encode()
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: r-1\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:9], body[9:]))
+        + b"0\r\n\r\n"
+    )
+    # Cut inside the status line, a header name, the blank line and a chunk size.
+    answer = in_pieces(chunked, 7, 40, 101, 104, 116)
+    with ScriptedHTTP(lambda request: answer) as server:
+        session = LeanSession()
+        first = session.request("POST", server.url + "/email", data="{}", timeout=5)
+        second = session.request("POST", server.url + "/email", data="{}", timeout=5)
+    assert first.status_code == 200 and first.reason == "OK"
+    assert first.json() == {"MessageID": "m-7", "Message": "OK"}
+    assert first.headers["x-request-id"] == "r-1"
+    assert second.json() == first.json()
+    assert server.connections == 1
+
+
+def test_an_answer_whose_body_runs_to_the_close_is_read_and_its_connection_not_reused():
+    body = json.dumps({"MessageID": "m-8"}).encode()
+    with ScriptedHTTP(lambda request: (b"HTTP/1.1 200 OK\r\n\r\n" + body, "then close")) as server:
+        session = LeanSession()
+        assert session.request("POST", server.url + "/email", data="{}", timeout=5).json() == {
+            "MessageID": "m-8"
+        }
+        assert session._sockets == {}
+        session.request("POST", server.url + "/email", data="{}", timeout=5)
+    assert server.connections == 2
+
+
+def test_an_http_1_0_answer_is_not_kept_alive():
+    with ScriptedHTTP(lambda request: ok().replace(b"HTTP/1.1", b"HTTP/1.0", 1)) as server:
+        session = LeanSession()
+        for _ in range(2):
+            assert session.request("POST", server.url + "/email", data="{}", timeout=5).status_code == 200
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param((b"SMTP ready\r\n\r\n", "then close"), id="not-http"),
+        pytest.param((ok()[:-5], "then close"), id="body-cut-short"),
+        pytest.param(
+            (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", "then close"), id="endless-headers"
+        ),
+        pytest.param((b"HTTP/1.1 100 Continue\r\n\r\n", "then close"), id="interim-only"),
+    ],
+)
+def test_an_answer_that_cannot_be_read_is_uncertain(answer):
+    with ScriptedHTTP(lambda request: answer) as server:
+        session = LeanSession()
+        with pytest.raises(requests.exceptions.ConnectionError) as caught:
+            session.request("POST", server.url + "/email", data="{}", timeout=5)
+    assert len(server.requests) == 1
+    assert session._sockets == {}
+    assert isinstance(_classified(caught.value), UncertainSendError)
