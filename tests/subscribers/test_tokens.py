@@ -4,7 +4,7 @@ import time
 
 import pytest
 from django.core import signing
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from subscribers import tokens
@@ -133,3 +133,18 @@ def test_a_spliced_token_url_is_the_one_reverse_builds(settings, viewname):
     assert token_url(viewname, token) == settings.SITE_URL + reverse(viewname, args=[token])
     settings.SITE_URL = "https://papers.example.net"
     assert token_url(viewname, token) == "https://papers.example.net" + reverse(viewname, args=[token])
+
+
+@given(key=st.binary(max_size=200), value=st.binary(max_size=300))
+@example(key=b"", value=b"")
+@example(key=b"k" * 64, value=b"one block of key")
+@example(key=b"k" * 65, value=b"a key longer than a block is hashed first")
+def test_the_precomputed_hmac_is_hmac_sha256(key, value):
+    import hashlib
+    import hmac
+
+    from subscribers.tokens import _Mac
+
+    mac = _Mac(key)
+    assert mac.digest(value) == hmac.new(key, value, hashlib.sha256).digest()
+    assert mac.digest(value) == mac.digest(value)  # the key's states are copied, never consumed
