@@ -1,6 +1,7 @@
 import gc
 import logging.config
 import os
+import sys
 from typing import Any
 
 from celery import Celery
@@ -30,7 +31,7 @@ def prepare_worker(**_: Any) -> None:
     ESP's anymail backend, the Redis client behind the cache, the URL patterns
     its links reverse and the digest's templates) rather than while the first
     chunk's readers wait, about a fifth of a second a worker; then tune the
-    garbage collector for a long-lived process."""
+    garbage collector and the thread switch for a long-lived sending process."""
     from django.conf import settings
     from django.urls import get_resolver
     from django.utils.module_loading import import_string
@@ -46,7 +47,16 @@ def prepare_worker(**_: Any) -> None:
     for part in ("mjml", "txt"):
         email_template(f"emails/digest.{part}")
     tune_garbage_collector()
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
 
+
+# A sending worker is one thread composing and dozens of sender threads that
+# each hold the interpreter for a moment around an ESP call. Python makes a
+# running thread hand over to a waiting one every 5 ms by default; at 20 ms
+# there are fewer handovers, and 100k readers on the instant ESP take about 2%
+# less worker CPU. A sender never waits for its call's answer holding the
+# interpreter (I/O releases it), so calls in flight are not held back.
+WORKER_SWITCH_INTERVAL = 0.02
 
 # A night allocates millions of short-lived tuples and dicts; at Python's default
 # (a collection every 700) the cyclic collector took about 7% of a worker's CPU.

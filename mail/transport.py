@@ -46,7 +46,9 @@ ONE_WRITE_LIMIT = 4 * 1024 * 1024
 # An answer whose status line and headers are longer than this is refused (as
 # http.client refuses a header line over 64 KiB).
 MAX_HEAD_BYTES = 64 * 1024
-READ_SIZE = 256 * 1024
+# Each recv allocates this much while it waits, in every sender thread at once;
+# an ESP's answer is a few hundred bytes.
+READ_SIZE = 16 * 1024
 
 
 class _Answer:

@@ -2,6 +2,16 @@
 
 import sys
 
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def restore_switch_interval():
+    """prepare_worker tunes the process it runs in: give the rest of the suite Python's own setting back."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
 
 def test_a_ready_worker_has_the_send_path_and_the_digest_templates_loaded(settings):
     from config.celery_app import prepare_worker
@@ -28,3 +38,11 @@ def test_a_ready_worker_collects_young_objects_less_often_and_never_scans_what_i
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_ready_worker_hands_the_interpreter_between_threads_less_often():
+    from config.celery_app import WORKER_SWITCH_INTERVAL, prepare_worker
+
+    assert sys.getswitchinterval() == 0.005  # Python's default
+    prepare_worker()
+    assert sys.getswitchinterval() == WORKER_SWITCH_INTERVAL > 0.005
