@@ -167,6 +167,9 @@ class LeanSession(requests.Session):
         target = _target(url)
         lean = (
             target is not None
+            # A HEAD answer announces a body it does not send; only a reader told
+            # the method can frame it, so requests (urllib3) reads those.
+            and method.upper() != "HEAD"
             and not files
             and not kwargs
             and not self.proxies
@@ -242,14 +245,7 @@ class LeanSession(requests.Session):
             else:
                 sock.sendall(head)
                 sock.sendall(body)
-            if method == "HEAD":  # its answer has a length and no body: http.client knows
-                answer = http.client.HTTPResponse(sock, method=method)
-                answer.begin()
-                content = answer.read()
-                status, reason, answer_headers = answer.status, answer.reason, answer.getheaders()
-                keep = not answer.will_close
-            else:
-                status, reason, answer_headers, content, keep = read_answer(sock)
+            status, reason, answer_headers, content, keep = read_answer(sock)
         except TimeoutError as exc:
             self._drop(key)
             raise requests.exceptions.ReadTimeout(

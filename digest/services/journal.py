@@ -96,25 +96,6 @@ class RedisJournal:
                 found[delivery_id] = JournalEntry(message_id, subject, paper_ids)
         return found
 
-    def record(self, delivery_id: int, message_id: str, subject: str, paper_ids: list[int]) -> None:
-        import redis
-
-        value = json.dumps([message_id, subject, paper_ids])
-        try:
-            if self.expiry_set:
-                self.client.hset(self.key, str(delivery_id), value)
-            else:
-                # The first write of this journal object (one per chunk) also
-                # pushes the expiry forward; later writes are a single HSET.
-                pipe = self.client.pipeline(transaction=False)
-                pipe.hset(self.key, str(delivery_id), value)
-                pipe.expire(self.key, JOURNAL_TTL_SECONDS)
-                pipe.execute()
-                self.expiry_set = True
-        except redis.RedisError:
-            # Redis is away: write the row now rather than lose the fact.
-            self.fallback.record(delivery_id, message_id, subject, paper_ids)
-
     def record_many(self, entries: dict[int, "JournalEntry"]) -> None:
         """Record a call's entries; returns once a write holding them is done
         (in Redis, or in the database when Redis is away)."""

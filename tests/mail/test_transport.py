@@ -235,6 +235,16 @@ def test_calls_it_does_not_handle_go_through_requests():
     assert b"hello" in server.requests[0]["body"]
 
 
+def test_a_head_call_goes_through_requests_and_its_bodiless_answer_is_read():
+    # The answer's Content-Length describes the body a GET would get; none follows.
+    with ScriptedHTTP(lambda request: ok()) as server:
+        session = LeanSession()
+        response = session.request("HEAD", server.url + "/messages", timeout=2)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert session.lean_calls == 0
+
+
 def test_the_digest_backend_sends_through_it(postmark_at_fake_esp):
     from mail.build import build_message
     from subscribers.links import list_headers
