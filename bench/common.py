@@ -232,7 +232,40 @@ def machine() -> dict[str, object]:
                 memory_mb = int(line.split()[1]) // 1024
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_mb": memory_mb, "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_mb": memory_mb,
+        "python": sys.version.split()[0],
+        "reference_ms": reference_ms(),
+    }
+
+
+def _reference_work() -> int:
+    """A fixed piece of pure-Python work of the kinds a sending worker does most
+    (dict lookups, string building, sorting tuples, small allocations)."""
+    words = {number: f"w{number}" for number in range(1000)}
+    total = 0
+    for round_ in range(40):
+        parts = [words[(number * 7 + round_) % 1000] for number in range(1000)]
+        text = " ".join(parts)
+        total += len(text.replace("w1", "x"))
+        keyed = sorted((len(part), -number, part) for number, part in enumerate(parts))
+        total += keyed[0][0]
+    return total
+
+
+def reference_ms(repeats: int = 5) -> float:
+    """How long this machine takes for `_reference_work`, best of `repeats`, in ms.
+
+    Machines of the same kind differ (and drift) in speed; a run's numbers are
+    comparable with another machine's in proportion to this."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        _reference_work()
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def cpu_seconds(pid: int) -> float:

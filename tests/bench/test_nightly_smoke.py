@@ -58,3 +58,5 @@ def test_nightly_bench_smoke_sends_every_due_digest_exactly_once(postgres_requir
     assert all(rss for rss in result["worker_peak_rss_mb"])
     assert result["db_round_trips"] > 0
     assert result["naive"]["sent"] > 0
+    # The machine's speed, for comparing runs made on different machines.
+    assert result["machine"]["reference_ms"] > 0
